@@ -1,0 +1,158 @@
+// fastcnn.h -- the whole native API of fastcnn as plain C++ declarations.
+//
+// Nothing here knows Python; bindings.cpp is the only file that does.
+//
+// Size letters used everywhere:
+//   N  batch size               C  input channels          K  output channels (filters)
+//   H W  input height/width     KH KW  kernel (window) height/width
+//   SH SW  stride               PH PW  zero padding (conv only)
+//   OH OW  output height/width:  OH = (H + 2*PH - KH) / SH + 1   (floor)
+//   I O  dense input/output features     D  features per sample in a cost
+//
+// Layouts: images NCHW, conv weights (K, C, KH, KW), dense weights (I, O)
+// so that dense out = x @ w + b. Every buffer is float32, C-contiguous, and
+// the caller owns it. All sizes are int64_t; callers (bindings.cpp) check
+// shapes and overflow before calling, so kernels trust their arguments.
+//
+// Gradient convention: every *_backward kernel OVERWRITES its outputs
+// (dx, dw, db); nothing accumulates. Zeroing/accumulating across steps is the
+// Python trainer's business.
+//
+// Threading: kernels use OpenMP internally; none throws inside a parallel
+// region. Kernels may allocate scratch memory (std::vector) and may throw
+// std::bad_alloc before any parallel region starts.
+#pragma once
+#include <cstdint>
+
+namespace fastcnn {
+
+// ---------------------------------------------------------------- GEMM ----
+// C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C.
+// op(A) = A (stored M x K, row stride lda) or A^T (stored K x M, row stride lda).
+// op(B) = B (stored K x N, ldb)               or B^T (stored N x K, ldb).
+// beta == 0 means C is write-only (NaNs already in C are not propagated).
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+           float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+           float beta, float* C, int64_t ldc);
+// Plain triple loop with the same contract: the oracle and fallback.
+void sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                 float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                 float beta, float* C, int64_t ldc);
+
+// ------------------------------------------------------------ dispatch ----
+// Probe the CPU once (honouring FASTCNN_ISA=generic|avx2 from the environment)
+// and pick the micro-kernels. Called once at module import; safe to call again.
+void init_dispatch();
+// Force a path: "generic" or "avx2". Returns false (and changes nothing) if the
+// name is unknown or the CPU/build cannot run it.
+bool set_isa(const char* name);
+const char* simd_level();      // the path in use: "avx2" or "generic"
+bool cpu_has_avx2_fma();       // what the CPU offers, whatever is in use
+
+// ------------------------------------------------------------- threads ----
+void set_num_threads(int n);   // omp_set_num_threads; no-op without OpenMP
+int get_num_threads();         // omp_get_max_threads; 1 without OpenMP
+bool openmp_enabled();
+
+// -------------------------------------------------------- im2col / conv ----
+// cols (C*KH*KW, N*OH*OW): row r = (c*KH + i)*KW + j, column q = (n*OH + oh)*OW + ow,
+// cols[r][q] = x[n][c][oh*SH - PH + i][ow*SW - PW + j] or 0 outside the image.
+void im2col(float* cols, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
+            int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
+// dx (N,C,H,W) overwritten with the sum of every cols entry that maps to it.
+void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64_t W,
+            int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
+
+// out (N,K,OH,OW) = conv(x (N,C,H,W), w (K,C,KH,KW)) + b (K) [b may be null].
+// Large batches run in chunks so the column buffer stays bounded.
+void conv2d_forward(float* out, const float* x, const float* w, const float* b,
+                    int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
+// dx (N,C,H,W) [may be null: not computed], dw (K,C,KH,KW), db (K) [may be null],
+// from dout (N,K,OH,OW), x, w. All outputs overwritten.
+void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
+                     const float* x, const float* w,
+                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                     int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
+
+// ------------------------------------------------------------- pooling ----
+// out (N,C,OH,OW), OH = (H - KH)/SH + 1. No padding.
+// Max: the chosen element of a window is the first in row-major order that is
+// NaN, or else the first maximum; backward routes dout to that element only.
+void maxpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t KH, int64_t KW, int64_t SH, int64_t SW);
+void maxpool2d_backward(float* dx, const float* dout, const float* x,
+                        int64_t N, int64_t C, int64_t H, int64_t W,
+                        int64_t KH, int64_t KW, int64_t SH, int64_t SW);
+// Average over the window (divides by KH*KW).
+void avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t KH, int64_t KW, int64_t SH, int64_t SW);
+void avgpool2d_backward(float* dx, const float* dout,
+                        int64_t N, int64_t C, int64_t H, int64_t W,
+                        int64_t KH, int64_t KW, int64_t SH, int64_t SW);
+// L2: sqrt(sum of squares over the window); d/dx = x / out (0 where out == 0).
+void l2pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
+                      int64_t KH, int64_t KW, int64_t SH, int64_t SW);
+void l2pool2d_backward(float* dx, const float* dout, const float* x,
+                       int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t KH, int64_t KW, int64_t SH, int64_t SW);
+// Global average: out (N,C) = mean over H*W of x (N,C,H,W).
+void global_avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t HW);
+void global_avgpool2d_backward(float* dx, const float* dout, int64_t N, int64_t C, int64_t HW);
+
+// --------------------------------------------------------------- dense ----
+// out (N,O) = x (N,I) @ w (I,O) + b (O) [b may be null].
+void dense_forward(float* out, const float* x, const float* w, const float* b,
+                   int64_t N, int64_t I, int64_t O);
+// dx (N,I) [may be null], dw (I,O), db (O) [may be null]; overwritten.
+void dense_backward(float* dx, float* dw, float* db, const float* dout,
+                    const float* x, const float* w, int64_t N, int64_t I, int64_t O);
+
+// --------------------------------------------------------- activations ----
+// Elementwise over n values; out may alias x (in place).
+// relu(NaN) = NaN; relu_backward passes dout where x > 0, else 0.
+void relu_forward(float* out, const float* x, int64_t n);
+void relu_backward(float* dx, const float* dout, const float* x, int64_t n);
+// sigmoid/tanh backward take the forward OUTPUT y, not the input.
+void sigmoid_forward(float* out, const float* x, int64_t n);
+void sigmoid_backward(float* dx, const float* dout, const float* y, int64_t n);
+void tanh_forward(float* out, const float* x, int64_t n);
+void tanh_backward(float* dx, const float* dout, const float* y, int64_t n);
+
+// -------------------------------------------------------- softmax/costs ----
+// Row-wise over x (N,K); stable (subtracts the row max).
+void softmax_forward(float* out, const float* x, int64_t N, int64_t K);
+void log_softmax_forward(float* out, const float* x, int64_t N, int64_t K);
+// Mean over the batch of -log softmax(logits)[label]; dlogits (N,K) =
+// (softmax - onehot) / N. labels (N) must lie in [0, K) (checked by the caller).
+double softmax_loglik(float* dlogits, const float* logits, const int64_t* labels,
+                      int64_t N, int64_t K);
+// Quadratic: mean over N of 0.5*||a - y||^2; da = (a - y) / N.  a, y (N,D).
+double quadratic_cost(float* da, const float* a, const float* y, int64_t N, int64_t D);
+// Binary cross-entropy on LOGITS z (N,D) with targets y in [0,1]: mean over N
+// of sum_d [softplus(z) - y*z]; dz = (sigmoid(z) - y) / N. Stable for any z.
+double binary_cross_entropy(float* dz, const float* z, const float* y, int64_t N, int64_t D);
+
+// ------------------------------------------------------------- dropout ----
+// out = x * mask * scale, mask one byte per value (0 or 1). Used for both
+// forward (x) and backward (dout); out may alias x.
+void dropout_apply(float* out, const float* x, const uint8_t* mask, float scale, int64_t n);
+
+// ------------------------------------------------------- optimizer steps ----
+// In place over n values. g' = grad + weight_decay * param in every rule.
+// SGD: v = momentum*v + g'; step = nesterov ? g' + momentum*v : v; p -= lr*step.
+//      With momentum == 0, v may be null and step = g'.
+void sgd_update(float* param, const float* grad, float* velocity, int64_t n,
+                float lr, float momentum, float weight_decay, bool nesterov);
+// Adagrad: s += g'^2; p -= lr * g' / (sqrt(s) + eps).
+void adagrad_update(float* param, const float* grad, float* sum_sq, int64_t n,
+                    float lr, float eps, float weight_decay);
+// RMSprop: s = alpha*s + (1-alpha)*g'^2; p -= lr * g' / (sqrt(s) + eps).
+void rmsprop_update(float* param, const float* grad, float* sq_avg, int64_t n,
+                    float lr, float alpha, float eps, float weight_decay);
+// Adam (step t >= 1): m = b1*m + (1-b1)*g'; v = b2*v + (1-b2)*g'^2;
+// p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+void adam_update(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step,
+                 float lr, float beta1, float beta2, float eps, float weight_decay);
+
+}  // namespace fastcnn

@@ -1,0 +1,34 @@
+"""fastcnn: train small convolutional networks on the CPU, fast.
+
+Two backends with the same op names and signatures:
+  fastcnn.reference -- pure NumPy, dtype-generic: the oracle, and a usable backend;
+  fastcnn.ops       -- the compiled core (float32, NCHW), tested against the reference.
+"""
+from __future__ import annotations
+
+from . import _core
+from . import ops, reference
+
+__version__ = "0.1.0"
+
+
+def build_info() -> dict:
+    """How the native core was built and what it runs: SIMD path in use,
+    OpenMP on/off, thread count, compiler and flags."""
+    return dict(_core.build_info())
+
+
+def set_num_threads(n: int) -> None:
+    """Number of OpenMP threads the native ops use (omp_set_num_threads)."""
+    from ._validate import integer
+
+    _core.set_num_threads(integer(n, "n", 1))
+
+
+def get_num_threads() -> int:
+    """Number of OpenMP threads the native ops use (omp_get_max_threads)."""
+    return int(_core.get_num_threads())
+
+
+__all__ = ["ops", "reference", "build_info", "set_num_threads", "get_num_threads",
+           "__version__"]

@@ -1,0 +1,309 @@
+"""Argument checks shared by both backends (fastcnn.reference and fastcnn.ops).
+
+Both backends call these functions first, so a bad argument raises the same
+exception type with the same message whichever backend runs, before any
+numerical work starts. Every message names the argument and its shape.
+
+Conventions:
+  * TypeError  -- wrong kind of object or dtype (ints where floats are needed,
+                  a float where an integer size is needed, a non-ndarray to write into);
+  * ValueError -- right kind, wrong value (ndim, shape mismatch, stride 0,
+                  negative padding, empty batch, kernel larger than the input).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+# ----------------------------------------------------------------- arrays --
+
+
+def shape_str(shape) -> str:
+    """(2, 3) -> '(2, 3)'; (5,) -> '(5,)'."""
+    return str(tuple(int(s) for s in shape))
+
+
+def floating(x, name: str) -> np.ndarray:
+    """x as an ndarray of a real floating dtype (not copied when it already is)."""
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (str, bytes)) or x is None:
+            raise TypeError(f"{name} must be a floating-point array, got {type(x).__name__}")
+        x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
+    return x
+
+
+def ndim(x: np.ndarray, name: str, n: int, layout: str = "") -> None:
+    if x.ndim != n:
+        what = f"{n}-D {layout}".rstrip()
+        raise ValueError(f"{name} must be {what}, got shape {shape_str(x.shape)}")
+
+
+def nonempty(x: np.ndarray, name: str) -> None:
+    if x.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {shape_str(x.shape)}")
+
+
+def same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{a_name} and {b_name} must have the same shape, got "
+            f"{shape_str(a.shape)} and {shape_str(b.shape)}")
+
+
+def writable(a, name: str, shape, native: bool) -> np.ndarray:
+    """An array the op writes into: never converted. The native backend also
+    needs float32 and C-contiguous memory."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), "
+                        f"got {type(a).__name__}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if native and a.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32 for the native backend "
+                        f"(it is updated in place, so it cannot be converted), got {a.dtype}")
+    if native and not a.flags.c_contiguous:
+        raise TypeError(f"{name} must be C-contiguous for the native backend "
+                        f"(it is updated in place, so it cannot be copied)")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    if shape is not None and a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {shape_str(a.shape)}, expected {shape_str(shape)}")
+    return a
+
+
+# ---------------------------------------------------------------- numbers --
+
+
+def integer(v, name: str, lo: int | None = None) -> int:
+    """A Python/NumPy integer (not bool, not float) at least lo."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {v!r}")
+    v = int(v)
+    if lo is not None and v < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+    return v
+
+
+def pair(v, name: str, lo: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= lo, as (h, w)."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w), got {v!r}")
+        return integer(v[0], name, lo), integer(v[1], name, lo)
+    v = integer(v, name, lo)
+    return v, v
+
+
+def real(v, name: str, lo: float | None = None, hi: float | None = None,
+         lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite real number in the given range."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v}")
+    if hi is not None and (v > hi or (hi_open and v == hi)):
+        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {v}")
+    return v
+
+
+# ------------------------------------------------------------- op checks --
+
+
+def gemm_args(a, b, c, trans_a, trans_b, native: bool):
+    """Returns (a, b, M, N, K). c (if given) is checked as an output (M, N)."""
+    a = floating(a, "a")
+    b = floating(b, "b")
+    ndim(a, "a", 2)
+    ndim(b, "b", 2)
+    m, ka = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if ka != kb:
+        raise ValueError(
+            f"inner dimensions differ: op(a) is {shape_str((m, ka))} (a has shape "
+            f"{shape_str(a.shape)}, trans_a={bool(trans_a)}), op(b) is {shape_str((kb, n))} "
+            f"(b has shape {shape_str(b.shape)}, trans_b={bool(trans_b)})")
+    if c is not None:
+        writable(c, "c", (m, n), native)
+    return a, b, int(m), int(n), int(ka)
+
+
+def conv_output_size(x_shape, kernel, stride, padding, x_name: str = "x") -> tuple[int, int]:
+    """Floor output size (OH, OW) of a window sweep over x (N, C, H, W)."""
+    h, w = x_shape[2], x_shape[3]
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ValueError(
+            f"kernel {shape_str((kh, kw))} is larger than the padded input "
+            f"{shape_str((h + 2 * ph, w + 2 * pw))} of {x_name} with shape "
+            f"{shape_str(x_shape)} and padding {shape_str((ph, pw))}")
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def image_batch(x, name: str = "x") -> np.ndarray:
+    x = floating(x, name)
+    ndim(x, name, 4, "(N, C, H, W)")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has an empty batch: shape {shape_str(x.shape)}")
+    nonempty(x, name)
+    return x
+
+
+def conv_args(x, w, b, stride, padding):
+    """Returns (x, w, b, (sh, sw), (ph, pw), (oh, ow))."""
+    x = image_batch(x)
+    w = floating(w, "w")
+    ndim(w, "w", 4, "(C_out, C_in, KH, KW)")
+    nonempty(w, "w")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"channel mismatch: x has shape {shape_str(x.shape)} ({x.shape[1]} channels) but "
+            f"w has shape {shape_str(w.shape)} (expects {w.shape[1]} input channels)")
+    if b is not None:
+        b = floating(b, "b")
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"b has shape {shape_str(b.shape)}, expected "
+                             f"{shape_str((w.shape[0],))} for w with shape {shape_str(w.shape)}")
+    s = pair(stride, "stride", 1)
+    p = pair(padding, "padding", 0)
+    out_hw = conv_output_size(x.shape, w.shape[2:], s, p)
+    return x, w, b, s, p, out_hw
+
+
+def conv_dout(dout, x_shape, k: int, out_hw) -> np.ndarray:
+    dout = floating(dout, "dout")
+    want = (x_shape[0], k, out_hw[0], out_hw[1])
+    if dout.shape != want:
+        raise ValueError(f"dout has shape {shape_str(dout.shape)}, expected {shape_str(want)} "
+                         f"(the forward output shape)")
+    return dout
+
+
+def im2col_args(x, kernel_size, stride, padding):
+    """Returns (x, (kh, kw), (sh, sw), (ph, pw), (oh, ow))."""
+    x = image_batch(x)
+    k = pair(kernel_size, "kernel_size", 1)
+    s = pair(stride, "stride", 1)
+    p = pair(padding, "padding", 0)
+    return x, k, s, p, conv_output_size(x.shape, k, s, p)
+
+
+def col2im_args(cols, x_shape, kernel_size, stride, padding):
+    """Returns (cols, x_shape, (kh, kw), (sh, sw), (ph, pw), (oh, ow))."""
+    cols = floating(cols, "cols")
+    ndim(cols, "cols", 2, "(C*KH*KW, N*OH*OW)")
+    if not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4:
+        raise ValueError(f"x_shape must be a 4-tuple (N, C, H, W), got {x_shape!r}")
+    x_shape = tuple(integer(s, "x_shape", 1) for s in x_shape)
+    k = pair(kernel_size, "kernel_size", 1)
+    s = pair(stride, "stride", 1)
+    p = pair(padding, "padding", 0)
+    oh, ow = conv_output_size(x_shape, k, s, p, "x_shape")
+    n, c = x_shape[:2]
+    want = (c * k[0] * k[1], n * oh * ow)
+    if cols.shape != want:
+        raise ValueError(f"cols has shape {shape_str(cols.shape)}, expected {shape_str(want)} "
+                         f"for x_shape {shape_str(x_shape)}")
+    return cols, x_shape, k, s, p, (oh, ow)
+
+
+def pool_args(x, size, stride):
+    """Returns (x, (kh, kw), (sh, sw), (oh, ow)); stride defaults to size."""
+    x = image_batch(x)
+    k = pair(size, "size", 1)
+    s = k if stride is None else pair(stride, "stride", 1)
+    return x, k, s, conv_output_size(x.shape, k, s, (0, 0))
+
+
+def pool_dout(dout, x_shape, out_hw) -> np.ndarray:
+    return conv_dout(dout, x_shape, x_shape[1], out_hw)
+
+
+def global_pool_dout(dout, x_shape) -> np.ndarray:
+    dout = floating(dout, "dout")
+    if dout.shape != tuple(x_shape[:2]):
+        raise ValueError(f"dout has shape {shape_str(dout.shape)}, expected "
+                         f"{shape_str(x_shape[:2])} (the forward output shape)")
+    return dout
+
+
+def dense_args(x, w, b):
+    """Returns (x, w, b) with x (N, I), w (I, O), b (O,) or None."""
+    x = floating(x, "x")
+    ndim(x, "x", 2, "(N, in_features)")
+    if x.shape[0] == 0:
+        raise ValueError(f"x has an empty batch: shape {shape_str(x.shape)}")
+    nonempty(x, "x")
+    w = floating(w, "w")
+    ndim(w, "w", 2, "(in_features, out_features)")
+    nonempty(w, "w")
+    if w.shape[0] != x.shape[1]:
+        raise ValueError(f"feature mismatch: x has shape {shape_str(x.shape)} but w has shape "
+                         f"{shape_str(w.shape)} (expects {w.shape[0]} input features)")
+    if b is not None:
+        b = floating(b, "b")
+        if b.shape != (w.shape[1],):
+            raise ValueError(f"b has shape {shape_str(b.shape)}, expected "
+                             f"{shape_str((w.shape[1],))} for w with shape {shape_str(w.shape)}")
+    return x, w, b
+
+
+def dense_dout(dout, n: int, o: int) -> np.ndarray:
+    dout = floating(dout, "dout")
+    if dout.shape != (n, o):
+        raise ValueError(f"dout has shape {shape_str(dout.shape)}, expected "
+                         f"{shape_str((n, o))} (the forward output shape)")
+    return dout
+
+
+def elementwise(x, name: str = "x") -> np.ndarray:
+    x = floating(x, name)
+    nonempty(x, name)
+    return x
+
+
+def rows(x, name: str = "x") -> np.ndarray:
+    """A 2-D (N, K) batch of score rows."""
+    x = floating(x, name)
+    ndim(x, name, 2, "(N, classes)")
+    nonempty(x, name)
+    return x
+
+
+def labels(y, n: int, k: int) -> np.ndarray:
+    """Integer class labels (n,), each in [0, k), as int64."""
+    if not isinstance(y, np.ndarray):
+        y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"labels must be an integer array, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"labels has shape {shape_str(y.shape)}, expected {shape_str((n,))} "
+                         f"(one label per row of logits)")
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"labels must lie in [0, {k}) for logits with {k} classes, "
+                         f"got values in [{y.min()}, {y.max()}]")
+    return y.astype(np.int64, copy=False)
+
+
+def mask(m, like: np.ndarray) -> np.ndarray:
+    """A keep-mask of 0/1 values shaped like x, as bool."""
+    if not isinstance(m, np.ndarray):
+        m = np.asarray(m)
+    if m.dtype.kind not in "biuf":
+        raise TypeError(f"mask must be a boolean or numeric 0/1 array, got dtype {m.dtype}")
+    same_shape(m, "mask", like, "x")
+    if m.dtype.kind == "b":
+        return m
+    if not np.all((m == 0) | (m == 1)):
+        raise ValueError("mask must hold only 0 and 1")
+    return m.astype(bool)
+
+
+def keep_prob(p) -> float:
+    return real(p, "keep_prob", 0.0, 1.0, lo_open=True)
