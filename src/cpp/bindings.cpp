@@ -144,10 +144,17 @@ void bind_gemm(py::module_& m) {
     (void)m;
 }
 
-// ======================================================= conv & pool ======
-// (section owned by the conv / pool / dense work)
+// ================================================= im2col, conv, dense ======
+// (section owned by the conv / dense work)
 
-void bind_conv_pool_dense(py::module_& m) {
+void bind_conv_dense(py::module_& m) {
+    (void)m;
+}
+
+// =========================================================== pooling ======
+// (section owned by the pooling work)
+
+void bind_pool(py::module_& m) {
     (void)m;
 }
 
@@ -195,6 +202,7 @@ PYBIND11_MODULE(_core, m) {
     fastcnn::init_dispatch();
     bind_misc(m);
     bind_gemm(m);
-    bind_conv_pool_dense(m);
+    bind_conv_dense(m);
+    bind_pool(m);
     bind_elementwise(m);
 }
