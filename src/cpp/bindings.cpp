@@ -140,8 +140,38 @@ void require_range(int64_t v, int64_t lo, int64_t hi, const char* name) {
 // ============================================================== GEMM ======
 // (section owned by the GEMM work)
 
+// gemm(a, b, c, alpha, beta, trans_a, trans_b): c (M, N) = alpha*op(a)*op(b) + beta*c
+// in place. a, b float32 C-contiguous 2-D; c float32 C-contiguous writeable 2-D.
 void bind_gemm(py::module_& m) {
-    (void)m;
+    m.def("gemm", [](py::handle a, py::handle b, py::handle c, double alpha, double beta,
+                     bool trans_a, bool trans_b) {
+        const float* pa = in_f32(a, "a", 2);
+        const float* pb = in_f32(b, "b", 2);
+        float* pc = out_f32(c, "c", 2);
+        const std::vector<int64_t> da = dims_of(a), db = dims_of(b);
+        // op(a) is (M, K), op(b) is (K, N); stored shapes are transposed when asked.
+        const int64_t M = trans_a ? da[1] : da[0];
+        const int64_t K = trans_a ? da[0] : da[1];
+        const int64_t KB = trans_b ? db[1] : db[0];
+        const int64_t N = trans_b ? db[0] : db[1];
+        if (KB != K) {
+            throw py::value_error("inner dimensions differ: a has shape " + dims_str(da) +
+                                  " (trans_a=" + (trans_a ? "True" : "False") +
+                                  "), b has shape " + dims_str(db) +
+                                  " (trans_b=" + (trans_b ? "True" : "False") + ")");
+        }
+        require_shape(c, "c", {M, N}, "op(a) rows x op(b) columns");
+        checked_mul(checked_mul(M, N, "gemm M*N"), K, "gemm M*N*K");
+        // Row strides of the C-contiguous arrays (at least 1 so empty arrays
+        // never give a zero stride; the kernel never reads them then).
+        const int64_t lda = da[1] > 0 ? da[1] : 1;
+        const int64_t ldb = db[1] > 0 ? db[1] : 1;
+        const int64_t ldc = N > 0 ? N : 1;
+        const float fa = static_cast<float>(alpha), fb = static_cast<float>(beta);
+        py::gil_scoped_release release;
+        fastcnn::sgemm(trans_a, trans_b, M, N, K, fa, pa, lda, pb, ldb, fb, pc, ldc);
+    }, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("alpha"), py::arg("beta"),
+       py::arg("trans_a"), py::arg("trans_b"));
 }
 
 // ================================================= im2col, conv, dense ======

@@ -22,6 +22,30 @@ def _f32(x: np.ndarray) -> np.ndarray:
 # =================================================================== GEMM ==
 
 
+def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+    """c = alpha * op(a) @ op(b) + beta * c, in float32 (op(x) is x.T when asked).
+
+    Without c a new (M, N) array is returned and beta is ignored. A given c
+    must be float32 C-contiguous; it is updated in place and returned. beta == 0
+    makes c write-only (NaN already in c does not survive).
+    """
+    a, b, m, n, _ = V.gemm_args(a, b, c, trans_a, trans_b, native=True)
+    alpha = V.real(alpha, "alpha")
+    beta = V.real(beta, "beta")
+    a, b = _f32(a), _f32(b)
+    if c is None:
+        c, beta = np.empty((m, n), dtype=np.float32), 0.0
+    else:
+        # The kernel reads a and b while it writes c: never let them overlap.
+        if np.may_share_memory(a, c):
+            a = a.copy()
+        if np.may_share_memory(b, c):
+            b = b.copy()
+    _core.gemm(a, b, c, alpha, beta, bool(trans_a), bool(trans_b))
+    return c
+
+
+
 # ========================================== im2col, col2im, conv2d, dense ==
 
 

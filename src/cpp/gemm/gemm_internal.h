@@ -1,0 +1,52 @@
+// gemm_internal.h -- the pieces sgemm is built from: packing, micro-kernels,
+// and the kernel chosen by dispatch.cpp. Internal to the native core.
+//
+// Size letters: M N K = GEMM sizes; MR NR MC KC NC = block sizes (blocking.h);
+// mr nr kc = the actual (possibly partial) extents of one tile or block.
+//
+// Packed layouts (zero-padded, so the micro-kernel always sees full panels):
+//   A panel  (kc, MR): element (i, p) of op(A) at  panel[p*MR + i]
+//   B panel  (kc, NR): element (p, j) of op(B) at  panel[p*NR + j]
+// A packed block of mc rows is ceil(mc/MR) A panels one after another, each
+// kc*MR floats long.
+#pragma once
+#include <cstdint>
+
+#include "gemm/blocking.h"
+
+namespace fastcnn {
+namespace gemm {
+
+// Micro-kernel: c (mr, nr), row stride ldc, becomes
+//   beta * c + a_panel (MR, kc) * b_panel (kc, NR)   restricted to mr x nr,
+// with 1 <= mr <= MR, 1 <= nr <= NR. beta == 0: c is write-only (never read,
+// so NaN already in c does not leak out). kc may be 0 (then c = beta * c).
+using ukernel_fn = void (*)(int64_t kc, const float* a_panel, const float* b_panel,
+                            float* c, int64_t ldc, float beta, int64_t mr, int64_t nr);
+
+// Portable C++ micro-kernel (ukernel_ref.cpp): runs anywhere.
+void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
+                 float* c, int64_t ldc, float beta, int64_t mr, int64_t nr);
+#if FASTCNN_HAVE_AVX2_BUILD
+// AVX2 + FMA micro-kernel (ukernel_avx2.cpp): only call on a CPU that has both.
+void ukernel_avx2(int64_t kc, const float* a_panel, const float* b_panel,
+                  float* c, int64_t ldc, float beta, int64_t mr, int64_t nr);
+#endif
+
+// The micro-kernel for the ISA in use (dispatch.cpp).
+ukernel_fn active_ukernel();
+
+// Pack rows [i0, i0+mc) x columns [p0, p0+kc) of op(A), times alpha, into
+// ceil(mc/MR) A panels at dst (ceil(mc/MR)*MR*kc floats).
+// op(A)(i, p) = trans_a ? A[p*lda + i] : A[i*lda + p].
+void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc,
+            int64_t p0, int64_t kc, float alpha, float* dst);
+
+// Pack rows [p0, p0+kc) x columns [j0, j0+nr) of op(B), nr <= NR, into one B
+// panel at dst (kc*NR floats).
+// op(B)(p, j) = trans_b ? B[j*ldb + p] : B[p*ldb + j].
+void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc,
+                  int64_t j0, int64_t nr, float* dst);
+
+}  // namespace gemm
+}  // namespace fastcnn

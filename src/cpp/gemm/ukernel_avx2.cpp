@@ -1,0 +1,118 @@
+// ukernel_avx2.cpp -- the AVX2 + FMA GEMM micro-kernel (6 x 16 register tile).
+//
+// Size letters: MR x NR = 6 x 16 register tile (blocking.h); kc = inner
+// extent; mr x nr = the part of the tile inside C (edge tiles are smaller).
+//
+// c (mr, nr; row stride ldc) = beta * c + a_panel (kc, MR) * b_panel (kc, NR),
+// restricted to mr x nr; beta == 0: c is only written (NaN in c is not read).
+// Same contract and signature as ukernel_ref (gemm_internal.h).
+//
+// How: the vector width (8 floats) runs along N, so a row of the tile is two
+// ymm registers; each k step loads one row of the B panel (2 vectors),
+// broadcasts the mr values of A one by one and does 2*mr FMAs. The mr rows
+// are a compile-time count (one instance per mr = 1..6), so short edge rows
+// cost only their own FMAs. Full-width tiles (nr == 16) load/store C
+// directly; narrower edge tiles go through a small tile on the stack.
+//
+// This is the only file compiled with -mavx2 -mfma. It must not define or
+// instantiate any function another file could also emit (no std::min,
+// std::vector, <cmath>, ...): the linker could keep this AVX2 copy for the
+// portable path. Everything here but ukernel_avx2 has internal linkage.
+#include <immintrin.h>
+
+#include "gemm/gemm_internal.h"
+
+namespace fastcnn {
+namespace gemm {
+
+namespace {
+
+static_assert(MR == 6 && NR == 16, "ukernel_avx2 is written for a 6 x 16 tile");
+
+template <int R>
+__attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_panel,
+                                                     const float* b_panel, float* c,
+                                                     int64_t ldc, float beta, int64_t nr) {
+    // Warm the C rows while the k loop runs.
+#pragma GCC unroll 6
+    for (int i = 0; i < R; ++i) {
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+    }
+
+    __m256 lo[R];  // columns 0..7 of row i of the tile
+    __m256 hi[R];  // columns 8..15
+#pragma GCC unroll 6
+    for (int i = 0; i < R; ++i) {
+        lo[i] = _mm256_setzero_ps();
+        hi[i] = _mm256_setzero_ps();
+    }
+
+    const float* a = a_panel;  // (kc, MR)
+    const float* b = b_panel;  // (kc, NR)
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; ++p) {
+        const __m256 b_lo = _mm256_loadu_ps(b);
+        const __m256 b_hi = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < R; ++i) {
+            const __m256 ai = _mm256_broadcast_ss(a + i);
+            lo[i] = _mm256_fmadd_ps(ai, b_lo, lo[i]);
+            hi[i] = _mm256_fmadd_ps(ai, b_hi, hi[i]);
+        }
+        a += MR;
+        b += NR;
+    }
+
+    if (nr == NR) {
+        if (beta == 0.0f) {
+#pragma GCC unroll 6
+            for (int i = 0; i < R; ++i) {
+                _mm256_storeu_ps(c + i * ldc, lo[i]);
+                _mm256_storeu_ps(c + i * ldc + 8, hi[i]);
+            }
+        } else {
+            const __m256 vbeta = _mm256_set1_ps(beta);
+#pragma GCC unroll 6
+            for (int i = 0; i < R; ++i) {
+                float* row = c + i * ldc;
+                _mm256_storeu_ps(row, _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(row), lo[i]));
+                _mm256_storeu_ps(row + 8, _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(row + 8), hi[i]));
+            }
+        }
+        return;
+    }
+
+    // Edge tile: spill to a stack tile, then copy the nr valid columns.
+    alignas(32) float t[R][NR];  // (R, NR)
+#pragma GCC unroll 6
+    for (int i = 0; i < R; ++i) {
+        _mm256_store_ps(t[i], lo[i]);
+        _mm256_store_ps(t[i] + 8, hi[i]);
+    }
+    for (int i = 0; i < R; ++i) {
+        float* row = c + i * ldc;
+        if (beta == 0.0f) {
+            for (int64_t j = 0; j < nr; ++j) row[j] = t[i][j];
+        } else {
+            for (int64_t j = 0; j < nr; ++j) row[j] = __builtin_fmaf(beta, row[j], t[i][j]);
+        }
+    }
+}
+
+}  // namespace
+
+void ukernel_avx2(int64_t kc, const float* a_panel, const float* b_panel,
+                  float* c, int64_t ldc, float beta, int64_t mr, int64_t nr) {
+    switch (mr) {
+        case 6: tile_rows<6>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
+        case 5: tile_rows<5>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
+        case 4: tile_rows<4>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
+        case 3: tile_rows<3>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
+        case 2: tile_rows<2>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
+        default: tile_rows<1>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
+    }
+}
+
+}  // namespace gemm
+}  // namespace fastcnn
