@@ -30,13 +30,14 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     beta = V.real(beta, "beta")
     op_a = a.T if trans_a else a  # (M, K)
     op_b = b.T if trans_b else b  # (K, N)
-    product = alpha * (op_a @ op_b)  # (M, N)
-    if c is None:
-        return product
-    if beta == 0.0:
-        c[...] = product
-    else:
-        c[...] = product + beta * c
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf in, NaN/Inf out
+        product = alpha * (op_a @ op_b)  # (M, N)
+        if c is None:
+            return product
+        if beta == 0.0:
+            c[...] = product
+        else:
+            c[...] = product + beta * c
     return c
 
 

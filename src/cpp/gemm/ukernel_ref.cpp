@@ -13,23 +13,31 @@
 namespace fastcnn {
 namespace gemm {
 
+static_assert(MR % 2 == 0, "ukernel_ref takes the rows two at a time");
+
 void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
                  float* c, int64_t ldc, float beta, int64_t mr, int64_t nr) {
-    float acc[MR][NR] = {};  // (MR, NR) tile of a_panel * b_panel
-    for (int64_t p = 0; p < kc; ++p) {
-        const float* a = a_panel + p * MR;  // (MR,) column p of op(A) block
-        const float* b = b_panel + p * NR;  // (NR,) row p of op(B) block
-        for (int64_t i = 0; i < MR; ++i) {
-            const float ai = a[i];
-            for (int64_t j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    // Two rows of the tile at a time: 2 x 16 accumulators fit the 16 SSE
+    // registers of baseline x86-64 (the whole 6 x 16 tile would not).
+    for (int64_t i0 = 0; i0 < mr; i0 += 2) {
+        float acc[2][NR] = {};  // (2, NR) rows i0, i0+1 of a_panel * b_panel
+        for (int64_t p = 0; p < kc; ++p) {
+            const float a0 = a_panel[p * MR + i0];      // padded rows are 0, so
+            const float a1 = a_panel[p * MR + i0 + 1];  // i0 + 1 < MR is enough
+            const float* b = b_panel + p * NR;          // (NR,) row p of op(B)
+            for (int64_t j = 0; j < NR; ++j) {
+                acc[0][j] += a0 * b[j];
+                acc[1][j] += a1 * b[j];
+            }
         }
-    }
-    for (int64_t i = 0; i < mr; ++i) {
-        float* row = c + i * ldc;  // (nr,)
-        if (beta == 0.0f) {
-            for (int64_t j = 0; j < nr; ++j) row[j] = acc[i][j];
-        } else {
-            for (int64_t j = 0; j < nr; ++j) row[j] = beta * row[j] + acc[i][j];
+        const int64_t rows = (mr - i0 < 2) ? mr - i0 : 2;
+        for (int64_t r = 0; r < rows; ++r) {
+            float* row = c + (i0 + r) * ldc;  // (nr,)
+            if (beta == 0.0f) {
+                for (int64_t j = 0; j < nr; ++j) row[j] = acc[r][j];
+            } else {
+                for (int64_t j = 0; j < nr; ++j) row[j] = beta * row[j] + acc[r][j];
+            }
         }
     }
 }

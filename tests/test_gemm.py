@@ -1,0 +1,370 @@
+"""GEMM: fastcnn.ops.gemm (native float32) against fastcnn.reference.gemm (float64).
+
+Every size in a small range (so every remainder modulo the 6 x 16 register tile
+is hit), the network's shapes, sizes that cross the MC/KC/NC cache blocks, all
+four transpose combinations, alpha/beta, NaN/Inf, strided inputs, bad input;
+on each SIMD path and with 1 and 2 threads.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import _core, ops
+from fastcnn import reference as ref
+from helpers import as64, assert_close
+
+MR, NR, MC, KC, NC = 6, 16, 144, 256, 4080  # src/cpp/gemm/blocking.h
+
+# The network's GEMMs, M x N x K.
+NETWORK_SHAPES = [(20, 5760, 25), (40, 640, 500), (500, 640, 40), (40, 500, 640),
+                  (10, 100, 640), (64, 1000, 1000)]
+# Just below, at and above each cache block, and two blocks plus a bit.
+BLOCK_SHAPES = [(MC - 1, 37, KC + 1), (MC, NR * 3, KC), (MC + 1, 50, 2 * KC + 3),
+                (2 * MC + 5, 33, 7), (13, NC + 3, 9), (MC + 7, NC + 21, KC + 5),
+                (301, 37, 257)]
+
+
+def operands(rng, m, n, k, trans_a, trans_b, dtype=np.float32):
+    """Random a, b stored so that op(a) is (m, k) and op(b) is (k, n)."""
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    return a, b
+
+
+def tolerance(a, b, k, alpha=1.0, beta=0.0, c=None):
+    """(rtol, atol) for a float32 product accumulated over k terms, checked
+    against float64: the error grows like sqrt(k) * max|a| * max|b|."""
+    amax = float(np.max(np.abs(a))) if a.size else 0.0
+    bmax = float(np.max(np.abs(b))) if b.size else 0.0
+    cmax = float(np.max(np.abs(c))) if c is not None and c.size else 0.0
+    atol = 1e-5 * np.sqrt(max(k, 1)) * amax * bmax * abs(alpha) + 1e-6 * abs(beta) * cmax
+    return 1e-5, atol + 1e-30
+
+
+def check(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+    """Native against the float64 reference for one call; returns the native result."""
+    k = a.shape[0] if trans_a else a.shape[1]
+    c_ref = None if c is None else c.astype(np.float64)
+    c_tol = None if c is None else c.copy()
+    want = ref.gemm(*as64(a, b), c_ref, alpha=alpha, beta=beta, trans_a=trans_a,
+                    trans_b=trans_b)
+    got = ops.gemm(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+    assert got.dtype == np.float32
+    if c is not None:
+        assert got is c
+    rtol, atol = tolerance(a, b, k, alpha, beta if c is not None else 0.0, c_tol)
+    assert_close(got, want, rtol=rtol, atol=atol, name=f"gemm {got.shape} k={k}")
+    return got
+
+
+# ------------------------------------------------------------ sweeps ----
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False),
+                                              (True, True)])
+def test_every_small_size(isa, trans_a, trans_b):
+    """M 1..14, N 1..34, K 1..18: every remainder mod MR=6 and NR=16, twice over."""
+    rng = np.random.default_rng(1)
+    m_max, n_max, k_max = 14, 34, 18
+    a_full = rng.standard_normal((m_max, k_max)).astype(np.float32)  # (M, K)
+    b_full = rng.standard_normal((k_max, n_max)).astype(np.float32)  # (K, N)
+    for k in range(1, k_max + 1):
+        # One float64 product per k; every (m, n) result is a corner of it.
+        want = a_full[:, :k].astype(np.float64) @ b_full[:k].astype(np.float64)
+        got = np.full((m_max, n_max, m_max, n_max), np.nan)  # [m-1, n-1] -> (m, n) result
+        for m in range(1, m_max + 1):
+            a = a_full[:m, :k]
+            a = np.ascontiguousarray(a.T) if trans_a else a
+            for n in range(1, n_max + 1):
+                b = b_full[:k, :n]
+                b = np.ascontiguousarray(b.T) if trans_b else b
+                got[m - 1, n - 1, :m, :n] = ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+        for m in range(1, m_max + 1):
+            for n in range(1, n_max + 1):
+                assert_close(got[m - 1, n - 1, :m, :n], want[:m, :n], rtol=1e-5, atol=1e-5,
+                             name=f"gemm m={m} n={n} k={k}")
+
+
+@pytest.mark.parametrize("shape", NETWORK_SHAPES + BLOCK_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_network_and_block_shapes(isa, threads, shape):
+    rng = np.random.default_rng(2)
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, False, False)
+    check(a, b)
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("shape", [(40, 500, 640), (145, 4100, 30), (150, 300, 300)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_transposes_large(isa, threads, shape, trans_a, trans_b):
+    rng = np.random.default_rng(3)
+    a, b = operands(rng, *shape, trans_a, trans_b)
+    check(a, b, trans_a=trans_a, trans_b=trans_b)
+
+
+@pytest.mark.parametrize("shape", [(1024, 64, 64), (64, 1024, 64), (301, 37, 257),
+                                   (20, 5760, 25), (MC + 7, NC + 21, KC + 5)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_threads_agree(isa, shape):
+    """Threads cut C on tile boundaries, so 1 and 2 threads give the same bits."""
+    rng = np.random.default_rng(4)
+    a, b = operands(rng, *shape, False, False)
+    c0 = rng.standard_normal(shape[:2]).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2):
+            fastcnn.set_num_threads(t)
+            results.append(ops.gemm(a, b, c0.copy(), alpha=0.5, beta=-1.5))
+    finally:
+        fastcnn.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_paths_agree():
+    """The portable and AVX2 micro-kernels compute the same thing (to rounding)."""
+    if "avx2" not in [p for p in ("generic", "avx2") if _can_use(p)]:
+        pytest.skip("no AVX2 path on this CPU/build")
+    rng = np.random.default_rng(5)
+    a, b = operands(rng, 47, 95, 300, False, False)
+    before = _core.simd_level()
+    try:
+        _core._set_isa("generic")
+        g = ops.gemm(a, b)
+        _core._set_isa("avx2")
+        v = ops.gemm(a, b)
+    finally:
+        _core._set_isa(before)
+    rtol, atol = tolerance(a, b, 300)
+    assert_close(g, v.astype(np.float64), rtol=rtol, atol=atol)
+
+
+def _can_use(path):
+    info = fastcnn.build_info()
+    return path == "generic" or (info["cpu_avx2_fma"] and info["avx2_compiled"])
+
+
+# ------------------------------------------------------- alpha, beta ----
+
+
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0),
+                                         (0.0, 0.75), (0.3, 1.7)])
+@pytest.mark.parametrize("shape", [(7, 19, 5), (40, 500, 640), (MC + 1, 70, KC + 9)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_alpha_beta(isa, threads, shape, alpha, beta):
+    rng = np.random.default_rng(6)
+    a, b = operands(rng, *shape, False, False)
+    c = rng.standard_normal(shape[:2]).astype(np.float32)
+    check(a, b, c, alpha=alpha, beta=beta)
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (13, 35, 300), (40, 640, 500)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_beta_zero_ignores_nan_in_c(isa, threads, shape):
+    rng = np.random.default_rng(7)
+    a, b = operands(rng, *shape, False, False)
+    c = np.full(shape[:2], np.nan, dtype=np.float32)
+    got = check(a, b, c, alpha=1.5, beta=0.0)
+    assert np.isfinite(got).all()
+
+
+def test_without_c_beta_is_ignored():
+    rng = np.random.default_rng(8)
+    a, b = operands(rng, 4, 5, 6, False, False)
+    for backend in (ref, ops):
+        np.testing.assert_allclose(backend.gemm(a, b, beta=3.0), a.astype(np.float64) @ b,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("m, n, k", [(0, 5, 3), (4, 0, 3), (0, 0, 0), (4, 5, 0), (1, 1, 0)])
+def test_zero_sizes(isa, m, n, k):
+    rng = np.random.default_rng(9)
+    a, b = operands(rng, m, n, k, False, False)
+    for backend in (ref, ops):
+        out = backend.gemm(a, b)
+        assert out.shape == (m, n)
+        np.testing.assert_array_equal(out, np.zeros((m, n)))
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    want = ref.gemm(*as64(a, b), c.astype(np.float64), alpha=2.0, beta=-3.0)
+    got = ops.gemm(a, b, c, alpha=2.0, beta=-3.0)
+    assert_close(got, want, rtol=1e-6, atol=0)
+    if k == 0 and m and n:  # K == 0: c = beta * c, write-only when beta == 0
+        c = np.full((m, n), np.nan, dtype=np.float32)
+        np.testing.assert_array_equal(ops.gemm(a, b, c, beta=0.0), np.zeros((m, n)))
+
+
+# ------------------------------------------------------------ NaN/Inf ----
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, True)])
+@pytest.mark.parametrize("shape", [(7, 19, 5), (23, 45, 300), (40, 640, 500)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_nan_inf_propagate(isa, threads, shape, trans_a, trans_b):
+    rng = np.random.default_rng(10)
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, trans_a, trans_b)
+    op_a = a.T if trans_a else a  # views: writing them writes a, b
+    op_b = b.T if trans_b else b
+    op_a[m // 2, k - 1] = np.inf   # row m//2 of C becomes +-Inf
+    op_a[m - 1, 0] = np.nan        # row m-1 becomes NaN
+    op_b[k // 2, n - 1] = -np.inf  # column n-1 becomes +-Inf (NaN where it meets row m-1)
+    op_b[0, n // 2] = np.nan       # column n//2 becomes NaN
+    # The padded rows/columns of the packed panels are zero; 0 * Inf there
+    # must not leak into C (it would show up as an extra NaN).
+    got = check(a, b, trans_a=trans_a, trans_b=trans_b)
+    assert np.isnan(got[m - 1]).all() and np.isnan(got[:, n // 2]).all()
+
+
+# ----------------------------------------------------------- layouts ----
+
+
+def test_strided_inputs_are_converted(isa, threads):
+    rng = np.random.default_rng(11)
+    big_a = rng.standard_normal((60, 90))
+    big_b = rng.standard_normal((80, 70)).astype(np.float32)
+    a = big_a[::2, ::3]   # (30, 30) float64, strided
+    b = big_b[1::2, ::2]  # (40, 35) float32, strided
+    a = a[:, :20]
+    b = b[:20]
+    got = ops.gemm(a, b)
+    assert_close(got, a @ b.astype(np.float64), rtol=1e-5, atol=1e-4)
+    got_t = ops.gemm(a.T, b, trans_a=True)  # a.T is Fortran-ordered
+    assert_close(got_t, a @ b.astype(np.float64), rtol=1e-5, atol=1e-4)
+
+
+def test_c_aliasing_an_input(isa):
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((20, 20)).astype(np.float32)
+    b = rng.standard_normal((20, 20)).astype(np.float32)
+    want = ref.gemm(*as64(a, b), a.astype(np.float64), beta=1.0)
+    got = ops.gemm(a, b, a, beta=1.0)  # c is a: read a before writing it
+    assert got is a
+    assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad_c", ["float64", "fortran", "strided"])
+def test_native_refuses_unusable_c(bad_c):
+    a = np.ones((4, 3), np.float32)
+    b = np.ones((3, 5), np.float32)
+    c = {"float64": np.zeros((4, 5)),
+         "fortran": np.zeros((4, 5), np.float32, order="F"),
+         "strided": np.zeros((4, 10), np.float32)[:, ::2]}[bad_c]
+    with pytest.raises(TypeError):
+        ops.gemm(a, b, c)
+    ref.gemm(a, b, c)  # the reference writes any floating array
+    np.testing.assert_allclose(c, 3.0)
+
+
+def test_reference_is_dtype_generic():
+    a = np.ones((2, 3), np.float32)
+    b = np.ones((3, 4), np.float32)
+    assert ref.gemm(a, b).dtype == np.float32
+    assert ref.gemm(a.astype(np.float64), b.astype(np.float64)).dtype == np.float64
+
+
+# -------------------------------------------------------- bad input ----
+
+A = np.ones((4, 3), np.float32)
+B = np.ones((3, 5), np.float32)
+
+
+@pytest.mark.parametrize("backend", [ref, ops], ids=["reference", "ops"])
+@pytest.mark.parametrize("args, kwargs, error", [
+    ((np.ones(3, np.float32), B), {}, ValueError),                     # a 1-D
+    ((A, np.ones((1, 3, 5), np.float32)), {}, ValueError),             # b 3-D
+    ((np.ones((4, 3), np.int64), B), {}, TypeError),                   # int a
+    ((A, np.ones((3, 5), bool)), {}, TypeError),                       # bool b
+    ((A, np.ones((4, 5), np.float32)), {}, ValueError),                # inner mismatch
+    ((A, B), {"trans_a": True}, ValueError),                           # mismatch after op()
+    ((A, B, np.zeros((5, 4), np.float32)), {}, ValueError),            # c wrong shape
+    ((A, B, [[0.0] * 5] * 4), {}, TypeError),                          # c a list
+    ((A, B, np.zeros((4, 5), np.int32)), {}, TypeError),               # c int
+    ((A, B), {"alpha": "2"}, TypeError),
+    ((A, B), {"beta": None}, TypeError),
+    ((A, B), {"alpha": float("nan")}, ValueError),
+    (("ab", B), {}, TypeError),
+])
+def test_bad_input(backend, args, kwargs, error):
+    with pytest.raises(error):
+        backend.gemm(*args, **kwargs)
+
+
+@pytest.mark.parametrize("backend", [ref, ops], ids=["reference", "ops"])
+def test_read_only_c(backend):
+    c = np.zeros((4, 5), np.float32)
+    c.flags.writeable = False
+    with pytest.raises(ValueError):
+        backend.gemm(A, B, c)
+
+
+def test_same_message_on_both_backends():
+    msgs = []
+    for backend in (ref, ops):
+        with pytest.raises(ValueError) as e:
+            backend.gemm(A, np.ones((4, 5), np.float32))
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1]
+
+
+@pytest.mark.parametrize("a, b, c, trans_a, error", [
+    (A, np.ones((4, 5), np.float32), np.zeros((4, 5), np.float32), False, ValueError),
+    (A, B, np.zeros((4, 6), np.float32), False, ValueError),
+    (A, B, np.zeros((5, 4), np.float32), False, ValueError),
+    (A, B, np.zeros((3, 5), np.float32), True, ValueError),
+    (A, B, np.zeros((4, 5)), False, TypeError),
+    (A, B, np.zeros((20,), np.float32), False, ValueError),
+    (np.ones((4, 3)), B, np.zeros((4, 5), np.float32), False, TypeError),
+    (np.ones((6, 6), np.float32)[:4, :3], B, np.zeros((4, 5), np.float32), False, TypeError),
+    (A, B, np.zeros((4, 10), np.float32)[:, ::2], False, TypeError),
+    (A.tolist(), B, np.zeros((4, 5), np.float32), False, TypeError),
+    (A, B, None, False, TypeError),
+])
+def test_core_direct_bad_shapes_raise(a, b, c, trans_a, error):
+    with pytest.raises(error):
+        _core.gemm(a, b, c, 1.0, 0.0, trans_a, False)
+
+
+def test_core_direct_read_only_c():
+    c = np.zeros((4, 5), np.float32)
+    c.flags.writeable = False
+    with pytest.raises(ValueError):
+        _core.gemm(A, B, c, 1.0, 0.0, False, False)
+
+
+# ----------------------------------------------------------- dispatch ----
+
+
+def test_set_isa():
+    before = _core.simd_level()
+    try:
+        _core._set_isa("generic")
+        assert _core.simd_level() == "generic"
+        with pytest.raises(ValueError):
+            _core._set_isa("avx512")
+        assert _core.simd_level() == "generic"
+        if _can_use("avx2"):
+            _core._set_isa("avx2")
+            assert _core.simd_level() == "avx2"
+    finally:
+        _core._set_isa(before)
+
+
+@pytest.mark.parametrize("env", ["generic", "avx2", "bogus", ""])
+def test_fastcnn_isa_environment(env):
+    best = "avx2" if _can_use("avx2") else "generic"
+    want = "generic" if env == "generic" else best
+    src = os.path.dirname(os.path.dirname(fastcnn.__file__))
+    code = ("import numpy as np, fastcnn; from fastcnn import ops;"
+            "c = ops.gemm(np.ones((7, 9), np.float32), np.ones((9, 17), np.float32));"
+            "assert (c == 9).all(); print(fastcnn.build_info()['simd'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "FASTCNN_ISA": env,
+                              "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")},
+                         check=True)
+    assert out.stdout.strip() == want
