@@ -7,6 +7,8 @@
 //
 // Both functions read only inside the block they are given and write exactly
 // the panels they promise; padding rows/columns are written as 0.
+#include <cstring>
+
 #include "gemm/gemm_internal.h"
 
 namespace fastcnn {
@@ -96,7 +98,7 @@ void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t
             for (int64_t p = 0; p < kc; ++p) {
                 const float* src = B + (p0 + p) * ldb + j0;  // (NR,)
                 float* out = dst + p * NR;                   // (NR,)
-                for (int64_t j = 0; j < NR; ++j) out[j] = src[j];
+                std::memcpy(out, src, NR * sizeof(float));
             }
             return;
         }

@@ -1,0 +1,102 @@
+"""GFLOP/s of fastcnn's sgemm against NumPy's matmul (OpenBLAS), float32.
+
+For every shape (M x N x K: C (M, N) = A (M, K) @ B (K, N)) and thread count,
+three contenders, each first checked against a float64 product:
+  numpy          np.matmul(a, b, out=c), OpenBLAS threads set with threadpoolctl
+  fastcnn avx2   fastcnn.ops.gemm(a, b, c), the AVX2+FMA micro-kernel
+  fastcnn generic fastcnn.ops.gemm(a, b, c) forced onto the portable micro-kernel
+Ratios are against numpy (x1.00 = as fast as OpenBLAS; higher is faster).
+
+    python bench/bench_gemm.py                 # everything (about 3 minutes)
+    python bench/bench_gemm.py --threads 1 --shapes 1024x1024x1024 --repeats 5
+
+Needs threadpoolctl (pip install threadpoolctl, or the "bench" extra).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fastcnn  # noqa: E402
+from fastcnn import _core, ops  # noqa: E402
+from _harness import Harness  # noqa: E402
+
+SQUARE = ["1024x1024x1024", "2048x2048x2048"]
+NETWORK = ["20x5760x25", "40x640x500", "500x640x40", "40x500x640", "10x100x640",
+           "64x1000x1000"]
+# Targets: fastcnn avx2 / numpy at these shapes, for every thread count.
+TARGETS = {"1024x1024x1024": 0.8, "40x640x500": 1.0, "20x5760x25": 1.0}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shapes", nargs="+", default=SQUARE + NETWORK, metavar="MxNxK")
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--repeats", type=int, default=7, help="interleaved samples per contender")
+    p.add_argument("--sample", type=float, default=0.1, help="seconds per sample")
+    p.add_argument("--no-generic", action="store_true", help="skip the portable path")
+    args = p.parse_args(argv)
+
+    harness = Harness("gemm", argv=[os.path.basename(sys.executable)] + sys.argv,
+                      repeats=args.repeats, sample_s=args.sample)
+    blas = ThreadpoolController()
+    isas = ["avx2"] if _core.simd_level() == "avx2" else []
+    if not args.no_generic or not isas:
+        isas.append("generic")
+    rng = np.random.default_rng(0)
+    ratios = {}
+
+    for threads in args.threads:
+        for shape in args.shapes:
+            m, n, k = (int(s) for s in shape.lower().split("x"))
+            a = rng.standard_normal((m, k)).astype(np.float32)  # (M, K)
+            b = rng.standard_normal((k, n)).astype(np.float32)  # (K, N)
+            c = np.empty((m, n), np.float32)                    # (M, N)
+            want = a.astype(np.float64) @ b.astype(np.float64)
+            atol = 1e-5 * np.sqrt(k) * np.abs(a).max() * np.abs(b).max()
+            case = harness.case(f"{shape} threads={threads}", work=2.0 * m * n * k,
+                                reference=want, rtol=1e-4, atol=atol,
+                                params={"shape": shape, "threads": threads})
+
+            def numpy_setup(t=threads):
+                blas.limit(limits=t, user_api="blas")
+
+            def numpy_run():
+                return np.matmul(a, b, out=c)
+
+            case.add(f"numpy t={threads}", numpy_run, numpy_setup)
+            for isa in isas:
+                def ours_setup(t=threads, isa=isa):
+                    fastcnn.set_num_threads(t)
+                    _core._set_isa(isa)
+
+                def ours_run():
+                    return ops.gemm(a, b, c)
+
+                case.add(f"fastcnn {isa} t={threads}", ours_run, ours_setup)
+            case.run()
+            speeds = {cn.name: np.median(cn.seconds) for cn in case.contenders if cn.seconds}
+            if f"fastcnn avx2 t={threads}" in speeds and f"numpy t={threads}" in speeds:
+                ratios[(shape, threads)] = (speeds[f"numpy t={threads}"] /
+                                            speeds[f"fastcnn avx2 t={threads}"])
+        print()
+
+    summary = []
+    print("targets (fastcnn avx2 / numpy, median GFLOP/s ratio):")
+    for (shape, threads), r in ratios.items():
+        if shape in TARGETS:
+            ok = "met" if r >= TARGETS[shape] else "MISSED"
+            line = f"  {shape:16s} threads={threads}: x{r:.2f}  (target >= {TARGETS[shape]})  {ok}"
+            summary.append(line)
+            print(line)
+    harness.finish(summary)
+
+
+if __name__ == "__main__":
+    main()
