@@ -1,5 +1,5 @@
 // dispatch.cpp -- choose the SIMD path once: probe the CPU, honour
-// FASTCNN_ISA, and hand out the matching GEMM micro-kernel.
+// FASTCNN_ISA, and hand out the matching GEMM micro-kernels.
 //
 // Paths: "avx2" (AVX2 + FMA kernels from the *_avx2.cpp files) where the CPU
 // has both and the build compiled them; "generic" (portable C++) everywhere.
@@ -10,7 +10,7 @@
 // below, after the probe said yes.
 //
 // State: one atomic int (the path in use), so set_isa may race with a GEMM
-// running on another thread; sgemm reads the kernel once per call.
+// running on another thread; sgemm reads the kernels once per call.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -83,11 +83,11 @@ const char* simd_level() { return isa_in_use() == kAvx2 ? "avx2" : "generic"; }
 
 namespace gemm {
 
-ukernel_fn active_ukernel() {
+Ukernels active_ukernels() {
 #if FASTCNN_HAVE_AVX2_BUILD
-    if (isa_in_use() == kAvx2) return &ukernel_avx2;
+    if (isa_in_use() == kAvx2) return {&ukernel_avx2, &ukernel_pack_avx2};
 #endif
-    return &ukernel_ref;
+    return {&ukernel_ref, &ukernel_pack_ref};
 }
 
 }  // namespace gemm

@@ -24,17 +24,34 @@ namespace gemm {
 using ukernel_fn = void (*)(int64_t kc, const float* a_panel, const float* b_panel,
                             float* c, int64_t ldc, float beta, int64_t mr, int64_t nr);
 
-// Portable C++ micro-kernel (ukernel_ref.cpp): runs anywhere.
+// The same for a full-width tile (nr == NR) whose B panel is not packed yet:
+// it reads row p of the panel straight from op(B) = B (not transposed) at
+// b_src + p*ldb (NR contiguous values) and, while computing, writes the packed
+// panel to b_panel (kc, NR) for the next tiles. Reading B this way overlaps the
+// (L3-bound) packing with the FMAs.
+using ukernel_pack_fn = void (*)(int64_t kc, const float* a_panel, const float* b_src,
+                                 int64_t ldb, float* b_panel, float* c, int64_t ldc,
+                                 float beta, int64_t mr);
+
+// Portable C++ micro-kernels (ukernel_ref.cpp): run anywhere.
 void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
                  float* c, int64_t ldc, float beta, int64_t mr, int64_t nr);
+void ukernel_pack_ref(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
+                      float* b_panel, float* c, int64_t ldc, float beta, int64_t mr);
 #if FASTCNN_HAVE_AVX2_BUILD
-// AVX2 + FMA micro-kernel (ukernel_avx2.cpp): only call on a CPU that has both.
+// AVX2 + FMA micro-kernels (ukernel_avx2.cpp): only call on a CPU that has both.
 void ukernel_avx2(int64_t kc, const float* a_panel, const float* b_panel,
                   float* c, int64_t ldc, float beta, int64_t mr, int64_t nr);
+void ukernel_pack_avx2(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
+                       float* b_panel, float* c, int64_t ldc, float beta, int64_t mr);
 #endif
 
-// The micro-kernel for the ISA in use (dispatch.cpp).
-ukernel_fn active_ukernel();
+// The micro-kernels of the ISA in use (dispatch.cpp), as one pair.
+struct Ukernels {
+    ukernel_fn tile;
+    ukernel_pack_fn tile_pack_b;
+};
+Ukernels active_ukernels();
 
 // Pack rows [i0, i0+mc) x columns [p0, p0+kc) of op(A), times alpha, into
 // ceil(mc/MR) A panels at dst (ceil(mc/MR)*MR*kc floats).

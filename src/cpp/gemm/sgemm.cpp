@@ -12,8 +12,9 @@
 //   ic  over M in steps of MC    A block  (mc, kc)  packed, stays in L2
 //   jr  over nc in steps of NR   B panel  (kc, NR)  stays in L1
 //   ir  over mc in steps of MR   micro-kernel on a MR x NR tile of C
-// The B panels are packed lazily, during the first ic block, right before
-// their first use (so they are still in L1 when first read). When one ic
+// The B panels are packed lazily, during the first ic block: the first tile
+// of each panel reads op(B) in place and writes the packed panel as it goes
+// (ukernel_pack_fn), so the L3-bound packing overlaps the FMAs. When one ic
 // block covers all the thread's rows (the skinny conv shapes, M = 20 or 40),
 // a B panel is never reused, so one L1-sized panel buffer is recycled.
 //
@@ -133,7 +134,7 @@ void choose_grid(int64_t M, int64_t N, int64_t K, int max_threads, int* tm, int*
 // C[m0:m1, n0:n1] of problem g, on one thread, with its own pack buffers:
 // a_buf (min(MC, rows) rounded up to MR, kc_step), b_buf (kc_step, NR) when one
 // ic block covers the rows, else (kc_step, min(NC, cols) rounded up to NR).
-void gemm_part(const Problem& g, gemm::ukernel_fn kernel, int64_t kc_step,
+void gemm_part(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
                int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* a_buf, float* b_buf) {
     const bool one_ic = (m1 - m0) <= MC;
     for (int64_t jc = n0; jc < n1; jc += NC) {
@@ -148,14 +149,21 @@ void gemm_part(const Problem& g, gemm::ukernel_fn kernel, int64_t kc_step,
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = min64(NR, nc - jr);
                     float* b_panel = one_ic ? b_buf : b_buf + jr * kc;  // (kc, NR)
-                    if (first_ic) {
+                    float* c_col = g.C + jc + jr;
+                    int64_t ir = 0;
+                    if (first_ic && !g.trans_b && nr == NR) {
+                        // The first tile packs the B panel while it uses it.
+                        const float* b_src = g.B + pc * g.ldb + jc + jr;  // (kc, NR), row stride ldb
+                        kernels.tile_pack_b(kc, a_buf, b_src, g.ldb, b_panel, c_col + ic * g.ldc,
+                                            g.ldc, beta, min64(MR, mc));
+                        ir = MR;
+                    } else if (first_ic) {
                         gemm::pack_b_panel(g.trans_b, g.B, g.ldb, pc, kc, jc + jr, nr, b_panel);
                     }
-                    float* c_col = g.C + jc + jr;
-                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                    for (; ir < mc; ir += MR) {
                         const int64_t mr = min64(MR, mc - ir);
-                        kernel(kc, a_buf + ir * kc, b_panel, c_col + (ic + ir) * g.ldc, g.ldc,
-                               beta, mr, nr);
+                        kernels.tile(kc, a_buf + ir * kc, b_panel, c_col + (ic + ir) * g.ldc,
+                                     g.ldc, beta, mr, nr);
                     }
                 }
             }
@@ -174,7 +182,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
         return;
     }
     const Problem g{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
-    const gemm::ukernel_fn kernel = gemm::active_ukernel();
+    const gemm::Ukernels kernels = gemm::active_ukernels();
 
     // K in nearly equal blocks of at most KC (500 -> 250 + 250, not 256 + 244).
     const int64_t kc_step = ceil_div(K, ceil_div(K, KC));
@@ -201,7 +209,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
         slice(N, NR, tn, t % tn, &n0, &n1);
         if (m0 >= m1 || n0 >= n1) return;
         float* a_buf = scratch.get() + t * per_thread;
-        gemm_part(g, kernel, kc_step, m0, m1, n0, n1, a_buf, a_buf + a_size);
+        gemm_part(g, kernels, kc_step, m0, m1, n0, n1, a_buf, a_buf + a_size);
     };
 #ifdef _OPENMP
     if (threads > 1) {

@@ -13,6 +13,8 @@
 // are a compile-time count (one instance per mr = 1..6), so short edge rows
 // cost only their own FMAs. Full-width tiles (nr == 16) load/store C
 // directly; narrower edge tiles go through a small tile on the stack.
+// ukernel_pack_avx2 is the same loop reading B from op(B) itself and storing
+// each row into the packed panel as it goes (so packing rides on the FMAs).
 //
 // This is the only file compiled with -mavx2 -mfma. It must not define or
 // instantiate any function another file could also emit (no std::min,
@@ -29,15 +31,24 @@ namespace {
 
 static_assert(MR == 6 && NR == 16, "ukernel_avx2 is written for a 6 x 16 tile");
 
-template <int R>
+// Shortest k loop worth prefetching the C tile for (measured: with K = 25 the
+// prefetches cost more than they save; with K = 256 they pay).
+constexpr int64_t kPrefetchCMinK = 64;
+
+// R rows of the tile; row p of the B panel is read at b_src + p*ldb. PackB:
+// each row read is also stored to the packed panel b_panel (kc, NR).
+template <int R, bool PackB>
 __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_panel,
-                                                     const float* b_panel, float* c,
+                                                     const float* b_src, int64_t ldb,
+                                                     float* b_panel, float* c,
                                                      int64_t ldc, float beta, int64_t nr) {
-    // Warm the C rows while the k loop runs.
+    // Warm the C rows while a long k loop runs (a short one would only wait).
+    if (kc >= kPrefetchCMinK) {
 #pragma GCC unroll 6
-    for (int i = 0; i < R; ++i) {
-        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+        for (int i = 0; i < R; ++i) {
+            _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+        }
     }
 
     __m256 lo[R];  // columns 0..7 of row i of the tile
@@ -49,11 +60,17 @@ __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_
     }
 
     const float* a = a_panel;  // (kc, MR)
-    const float* b = b_panel;  // (kc, NR)
+    const float* b = b_src;   // (kc, NR), row stride ldb
+    float* packed = b_panel;  // (kc, NR), written when PackB
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; ++p) {
         const __m256 b_lo = _mm256_loadu_ps(b);
         const __m256 b_hi = _mm256_loadu_ps(b + 8);
+        if (PackB) {
+            _mm256_storeu_ps(packed, b_lo);
+            _mm256_storeu_ps(packed + 8, b_hi);
+            packed += NR;
+        }
 #pragma GCC unroll 6
         for (int i = 0; i < R; ++i) {
             const __m256 ai = _mm256_broadcast_ss(a + i);
@@ -61,7 +78,7 @@ __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_
             hi[i] = _mm256_fmadd_ps(ai, b_hi, hi[i]);
         }
         a += MR;
-        b += NR;
+        b += ldb;
     }
 
     if (nr == NR) {
@@ -104,13 +121,26 @@ __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_
 
 void ukernel_avx2(int64_t kc, const float* a_panel, const float* b_panel,
                   float* c, int64_t ldc, float beta, int64_t mr, int64_t nr) {
+    float* unused = nullptr;
     switch (mr) {
-        case 6: tile_rows<6>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
-        case 5: tile_rows<5>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
-        case 4: tile_rows<4>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
-        case 3: tile_rows<3>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
-        case 2: tile_rows<2>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
-        default: tile_rows<1>(kc, a_panel, b_panel, c, ldc, beta, nr); break;
+        case 6: tile_rows<6, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
+        case 5: tile_rows<5, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
+        case 4: tile_rows<4, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
+        case 3: tile_rows<3, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
+        case 2: tile_rows<2, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
+        default: tile_rows<1, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
+    }
+}
+
+void ukernel_pack_avx2(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
+                       float* b_panel, float* c, int64_t ldc, float beta, int64_t mr) {
+    switch (mr) {
+        case 6: tile_rows<6, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
+        case 5: tile_rows<5, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
+        case 4: tile_rows<4, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
+        case 3: tile_rows<3, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
+        case 2: tile_rows<2, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
+        default: tile_rows<1, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
     }
 }
 

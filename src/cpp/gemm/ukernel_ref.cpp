@@ -4,10 +4,12 @@
 // mr x nr = the part of the tile that lies inside C (edge tiles are smaller).
 //
 // c (mr, nr; row stride ldc) = beta * c + a_panel (kc, MR) * b_panel (kc, NR),
-// restricted to mr x nr. beta == 0: c is only written. Same contract and
-// signature as ukernel_avx2 (gemm_internal.h); this one is the fallback and the
-// twin it is checked against. Written so the compiler can vectorise the j loop
-// with baseline SSE2.
+// restricted to mr x nr. beta == 0: c is only written. Same contracts and
+// signatures as the AVX2 kernels (gemm_internal.h), which these twins are the
+// fallback for and are checked against; ukernel_pack_ref simply packs the B
+// panel first. Written so the compiler can vectorise the j loop with SSE2.
+#include <cstring>
+
 #include "gemm/gemm_internal.h"
 
 namespace fastcnn {
@@ -40,6 +42,14 @@ void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
             }
         }
     }
+}
+
+void ukernel_pack_ref(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
+                      float* b_panel, float* c, int64_t ldc, float beta, int64_t mr) {
+    for (int64_t p = 0; p < kc; ++p) {
+        std::memcpy(b_panel + p * NR, b_src + p * ldb, NR * sizeof(float));  // (NR,)
+    }
+    ukernel_ref(kc, a_panel, b_panel, c, ldc, beta, mr, NR);
 }
 
 }  // namespace gemm
