@@ -6,28 +6,40 @@
 // C (M, N; row stride ldc) = alpha * op(A) * op(B) + beta * C, exactly the
 // contract of fastcnn::sgemm in fastcnn.h (beta == 0: C is write-only).
 //
-// Loops, outermost first, for the part of C one thread owns:
-//   jc  over N in steps of NC    B block  (kc, nc)  packed once per (jc, pc)
-//   pc  over K in steps of ~KC   beta applies at pc == 0, later blocks add
-//   ic  over M in steps of MC    A block  (mc, kc)  packed, stays in L2
-//   jr  over nc in steps of NR   B panel  (kc, NR)  stays in L1
-//   ir  over mc in steps of MR   micro-kernel on a MR x NR tile of C
-// The B panels are packed lazily, during the first ic block: the first tile
-// of each panel reads op(B) in place and writes the packed panel as it goes
-// (ukernel_pack_fn), so the L3-bound packing overlaps the FMAs. When one ic
-// block covers all the thread's rows (the skinny conv shapes, M = 20 or 40),
-// a B panel is never reused, so one L1-sized panel buffer is recycled.
+// Two paths, both built from the same packing and micro-kernels, so every C
+// element gets the same instructions in the same order (the result does not
+// depend on the path or the thread count):
 //
-// Threads: C is cut into a tm x tn grid of parts on MR/NR boundaries, one part
-// per thread, no shared buffers and no barriers. Each thread packs the op(A)
-// rows and op(B) columns of its part, so the grid is chosen to duplicate the
-// least packing (M small vs N, as in conv: split N; square: either). Cutting on
-// tile boundaries means every C element is computed by the same instructions
-// in the same order whatever the thread count: results do not depend on it.
-// Pack buffers are allocated per call, before the parallel region (so a
+// Whole A (op(A) small: one K block of it fits L2; all conv GEMMs, M = 20,
+// 40 or 500 with K <= 640): each thread packs all of op(A) * alpha into its
+// own buffer (cheap, and no thread waits for another's packing). The columns
+// of C are cut into chunks of NR-wide panels, several per thread. Each thread
+// works through its own contiguous run of chunks (the same on every call, so
+// its columns of B and C stay in its core's caches), then takes chunks other
+// threads have not started: a thread delayed by another process on this
+// shared machine does not hold up the rest. Per chunk:
+//   pc  over K in steps of ~KC   beta applies at pc == 0, later blocks add
+//   jr  over the chunk's columns B panel (kc, NR), in L1, packed by the
+//                                first tile that uses it
+//   ir  over all of M            micro-kernel on an MR x NR tile of C
+//
+// Blocked (large op(A), e.g. 1024 x 1024), per BLIS, each thread on its own
+// part of C (a tm x tn grid on MR/NR boundaries, chosen to duplicate the least
+// packing), no shared buffers, no barriers:
+//   jc  over N in steps of NC    B block  (kc, nc)  per thread, in L3
+//   pc  over K in steps of ~KC
+//   ic  over M in steps of MC    A block  (mc, kc)  per thread, in L2
+//   jr  over nc in steps of NR   B panel  (kc, NR)  packed during the first ic
+//   ir  over mc in steps of MR   micro-kernel
+//
+// The first tile of each B panel reads op(B) in place and writes the packed
+// panel as it goes (ukernel_pack_fn), so the L3-bound packing overlaps FMAs.
+// Pack buffers are allocated per call, before any parallel region (so a
 // std::bad_alloc is thrown outside it); nothing throws inside.
+#include <atomic>
 #include <cstddef>
 #include <cstdlib>
+#include <memory>
 #include <new>
 
 #ifdef _OPENMP
@@ -49,9 +61,14 @@ using gemm::NR;
 
 // Below this many multiply-adds one thread is faster than waking a second.
 constexpr int64_t kMinWorkPerThread = int64_t(1) << 16;
+// Whole-A path: column chunks per thread (more = better balance when a
+// thread is delayed, fewer = less scheduling), and the largest packed op(A).
+constexpr int64_t kChunksPerThread = 4;
+constexpr int64_t kWholeAMaxFloats = int64_t(4) << 20;  // 16 MiB per thread
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 struct Problem {
     bool trans_a, trans_b;
@@ -94,6 +111,103 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
         }
     }
 }
+
+// ------------------------------------------------------------- whole A ----
+
+// C[:, n0:n1] from the packed op(A): a_packed holds, for the K block
+// starting at pc, m_pad/MR A panels (kc, MR) at a_packed + pc*m_pad.
+// b_panel (kc_step, NR) is this thread's buffer.
+void columns_whole_a(const Problem& g, const gemm::Ukernels& kernels, const float* a_packed,
+                      int64_t m_pad, int64_t kc_step, int64_t n0, int64_t n1, float* b_panel) {
+    for (int64_t pc = 0; pc < g.K; pc += kc_step) {
+        const int64_t kc = min64(kc_step, g.K - pc);
+        const float beta = (pc == 0) ? g.beta : 1.0f;
+        const float* a_block = a_packed + pc * m_pad;  // m_pad/MR panels (kc, MR)
+        for (int64_t jr = n0; jr < n1; jr += NR) {
+            const int64_t nr = min64(NR, n1 - jr);
+            float* c_col = g.C + jr;
+            int64_t ir = 0;
+            if (!g.trans_b && nr == NR) {
+                const float* b_src = g.B + pc * g.ldb + jr;  // (kc, NR), row stride ldb
+                kernels.tile_pack_b(kc, a_block, b_src, g.ldb, b_panel, c_col, g.ldc, beta,
+                                    min64(MR, g.M));
+                ir = MR;
+            } else {
+                gemm::pack_b_panel(g.trans_b, g.B, g.ldb, pc, kc, jr, nr, b_panel);
+            }
+            for (; ir < g.M; ir += MR) {
+                kernels.tile(kc, a_block + ir * kc, b_panel, c_col + ir * g.ldc, g.ldc, beta,
+                             min64(MR, g.M - ir), nr);
+            }
+        }
+    }
+}
+
+// All of op(A) (rows 0..M, every K block), times alpha, into a_packed: for the
+// K block starting at pc, m_pad/MR A panels (kc, MR) at a_packed + pc*m_pad.
+void pack_whole_a(const Problem& g, int64_t m_pad, int64_t kc_step, float* a_packed) {
+    for (int64_t pc = 0; pc < g.K; pc += kc_step) {
+        const int64_t kc = min64(kc_step, g.K - pc);
+        gemm::pack_a(g.trans_a, g.A, g.lda, 0, g.M, pc, kc, g.alpha, a_packed + pc * m_pad);
+    }
+}
+
+void gemm_whole_a(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
+                  int max_threads) {
+    const int64_t m_pad = ceil_div(g.M, MR) * MR;
+    const int64_t n_panels = ceil_div(g.N, NR);
+    int64_t threads = min64(max_threads, n_panels);
+    threads = min64(threads, max64(1, g.M * g.N * g.K / kMinWorkPerThread));
+    const int64_t chunk_panels = ceil_div(n_panels, threads * kChunksPerThread);
+    const int64_t chunks = ceil_div(n_panels, chunk_panels);
+
+    // Per thread: all of op(A) packed (m_pad, K), then one B panel (kc, NR).
+    // Sizes are rounded to 64 floats (256 bytes) so no two threads ever write
+    // the same 128-byte line pair (which the hardware prefetchers move as one).
+    const int64_t a_size = ceil_div(m_pad * g.K, 64) * 64;
+    const int64_t b_size = ceil_div(kc_step * NR, 64) * 64;
+    const int64_t per_thread = a_size + b_size + 64;
+    Scratch scratch(static_cast<size_t>(per_thread * threads));
+
+    // Thread t owns chunks [first(t), first(t+1)) -- a contiguous block of
+    // columns, the same on every call, so its part of B and C stays in its
+    // core's L2 from one call to the next -- and takes them in order through
+    // next_chunk[t]. A thread that runs out takes the others' remaining chunks.
+    struct alignas(64) Counter {
+        std::atomic<int64_t> value;
+    };
+    std::unique_ptr<Counter[]> next_chunk(new Counter[threads]);
+    auto first = [&](int64_t t) { return chunks * t / threads; };
+    for (int64_t t = 0; t < threads; ++t) next_chunk[t].value.store(first(t));
+
+    auto work = [&](int64_t t) {
+        float* a_packed = scratch.get() + t * per_thread;  // (m_pad, K) by K blocks
+        float* b_panel = a_packed + a_size;                  // (kc, NR)
+        bool a_ready = false;  // packed on taking the first chunk (a late thread may get none)
+        for (int64_t r = 0; r < threads; ++r) {
+            const int64_t owner = (t + r) % threads;
+            for (int64_t ch; (ch = next_chunk[owner].value.fetch_add(1)) < first(owner + 1);) {
+                if (!a_ready) {
+                    pack_whole_a(g, m_pad, kc_step, a_packed);
+                    a_ready = true;
+                }
+                const int64_t n0 = ch * chunk_panels * NR;
+                const int64_t n1 = min64(g.N, n0 + chunk_panels * NR);
+                columns_whole_a(g, kernels, a_packed, m_pad, kc_step, n0, n1, b_panel);
+            }
+        }
+    };
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(static_cast<int>(threads))
+        work(omp_get_thread_num());
+        return;
+    }
+#endif
+    work(0);
+}
+
+// ------------------------------------------------------------- blocked ----
 
 // The i-th of `parts` nearly equal slices of `count` tiles of size `tile`,
 // as element offsets [begin, end) clipped to `total`.
@@ -171,6 +285,43 @@ void gemm_part(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
     }
 }
 
+void gemm_blocked(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
+                  int max_threads) {
+    int tm = 1, tn = 1;
+    choose_grid(g.M, g.N, g.K, max_threads, &tm, &tn);
+    const int threads = tm * tn;
+
+    // Largest part any thread gets, to size the per-thread buffers.
+    const int64_t rows = ceil_div(ceil_div(g.M, MR), tm) * MR;
+    const int64_t cols = ceil_div(ceil_div(g.N, NR), tn) * NR;
+    const int64_t a_size = ceil_div(min64(MC, rows) * kc_step, 16) * 16;  // (mc, kc)
+    const int64_t b_size =
+        ceil_div((rows <= MC ? NR : min64(NC, cols)) * kc_step, 16) * 16;  // (kc, nc)
+    const int64_t per_thread = a_size + b_size;  // both start on a 64-byte line
+    Scratch scratch(static_cast<size_t>(per_thread * threads));
+
+    auto run = [&](int t) {
+        int64_t m0, m1, n0, n1;
+        slice(g.M, MR, tm, t / tn, &m0, &m1);
+        slice(g.N, NR, tn, t % tn, &n0, &n1);
+        if (m0 >= m1 || n0 >= n1) return;
+        float* a_buf = scratch.get() + t * per_thread;
+        gemm_part(g, kernels, kc_step, m0, m1, n0, n1, a_buf, a_buf + a_size);
+    };
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            // The runtime may grant fewer threads than asked: loop over parts.
+            const int team = omp_get_num_threads();
+            for (int t = omp_get_thread_num(); t < threads; t += team) run(t);
+        }
+        return;
+    }
+#endif
+    run(0);
+}
+
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -191,38 +342,14 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 #ifdef _OPENMP
     if (!omp_in_parallel()) max_threads = omp_get_max_threads();
 #endif
-    int tm = 1, tn = 1;
-    choose_grid(M, N, K, max_threads, &tm, &tn);
-    const int threads = tm * tn;
-
-    // Largest part any thread gets, to size the per-thread buffers.
-    const int64_t rows = ceil_div(ceil_div(M, MR), tm) * MR;
-    const int64_t cols = ceil_div(ceil_div(N, NR), tn) * NR;
-    const int64_t a_size = ceil_div(min64(MC, rows) * kc_step, 16) * 16;        // (mc, kc)
-    const int64_t b_size = ceil_div((rows <= MC ? NR : min64(NC, cols)) * kc_step, 16) * 16;  // (kc, nc)
-    const int64_t per_thread = a_size + b_size;  // both start on a 64-byte line
-    Scratch scratch(static_cast<size_t>(per_thread * threads));
-
-    auto run = [&](int t) {
-        int64_t m0, m1, n0, n1;
-        slice(M, MR, tm, t / tn, &m0, &m1);
-        slice(N, NR, tn, t % tn, &n0, &n1);
-        if (m0 >= m1 || n0 >= n1) return;
-        float* a_buf = scratch.get() + t * per_thread;
-        gemm_part(g, kernels, kc_step, m0, m1, n0, n1, a_buf, a_buf + a_size);
-    };
-#ifdef _OPENMP
-    if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-        {
-            // The runtime may grant fewer threads than asked: loop over parts.
-            const int team = omp_get_num_threads();
-            for (int t = omp_get_thread_num(); t < threads; t += team) run(t);
-        }
-        return;
+    // The whole-A path when one K block of packed op(A) fits the L2 share of
+    // an A block (MC x KC) and all of it stays modest.
+    const int64_t m_pad = ceil_div(M, MR) * MR;
+    if (m_pad * kc_step <= MC * KC && m_pad * K <= kWholeAMaxFloats) {
+        gemm_whole_a(g, kernels, kc_step, max_threads);
+    } else {
+        gemm_blocked(g, kernels, kc_step, max_threads);
     }
-#endif
-    run(0);
 }
 
 }  // namespace fastcnn
