@@ -24,10 +24,24 @@ MR, NR, MC, KC, NC = 6, 16, 144, 256, 4080  # src/cpp/gemm/blocking.h
 # The network's GEMMs, M x N x K.
 NETWORK_SHAPES = [(20, 5760, 25), (40, 640, 500), (500, 640, 40), (40, 500, 640),
                   (10, 100, 640), (64, 1000, 1000)]
-# Just below, at and above each cache block, and two blocks plus a bit.
-BLOCK_SHAPES = [(MC - 1, 37, KC + 1), (MC, NR * 3, KC), (MC + 1, 50, 2 * KC + 3),
-                (2 * MC + 5, 33, 7), (13, NC + 3, 9), (MC + 7, NC + 21, KC + 5),
-                (301, 37, 257)]
+# sgemm takes one of two paths (src/cpp/gemm/sgemm.cpp): "whole A" when one
+# K block of packed op(A) is small (ceil(M/6)*6 * kc <= MC*KC, kc = K split
+# into near-equal blocks <= KC), else "blocked" (BLIS loops with MC/KC/NC).
+# Sizes just below, at and above each block, and across several blocks:
+WHOLE_A_SHAPES = [(MC - 1, 37, KC + 1), (MC, NR * 3, KC), (MC + 1, 50, 2 * KC + 3),
+                  (2 * MC + 5, 33, 7), (13, NC + 3, 9), (MC + 7, NC + 21, KC + 5)]
+BLOCKED_SHAPES = [(301, 37, 257), (MC + 6, 600, KC), (2 * MC + 1, 45, KC + 1),
+                  (MC + 6, NC + 120, KC), (1024, 64, 64)]
+
+
+def uses_blocked_path(m, k):
+    kc = -(-k // -(-k // KC))
+    return -(-m // MR) * MR * kc > MC * KC
+
+
+def test_shape_lists_cover_both_paths():
+    assert not any(uses_blocked_path(m, k) for m, _, k in WHOLE_A_SHAPES + NETWORK_SHAPES)
+    assert all(uses_blocked_path(m, k) for m, _, k in BLOCKED_SHAPES)
 
 
 def operands(rng, m, n, k, trans_a, trans_b, dtype=np.float32):
@@ -91,7 +105,8 @@ def test_every_small_size(isa, trans_a, trans_b):
                              name=f"gemm m={m} n={n} k={k}")
 
 
-@pytest.mark.parametrize("shape", NETWORK_SHAPES + BLOCK_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", NETWORK_SHAPES + WHOLE_A_SHAPES + BLOCKED_SHAPES,
+                         ids=lambda s: "x".join(map(str, s)))
 def test_network_and_block_shapes(isa, threads, shape):
     rng = np.random.default_rng(2)
     m, n, k = shape
@@ -100,7 +115,8 @@ def test_network_and_block_shapes(isa, threads, shape):
 
 
 @pytest.mark.parametrize("trans_a, trans_b", [(False, True), (True, False), (True, True)])
-@pytest.mark.parametrize("shape", [(40, 500, 640), (145, 4100, 30), (150, 300, 300)],
+@pytest.mark.parametrize("shape", [(40, 500, 640), (145, 4100, 30), (150, 300, 300),
+                                   (301, 37, 257), (MC + 6, 600, KC)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_transposes_large(isa, threads, shape, trans_a, trans_b):
     rng = np.random.default_rng(3)
@@ -109,7 +125,8 @@ def test_transposes_large(isa, threads, shape, trans_a, trans_b):
 
 
 @pytest.mark.parametrize("shape", [(1024, 64, 64), (64, 1024, 64), (301, 37, 257),
-                                   (20, 5760, 25), (MC + 7, NC + 21, KC + 5)],
+                                   (20, 5760, 25), (MC + 7, NC + 21, KC + 5),
+                                   (MC + 6, 2 * NC + 40, KC), (40, 640, 500)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_threads_agree(isa, shape):
     """Threads cut C on tile boundaries, so 1 and 2 threads give the same bits."""
@@ -155,7 +172,8 @@ def _can_use(path):
 
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0),
                                          (0.0, 0.75), (0.3, 1.7)])
-@pytest.mark.parametrize("shape", [(7, 19, 5), (40, 500, 640), (MC + 1, 70, KC + 9)],
+@pytest.mark.parametrize("shape", [(7, 19, 5), (40, 500, 640), (MC + 1, 70, KC + 9),
+                                   (301, 37, 257)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_alpha_beta(isa, threads, shape, alpha, beta):
     rng = np.random.default_rng(6)
@@ -164,7 +182,7 @@ def test_alpha_beta(isa, threads, shape, alpha, beta):
     check(a, b, c, alpha=alpha, beta=beta)
 
 
-@pytest.mark.parametrize("shape", [(5, 7, 3), (13, 35, 300), (40, 640, 500)],
+@pytest.mark.parametrize("shape", [(5, 7, 3), (13, 35, 300), (40, 640, 500), (301, 37, 257)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_beta_zero_ignores_nan_in_c(isa, threads, shape):
     rng = np.random.default_rng(7)
@@ -203,7 +221,7 @@ def test_zero_sizes(isa, m, n, k):
 
 
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, True)])
-@pytest.mark.parametrize("shape", [(7, 19, 5), (23, 45, 300), (40, 640, 500)],
+@pytest.mark.parametrize("shape", [(7, 19, 5), (23, 45, 300), (40, 640, 500), (301, 37, 257)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_nan_inf_propagate(isa, threads, shape, trans_a, trans_b):
     rng = np.random.default_rng(10)
@@ -368,3 +386,20 @@ def test_fastcnn_isa_environment(env):
                               "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")},
                          check=True)
     assert out.stdout.strip() == want
+
+
+def test_runtime_grants_fewer_threads():
+    """With OMP_THREAD_LIMIT=1 a team of 2 comes up with 1 thread: the work of
+    the missing thread must still be done (both paths)."""
+    src = os.path.dirname(os.path.dirname(fastcnn.__file__))
+    code = ("import numpy as np, fastcnn; from fastcnn import ops\n"
+            "fastcnn.set_num_threads(2)\n"
+            "rng = np.random.default_rng(0)\n"
+            "for m, n, k in [(40, 640, 500), (20, 5760, 25), (301, 37, 257), (1024, 64, 64)]:\n"
+            "    a = rng.standard_normal((m, k)).astype(np.float32)\n"
+            "    b = rng.standard_normal((k, n)).astype(np.float32)\n"
+            "    want = a.astype(np.float64) @ b\n"
+            "    assert np.allclose(ops.gemm(a, b), want, rtol=1e-4, atol=1e-3), (m, n, k)\n")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   env={**os.environ, "OMP_THREAD_LIMIT": "1",
+                        "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")})
