@@ -17,8 +17,9 @@ How a case is timed:
     processes on the machine hit every contender alike, and `setup()` (e.g.
     the thread count) runs before every sample;
   * between samples the harness sleeps `settle_s`, so worker threads of the
-    previous contender that still spin (OpenBLAS spins ~0.1 s after a call)
-    do not steal cores from the next one;
+    previous contender that still spin do not steal cores from the next one
+    (measured here: OpenBLAS's idle threads keep spinning for 0.15-0.3 s after
+    its last call; a fastcnn GEMM started 0.15 s after one ran at 2/3 speed);
   * reported: median seconds per call, the spread (min..max) over the
     samples, rate (e.g. GFLOP/s) and the ratio to the first contender.
 """
@@ -139,7 +140,7 @@ class Case:
 
 class Harness:
     def __init__(self, name: str, argv=None, repeats: int = 7, sample_s: float = 0.1,
-                 settle_s: float = 0.15):
+                 settle_s: float = 0.4):
         self.name, self.repeats, self.sample_s, self.settle_s = name, repeats, sample_s, settle_s
         self.rows: list[dict] = []
         self.info = machine_info()
