@@ -9,6 +9,8 @@
 // a CPU without AVX2: the AVX2 code is only reached through the pointer set
 // below, after the probe said yes.
 //
+// Size letters: none (no buffers here).
+//
 // State: one atomic int (the path in use), so set_isa may race with a GEMM
 // running on another thread; sgemm reads the kernels once per call.
 #include <atomic>
