@@ -144,7 +144,9 @@ class Harness:
         self.name, self.repeats, self.sample_s, self.settle_s = name, repeats, sample_s, settle_s
         self.rows: list[dict] = []
         self.info = machine_info()
-        self.command = " ".join(argv if argv is not None else sys.argv)
+        env = " ".join(f"{k}={os.environ[k]}" for k in ("PYTHONPATH", "OMP_NUM_THREADS",
+                                                        "FASTCNN_ISA") if k in os.environ)
+        self.command = (env + " " if env else "") + " ".join(argv if argv is not None else sys.argv)
         print(f"$ {self.command}")
         fc = self.info.get("fastcnn", {})
         print(f"cpu: {self.info['cpu']} ({self.info['logical_cpus']} logical CPUs); "
