@@ -153,9 +153,163 @@ void bind_conv_dense(py::module_& m) {
 
 // =========================================================== pooling ======
 // (section owned by the pooling work)
+//
+// Windowed pooling: x (N, C, H, W) -> out (N, C, OH, OW), window (kh, kw),
+// stride (sh, sw), no padding. The geometry is re-checked here and the shapes
+// of out / dout / dx must follow from it exactly. Outputs must not overlap
+// inputs (the kernels read x while they write).
+
+struct PoolCall {
+    int64_t N, C, H, W, KH, KW, SH, SW, OH, OW;
+};
+
+// Checks the window against the image shape dims (N, C, H, W) of `name`.
+PoolCall pool_geometry(const std::vector<int64_t>& dims, const char* name,
+                       int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+    require_range(dims[2], 1, kMaxDim, "H");
+    require_range(dims[3], 1, kMaxDim, "W");
+    require_range(kh, 1, kMaxDim, "kh");
+    require_range(kw, 1, kMaxDim, "kw");
+    require_range(sh, 1, kMaxDim, "sh");
+    require_range(sw, 1, kMaxDim, "sw");
+    if (kh > dims[2] || kw > dims[3]) {
+        throw py::value_error("window " + dims_str({kh, kw}) + " is larger than the image of " +
+                              name + " with shape " + dims_str(dims));
+    }
+    return PoolCall{dims[0], dims[1], dims[2], dims[3], kh, kw, sh, sw,
+                    (dims[2] - kh) / sh + 1, (dims[3] - kw) / sw + 1};
+}
+
+// ValueError if the memory of the output `out` overlaps that of the input `in`.
+void require_disjoint(py::handle out, const char* out_name, py::handle in, const char* in_name) {
+    const py::array a = py::reinterpret_borrow<py::array>(out);
+    const py::array b = py::reinterpret_borrow<py::array>(in);
+    const char* a0 = static_cast<const char*>(a.data());
+    const char* b0 = static_cast<const char*>(b.data());
+    if (a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes()) {
+        throw py::value_error(std::string(out_name) + " must not share memory with " + in_name);
+    }
+}
+
+// Intake of out (N, C, OH, OW) and x (N, C, H, W) for a forward kernel.
+PoolCall pool_forward_intake(float** out, const float** x, py::handle out_h, py::handle x_h,
+                             int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+    *x = in_f32(x_h, "x", 4);
+    *out = out_f32(out_h, "out", 4);
+    const PoolCall g = pool_geometry(dims_of(x_h), "x", kh, kw, sh, sw);
+    require_shape(out_h, "out", {g.N, g.C, g.OH, g.OW}, "the pooled shape of x");
+    require_disjoint(out_h, "out", x_h, "x");
+    return g;
+}
+
+// Intake of dx (N, C, H, W), dout (N, C, OH, OW) and, when x is not null,
+// x (N, C, H, W) for a backward kernel.
+PoolCall pool_backward_intake(float** dx, const float** dout, const float** x,
+                              py::handle dx_h, py::handle dout_h, py::handle x_h,
+                              int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+    *dx = out_f32(dx_h, "dx", 4);
+    *dout = in_f32(dout_h, "dout", 4);
+    const PoolCall g = pool_geometry(dims_of(dx_h), "dx", kh, kw, sh, sw);
+    require_shape(dout_h, "dout", {g.N, g.C, g.OH, g.OW}, "the pooled shape of dx");
+    require_disjoint(dx_h, "dx", dout_h, "dout");
+    if (x) {
+        *x = in_f32(x_h, "x", 4);
+        require_shape(x_h, "x", dims_of(dx_h), "the shape of dx");
+        require_disjoint(dx_h, "dx", x_h, "x");
+    }
+    return g;
+}
+
+// Intake for global average pooling: image (N, C, H, W) and pooled (N, C),
+// already checked as float32 4-D / 2-D arrays. Returns the image's dims.
+std::vector<int64_t> global_pool_intake(py::handle image_h, py::handle pooled_h,
+                                        const char* pooled_name) {
+    const std::vector<int64_t> d = dims_of(image_h);
+    require_range(d[2], 1, kMaxDim, "H");
+    require_range(d[3], 1, kMaxDim, "W");
+    require_shape(pooled_h, pooled_name, {d[0], d[1]}, "(N, C) of the image");
+    return d;
+}
 
 void bind_pool(py::module_& m) {
-    (void)m;
+    m.def("maxpool2d_forward", [](py::handle out_h, py::handle x_h, int64_t kh, int64_t kw,
+                                  int64_t sh, int64_t sw) {
+        float* out;
+        const float* x;
+        const PoolCall g = pool_forward_intake(&out, &x, out_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::maxpool2d_forward(out, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("out"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"));
+
+    m.def("maxpool2d_backward", [](py::handle dx_h, py::handle dout_h, py::handle x_h,
+                                   int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+        float* dx;
+        const float *dout, *x = nullptr;
+        const PoolCall g = pool_backward_intake(&dx, &dout, &x, dx_h, dout_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::maxpool2d_backward(dx, dout, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("dx"), py::arg("dout"), py::arg("x"), py::arg("kh"), py::arg("kw"),
+       py::arg("sh"), py::arg("sw"));
+
+    m.def("avgpool2d_forward", [](py::handle out_h, py::handle x_h, int64_t kh, int64_t kw,
+                                  int64_t sh, int64_t sw) {
+        float* out;
+        const float* x;
+        const PoolCall g = pool_forward_intake(&out, &x, out_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::avgpool2d_forward(out, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("out"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"));
+
+    m.def("avgpool2d_backward", [](py::handle dx_h, py::handle dout_h, int64_t kh, int64_t kw,
+                                   int64_t sh, int64_t sw) {
+        float* dx;
+        const float* dout;
+        const PoolCall g = pool_backward_intake(&dx, &dout, nullptr, dx_h, dout_h, py::none(),
+                                                kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::avgpool2d_backward(dx, dout, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("dx"), py::arg("dout"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+       py::arg("sw"));
+
+    m.def("l2pool2d_forward", [](py::handle out_h, py::handle x_h, int64_t kh, int64_t kw,
+                                 int64_t sh, int64_t sw) {
+        float* out;
+        const float* x;
+        const PoolCall g = pool_forward_intake(&out, &x, out_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::l2pool2d_forward(out, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("out"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"));
+
+    m.def("l2pool2d_backward", [](py::handle dx_h, py::handle dout_h, py::handle x_h,
+                                  int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+        float* dx;
+        const float *dout, *x = nullptr;
+        const PoolCall g = pool_backward_intake(&dx, &dout, &x, dx_h, dout_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::l2pool2d_backward(dx, dout, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("dx"), py::arg("dout"), py::arg("x"), py::arg("kh"), py::arg("kw"),
+       py::arg("sh"), py::arg("sw"));
+
+    // Global average: x (N, C, H, W) <-> out (N, C).
+    m.def("global_avgpool2d_forward", [](py::handle out_h, py::handle x_h) {
+        const float* x = in_f32(x_h, "x", 4);
+        float* out = out_f32(out_h, "out", 2);
+        const std::vector<int64_t> d = global_pool_intake(x_h, out_h, "out");
+        require_disjoint(out_h, "out", x_h, "x");
+        const int64_t hw = d[2] * d[3];               // the size of an existing array
+        py::gil_scoped_release release;
+        fastcnn::global_avgpool2d_forward(out, x, d[0], d[1], hw);
+    }, py::arg("out"), py::arg("x"));
+
+    m.def("global_avgpool2d_backward", [](py::handle dx_h, py::handle dout_h) {
+        float* dx = out_f32(dx_h, "dx", 4);
+        const float* dout = in_f32(dout_h, "dout", 2);
+        const std::vector<int64_t> d = global_pool_intake(dx_h, dout_h, "dout");
+        require_disjoint(dx_h, "dx", dout_h, "dout");
+        const int64_t hw = d[2] * d[3];               // the size of an existing array
+        py::gil_scoped_release release;
+        fastcnn::global_avgpool2d_backward(dx, dout, d[0], d[1], hw);
+    }, py::arg("dx"), py::arg("dout"));
 }
 
 // ============================================ elementwise, costs, optim ======
