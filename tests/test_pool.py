@@ -126,8 +126,11 @@ def test_inputs_converted_and_not_modified():
 
 # ------------------------------------------------------- ties and NaNs ----
 
+# 2x2 stride 2; several windows per row (row-tile path); fewer than four
+# windows per row (the per-window plain twin), with and without overlap.
 TIE_CASES = [(2, 3, 8, 6, 2, None), (3, 2, 9, 7, 2, 2), (2, 2, 7, 9, 3, 1),
-             (1, 3, 6, 11, (2, 3), (1, 2)), (3, 1, 10, 9, (4, 2), (3, 1))]
+             (1, 3, 6, 11, (2, 3), (1, 2)), (3, 1, 10, 9, (4, 2), (3, 1)),
+             (2, 3, 9, 5, (3, 2), (2, 2)), (1, 2, 8, 4, 3, 1)]
 
 
 @pytest.mark.parametrize("case", TIE_CASES, ids=_ids)
