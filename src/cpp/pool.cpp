@@ -177,8 +177,16 @@ void maxpool_2x2_plane(float* out_plane, const float* x_plane, int64_t W, int64_
     }
 }
 
-// Windows do not overlap, so each element of dx is written once; the row and
-// column left over by the floor (odd H or W) are zeroed.
+// 2x2 stride-2 windows do not overlap, so a backward pass writes each covered
+// element of dx once; this zeroes the rest: the last row (odd H) and the last
+// column (odd W) that the floor leaves out. dx_plane (H, W).
+void zero_2x2_leftovers(float* dx_plane, int64_t H, int64_t W, int64_t OH, int64_t OW) {
+    if (2 * OW < W) {
+        for (int64_t h = 0; h < 2 * OH; ++h) dx_plane[h * W + W - 1] = 0.0f;
+    }
+    if (2 * OH < H) std::fill(dx_plane + (H - 1) * W, dx_plane + H * W, 0.0f);
+}
+
 void maxpool_2x2_backward_plane(float* dx_plane, const float* dout_plane, const float* x_plane,
                                 int64_t H, int64_t W, int64_t OH, int64_t OW) {
     for (int64_t oh = 0; oh < OH; ++oh) {
@@ -204,12 +212,8 @@ void maxpool_2x2_backward_plane(float* dx_plane, const float* dout_plane, const 
             dbottom[2 * ow] = pick_c ? g : 0.0f;
             dbottom[2 * ow + 1] = pick_d ? g : 0.0f;
         }
-        if (2 * OW < W) {                            // odd W: last column
-            dtop[W - 1] = 0.0f;
-            dbottom[W - 1] = 0.0f;
-        }
     }
-    if (2 * OH < H) std::fill(dx_plane + (H - 1) * W, dx_plane + H * W, 0.0f);   // odd H
+    zero_2x2_leftovers(dx_plane, H, W, OH, OW);
 }
 
 // ======================================================== average, L2 ====
@@ -314,11 +318,25 @@ void avgpool2d_backward(float* dx, const float* dout,
                         int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
     const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
     const int64_t planes = N * C;
+    const bool fast = is_2x2_stride2(KH, KW, SH, SW);
     const float count = static_cast<float>(KH * KW);
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < planes; ++p) {
         const float* dout_plane = dout + p * OH * OW;  // (OH, OW)
         float* dx_plane = dx + p * H * W;            // (H, W)
+        if (fast) {                                  // each element written once
+            for (int64_t oh = 0; oh < OH; ++oh) {
+                const float* dout_row = dout_plane + oh * OW;  // (OW)
+                float* dtop = dx_plane + 2 * oh * W;   // (2, W)
+                float* dbottom = dtop + W;
+                for (int64_t ow = 0; ow < OW; ++ow) {
+                    const float g = dout_row[ow] / 4.0f;
+                    dtop[2 * ow] = dtop[2 * ow + 1] = dbottom[2 * ow] = dbottom[2 * ow + 1] = g;
+                }
+            }
+            zero_2x2_leftovers(dx_plane, H, W, OH, OW);
+            continue;
+        }
         std::fill(dx_plane, dx_plane + H * W, 0.0f);
         for (int64_t oh = 0; oh < OH; ++oh) {
             const float* dout_row = dout_plane + oh * OW;  // (OW)
