@@ -27,8 +27,8 @@
 // Loop order. A window is small (often 2x2 or 3x3), so a loop over one window
 // is short and its compares or sums form one dependent chain. The general
 // paths therefore walk one output row at a time: for each window offset (i, j)
-// in row-major order, an inner loop runs ALONG the row over many windows, which
-// the compiler vectorises. Per-window state (running max, sums) lives in small
+// in row-major order, an inner loop runs ALONG the row over many independent
+// windows (vectorised by the compiler where the stride is 1). Per-window state (running max, sums) lives in small
 // arrays of kRowTile windows on the stack: nothing is allocated inside the
 // parallel region. The 2x2 stride-2 paths (the common CNN case) handle a whole
 // window per iteration instead. The per-window plain twin of the max-pool
