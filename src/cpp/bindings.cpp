@@ -147,8 +147,209 @@ void bind_gemm(py::module_& m) {
 // ================================================= im2col, conv, dense ======
 // (section owned by the conv / dense work)
 
+// ValueError if the memory of output `out` overlaps that of input `in`: a
+// kernel writing into what it still reads would give garbage.
+void require_disjoint(py::handle out, const char* out_name, py::handle in, const char* in_name) {
+    if (in.is_none() || out.is_none()) return;
+    py::array a = py::reinterpret_borrow<py::array>(out);
+    py::array b = py::reinterpret_borrow<py::array>(in);
+    const auto a0 = reinterpret_cast<std::uintptr_t>(a.data());
+    const auto b0 = reinterpret_cast<std::uintptr_t>(b.data());
+    const auto a1 = a0 + static_cast<std::uintptr_t>(a.nbytes());
+    const auto b1 = b0 + static_cast<std::uintptr_t>(b.nbytes());
+    if (a0 < b1 && b0 < a1) {
+        throw py::value_error(std::string(out_name) + " must not share memory with " + in_name);
+    }
+}
+
+// The three gradient outputs of a backward op (dx and db may be None) share
+// no memory with each other nor with the inputs dout, x, w.
+void require_grads_disjoint(py::handle dx, py::handle dw, py::handle db, py::handle dout,
+                            py::handle x, py::handle w) {
+    const py::handle outs[] = {dx, dw, db};
+    const char* out_names[] = {"dx", "dw", "db"};
+    const py::handle ins[] = {dout, x, w};
+    const char* in_names[] = {"dout", "x", "w"};
+    for (int o = 0; o < 3; ++o) {
+        for (int i = 0; i < 3; ++i) require_disjoint(outs[o], out_names[o], ins[i], in_names[i]);
+        for (int p = o + 1; p < 3; ++p) {
+            require_disjoint(outs[o], out_names[o], outs[p], out_names[p]);
+        }
+    }
+}
+
+// Geometry of a window sweep over x (N, C, H, W): every size checked, so that
+// the kernels' int64 index arithmetic cannot overflow.
+struct ConvGeom {
+    int64_t N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW;
+    int64_t ckk;    // C*KH*KW: rows of cols
+    int64_t nohw;   // N*OH*OW: columns of cols
+};
+
+ConvGeom conv_geom(const std::vector<int64_t>& x_dims, const char* x_name, int64_t KH,
+                   int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
+    ConvGeom g{};
+    const std::string x = x_name;
+    g.N = x_dims[0]; g.C = x_dims[1]; g.H = x_dims[2]; g.W = x_dims[3];
+    require_range(g.N, 1, kMaxDim, (x + " batch size").c_str());
+    require_range(g.C, 1, kMaxDim, (x + " channels").c_str());
+    require_range(g.H, 1, kMaxDim, (x + " height").c_str());
+    require_range(g.W, 1, kMaxDim, (x + " width").c_str());
+    require_range(KH, 1, kMaxDim, "kernel height");
+    require_range(KW, 1, kMaxDim, "kernel width");
+    require_range(SH, 1, kMaxDim, "stride height");
+    require_range(SW, 1, kMaxDim, "stride width");
+    require_range(PH, 0, kMaxDim, "padding height");
+    require_range(PW, 0, kMaxDim, "padding width");
+    g.KH = KH; g.KW = KW; g.SH = SH; g.SW = SW; g.PH = PH; g.PW = PW;
+    if (KH > g.H + 2 * PH || KW > g.W + 2 * PW) {
+        throw py::value_error("kernel " + dims_str({KH, KW}) + " is larger than the padded input " +
+                              dims_str({g.H + 2 * PH, g.W + 2 * PW}) + " of " + x + " with shape " +
+                              dims_str(x_dims));
+    }
+    g.OH = (g.H + 2 * PH - KH) / SH + 1;
+    g.OW = (g.W + 2 * PW - KW) / SW + 1;
+    g.ckk = checked_mul(checked_mul(g.C, KH, "C*KH"), KW, "C*KH*KW");
+    g.nohw = checked_mul(checked_mul(g.N, g.OH, "N*OH"), g.OW, "N*OH*OW");
+    checked_mul(g.ckk, g.nohw, "C*KH*KW*N*OH*OW");
+    checked_mul(checked_mul(g.N, g.C, "N*C"), checked_mul(g.H, g.W, "H*W"), "N*C*H*W");
+    return g;
+}
+
+// Conv weights w (K, C, KH, KW) against x's C; returns K. The scratch of one
+// image ((C*KH*KW + K) * OH*OW floats) and the output size must not overflow.
+int64_t conv_filters(py::handle w, const ConvGeom& g) {
+    const std::vector<int64_t> wd = dims_of(w);
+    require_range(wd[0], 1, kMaxDim, "w filters");
+    const int64_t K = wd[0];
+    require_shape(w, "w", {K, g.C, g.KH, g.KW}, "(K, C, KH, KW) matching x's channels");
+    const int64_t ohw = checked_mul(g.OH, g.OW, "OH*OW");
+    checked_mul(g.ckk + K, ohw, "(C*KH*KW + K)*OH*OW");
+    checked_mul(K, g.nohw, "K*N*OH*OW");
+    return K;
+}
+
+struct DenseDims {
+    int64_t N, I, O;
+};
+
+DenseDims dense_dims(py::handle x, py::handle w) {
+    const std::vector<int64_t> xd = dims_of(x), wd = dims_of(w);
+    DenseDims d{xd[0], xd[1], wd[1]};
+    require_range(d.N, 1, kMaxDim, "x batch size");
+    require_range(d.I, 1, kMaxDim, "x features");
+    require_range(d.O, 1, kMaxDim, "w output features");
+    require_shape(w, "w", {d.I, d.O}, "(I, O) matching x's features");
+    checked_mul(d.N, d.O, "N*O");
+    return d;
+}
+
 void bind_conv_dense(py::module_& m) {
-    (void)m;
+    m.def("im2col", [](py::handle cols, py::handle x, int64_t kh, int64_t kw, int64_t sh,
+                       int64_t sw, int64_t ph, int64_t pw) {
+        const float* xp = in_f32(x, "x", 4);
+        const ConvGeom g = conv_geom(dims_of(x), "x", kh, kw, sh, sw, ph, pw);
+        float* cp = out_f32(cols, "cols", 2);
+        require_shape(cols, "cols", {g.ckk, g.nohw}, "(C*KH*KW, N*OH*OW)");
+        require_disjoint(cols, "cols", x, "x");
+        py::gil_scoped_release nogil;
+        fastcnn::im2col(cp, xp, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW);
+    }, py::arg("cols"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+       py::arg("sw"), py::arg("ph"), py::arg("pw"),
+       "cols (C*KH*KW, N*OH*OW) <- im2col(x (N,C,H,W)); cols is overwritten.");
+
+    m.def("col2im", [](py::handle dx, py::handle cols, int64_t kh, int64_t kw, int64_t sh,
+                       int64_t sw, int64_t ph, int64_t pw) {
+        float* dp = out_f32(dx, "dx", 4);
+        const ConvGeom g = conv_geom(dims_of(dx), "dx", kh, kw, sh, sw, ph, pw);
+        const float* cp = in_f32(cols, "cols", 2);
+        require_shape(cols, "cols", {g.ckk, g.nohw}, "(C*KH*KW, N*OH*OW)");
+        require_disjoint(dx, "dx", cols, "cols");
+        py::gil_scoped_release nogil;
+        fastcnn::col2im(dp, cp, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW);
+    }, py::arg("dx"), py::arg("cols"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+       py::arg("sw"), py::arg("ph"), py::arg("pw"),
+       "dx (N,C,H,W) <- col2im(cols (C*KH*KW, N*OH*OW)); dx is overwritten.");
+
+    m.def("conv2d_forward", [](py::handle out, py::handle x, py::handle w, py::handle b,
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+        const float* xp = in_f32(x, "x", 4);
+        const float* wp = in_f32(w, "w", 4);
+        const float* bp = in_f32_opt(b, "b", 1);
+        const std::vector<int64_t> wd = dims_of(w);
+        const ConvGeom g = conv_geom(dims_of(x), "x", wd[2], wd[3], sh, sw, ph, pw);
+        const int64_t K = conv_filters(w, g);
+        if (bp) require_shape(b, "b", {K}, "one bias per filter");
+        float* op = out_f32(out, "out", 4);
+        require_shape(out, "out", {g.N, K, g.OH, g.OW}, "(N, K, OH, OW)");
+        require_disjoint(out, "out", x, "x");
+        require_disjoint(out, "out", w, "w");
+        require_disjoint(out, "out", b, "b");
+        py::gil_scoped_release nogil;
+        fastcnn::conv2d_forward(op, xp, wp, bp, g.N, g.C, g.H, g.W, K, g.KH, g.KW, g.SH, g.SW,
+                                g.PH, g.PW);
+    }, py::arg("out"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("sh"), py::arg("sw"),
+       py::arg("ph"), py::arg("pw"),
+       "out (N,K,OH,OW) <- conv(x (N,C,H,W), w (K,C,KH,KW)) + b (K or None).");
+
+    m.def("conv2d_backward", [](py::handle dx, py::handle dw, py::handle db, py::handle dout,
+                                py::handle x, py::handle w, int64_t sh, int64_t sw, int64_t ph,
+                                int64_t pw) {
+        const float* xp = in_f32(x, "x", 4);
+        const float* wp = in_f32(w, "w", 4);
+        const std::vector<int64_t> wd = dims_of(w);
+        const ConvGeom g = conv_geom(dims_of(x), "x", wd[2], wd[3], sh, sw, ph, pw);
+        const int64_t K = conv_filters(w, g);
+        const float* gp = in_f32(dout, "dout", 4);
+        require_shape(dout, "dout", {g.N, K, g.OH, g.OW}, "(N, K, OH, OW)");
+        float* dxp = out_f32_opt(dx, "dx", 4);
+        if (dxp) require_shape(dx, "dx", dims_of(x), "x's shape");
+        float* dwp = out_f32(dw, "dw", 4);
+        require_shape(dw, "dw", wd, "w's shape");
+        float* dbp = out_f32_opt(db, "db", 1);
+        if (dbp) require_shape(db, "db", {K}, "one per filter");
+        require_grads_disjoint(dx, dw, db, dout, x, w);
+        py::gil_scoped_release nogil;
+        fastcnn::conv2d_backward(dxp, dwp, dbp, gp, xp, wp, g.N, g.C, g.H, g.W, K, g.KH, g.KW,
+                                 g.SH, g.SW, g.PH, g.PW);
+    }, py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("dout"), py::arg("x"), py::arg("w"),
+       py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
+       "dx (or None), dw, db (or None) <- gradients of conv2d from dout (N,K,OH,OW); overwritten.");
+
+    m.def("dense_forward", [](py::handle out, py::handle x, py::handle w, py::handle b) {
+        const float* xp = in_f32(x, "x", 2);
+        const float* wp = in_f32(w, "w", 2);
+        const float* bp = in_f32_opt(b, "b", 1);
+        const DenseDims d = dense_dims(x, w);
+        if (bp) require_shape(b, "b", {d.O}, "one bias per output feature");
+        float* op = out_f32(out, "out", 2);
+        require_shape(out, "out", {d.N, d.O}, "(N, O)");
+        require_disjoint(out, "out", x, "x");
+        require_disjoint(out, "out", w, "w");
+        require_disjoint(out, "out", b, "b");
+        py::gil_scoped_release nogil;
+        fastcnn::dense_forward(op, xp, wp, bp, d.N, d.I, d.O);
+    }, py::arg("out"), py::arg("x"), py::arg("w"), py::arg("b"),
+       "out (N,O) <- x (N,I) @ w (I,O) + b (O or None).");
+
+    m.def("dense_backward", [](py::handle dx, py::handle dw, py::handle db, py::handle dout,
+                               py::handle x, py::handle w) {
+        const float* xp = in_f32(x, "x", 2);
+        const float* wp = in_f32(w, "w", 2);
+        const DenseDims d = dense_dims(x, w);
+        const float* gp = in_f32(dout, "dout", 2);
+        require_shape(dout, "dout", {d.N, d.O}, "(N, O)");
+        float* dxp = out_f32_opt(dx, "dx", 2);
+        if (dxp) require_shape(dx, "dx", {d.N, d.I}, "x's shape");
+        float* dwp = out_f32(dw, "dw", 2);
+        require_shape(dw, "dw", {d.I, d.O}, "w's shape");
+        float* dbp = out_f32_opt(db, "db", 1);
+        if (dbp) require_shape(db, "db", {d.O}, "one per output feature");
+        require_grads_disjoint(dx, dw, db, dout, x, w);
+        py::gil_scoped_release nogil;
+        fastcnn::dense_backward(dxp, dwp, dbp, gp, xp, wp, d.N, d.I, d.O);
+    }, py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("dout"), py::arg("x"), py::arg("w"),
+       "dx (or None), dw, db (or None) <- gradients of dense from dout (N,O); overwritten.");
 }
 
 // =========================================================== pooling ======
@@ -157,7 +358,7 @@ void bind_conv_dense(py::module_& m) {
 // Windowed pooling: x (N, C, H, W) -> out (N, C, OH, OW), window (kh, kw),
 // stride (sh, sw), no padding. The geometry is re-checked here and the shapes
 // of out / dout / dx must follow from it exactly. Outputs must not overlap
-// inputs (the kernels read x while they write).
+// inputs (require_disjoint, from the conv section above).
 
 struct PoolCall {
     int64_t N, C, H, W, KH, KW, SH, SW, OH, OW;
@@ -178,17 +379,6 @@ PoolCall pool_geometry(const std::vector<int64_t>& dims, const char* name,
     }
     return PoolCall{dims[0], dims[1], dims[2], dims[3], kh, kw, sh, sw,
                     (dims[2] - kh) / sh + 1, (dims[3] - kw) / sw + 1};
-}
-
-// ValueError if the memory of the output `out` overlaps that of the input `in`.
-void require_disjoint(py::handle out, const char* out_name, py::handle in, const char* in_name) {
-    const py::array a = py::reinterpret_borrow<py::array>(out);
-    const py::array b = py::reinterpret_borrow<py::array>(in);
-    const char* a0 = static_cast<const char*>(a.data());
-    const char* b0 = static_cast<const char*>(b.data());
-    if (a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes()) {
-        throw py::value_error(std::string(out_name) + " must not share memory with " + in_name);
-    }
 }
 
 // Intake of out (N, C, OH, OW) and x (N, C, H, W) for a forward kernel.

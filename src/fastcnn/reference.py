@@ -21,6 +21,98 @@ from . import _validate as V
 # ========================================== im2col, col2im, conv2d, dense ==
 
 
+def _common(*arrays) -> np.dtype:
+    """The floating dtype the results come out in: that of the inputs together."""
+    return np.result_type(*[a for a in arrays if a is not None])
+
+
+def _windows(n_out: int, start: int, step: int) -> slice:
+    """Positions start, start + step, ... (n_out of them): one kernel offset
+    of every output pixel along one axis of the padded image."""
+    return slice(start, start + step * (n_out - 1) + 1, step)
+
+
+def im2col(x, kernel_size, stride=1, padding=0):
+    """cols (C*KH*KW, N*OH*OW): row (c*KH + i)*KW + j, column (n*OH + oh)*OW + ow
+    holds x[n, c, oh*SH - PH + i, ow*SW - PW + j] (zero outside the image)."""
+    x, (kh, kw), (sh, sw), (ph, pw), (oh, ow) = V.im2col_args(x, kernel_size, stride, padding)
+    n, c = x.shape[:2]
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            patch = padded[:, :, _windows(oh, i, sh), _windows(ow, j, sw)]  # (N, C, OH, OW)
+            cols[:, i, j] = patch.transpose(1, 0, 2, 3)
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
+    """The adjoint of im2col: dx (x_shape) where each entry is the sum of every
+    cols entry that im2col would have copied from it."""
+    cols, x_shape, (kh, kw), (sh, sw), (ph, pw), (oh, ow) = V.col2im_args(
+        cols, x_shape, kernel_size, stride, padding)
+    n, c, h, w = x_shape
+    blocks = cols.reshape(c, kh, kw, n, oh, ow)
+    padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, :, _windows(oh, i, sh), _windows(ow, j, sw)] += \
+                blocks[:, i, j].transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(padded[:, :, ph:ph + h, pw:pw + w])
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """out (N, K, OH, OW) = cross-correlation of x (N, C, H, W) with w (K, C, KH, KW), + b."""
+    x, w, b, s, p, (oh, ow) = V.conv_args(x, w, b, stride, padding)
+    dtype = _common(x, w, b)
+    n, k = x.shape[0], w.shape[0]
+    cols = im2col(x.astype(dtype, copy=False), w.shape[2:], s, p)  # (C*KH*KW, N*OH*OW)
+    out = w.reshape(k, -1).astype(dtype, copy=False) @ cols         # (K, N*OH*OW)
+    out = out.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)           # (N, K, OH, OW)
+    if b is not None:
+        out = out + b.reshape(1, k, 1, 1)
+    return np.ascontiguousarray(out, dtype=dtype)
+
+
+def conv2d_backward(dout, x, w, stride=1, padding=0, need_dx=True):
+    """Gradients (dx, dw, db) of conv2d(x, w, b, stride, padding) given dout,
+    the gradient of its output. dx is None when need_dx is false."""
+    x, w, _, s, p, out_hw = V.conv_args(x, w, None, stride, padding)
+    k = w.shape[0]
+    dout = V.conv_dout(dout, x.shape, k, out_hw)
+    dtype = _common(dout, x, w)
+    dout, x, w = (a.astype(dtype, copy=False) for a in (dout, x, w))
+    cols = im2col(x, w.shape[2:], s, p)                        # (C*KH*KW, N*OH*OW)
+    dout_mat = dout.transpose(1, 0, 2, 3).reshape(k, -1)       # (K, N*OH*OW)
+    dw = (dout_mat @ cols.T).reshape(w.shape)
+    db = dout.sum(axis=(0, 2, 3))
+    dx = None
+    if need_dx:
+        dcols = w.reshape(k, -1).T @ dout_mat                  # (C*KH*KW, N*OH*OW)
+        dx = col2im(dcols, x.shape, w.shape[2:], s, p)
+    return dx, dw, db
+
+
+def dense(x, w, b=None):
+    """out (N, O) = x (N, I) @ w (I, O) + b (O)."""
+    x, w, b = V.dense_args(x, w, b)
+    out = x @ w
+    if b is not None:
+        out = out + b
+    return out.astype(_common(x, w, b), copy=False)
+
+
+def dense_backward(dout, x, w, need_dx=True):
+    """Gradients (dx, dw, db) of dense(x, w, b) given dout (N, O).
+    dx is None when need_dx is false."""
+    x, w, _ = V.dense_args(x, w, None)
+    dout = V.dense_dout(dout, x.shape[0], w.shape[1])
+    dtype = _common(dout, x, w)
+    dout, x, w = (a.astype(dtype, copy=False) for a in (dout, x, w))
+    dx = dout @ w.T if need_dx else None
+    return dx, x.T @ dout, dout.sum(axis=0)
+
+
 # ================================================================ pooling ==
 #
 # A pooling window of size (KH, KW) sits at every (oh*SH, ow*SW), no padding,
