@@ -115,12 +115,13 @@ void tanh_forward_plain(float* out, const float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(x[i]);
 }
 
-// dx (n), dout (n), y (n) = tanh(x): dx = dout * (1 - y^2).
+// dx (n), dout (n), y (n) = tanh(x): dx = dout * (1 - y^2), computed as
+// (1 - y)(1 + y): exact 1 - y for |y| near 1, where 1 - y*y loses digits.
 void tanh_backward(float* dx, const float* dout, const float* y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n >= kMinParallelCheap)
     for (int64_t i = 0; i < n; ++i) {
         const float t = y[i];
-        dx[i] = dout[i] * (1.f - t * t);
+        dx[i] = dout[i] * ((1.f - t) * (1.f + t));
     }
 }
 
