@@ -24,8 +24,8 @@ namespace fastcnn {
 
 using elementwise::exp_nonpos;
 using elementwise::from_bits;
-using elementwise::kMinParallelCheap;
-using elementwise::kMinParallelExp;
+using elementwise::kMinParallelHeavy;
+using elementwise::kMinParallelLight;
 using elementwise::mask_if;
 using elementwise::to_bits;
 
@@ -33,7 +33,7 @@ using elementwise::to_bits;
 
 // out (n), x (n)
 void relu_forward(float* out, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelCheap)
+#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
     for (int64_t i = 0; i < n; ++i) {
         const float v = x[i];
         out[i] = v > 0.f ? v : (v != v ? v : 0.f);  // NaN stays NaN
@@ -42,7 +42,7 @@ void relu_forward(float* out, const float* x, int64_t n) {
 
 // dx (n), dout (n), x (n): the forward INPUT.
 void relu_backward(float* dx, const float* dout, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelCheap)
+#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
     for (int64_t i = 0; i < n; ++i) {
         const float d = dout[i];  // loaded unconditionally: keeps the loop branch-free
         dx[i] = x[i] > 0.f ? d : 0.f;
@@ -54,7 +54,7 @@ void relu_backward(float* dx, const float* dout, const float* x, int64_t n) {
 // out (n), x (n). With e = e^-|x| in (0, 1]: sigmoid = 1/(1+e) for x >= 0,
 // e/(1+e) for x < 0, so nothing overflows for any x.
 void sigmoid_forward(float* out, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelExp)
+#pragma omp parallel for schedule(static) if (n >= kMinParallelHeavy)
     for (int64_t i = 0; i < n; ++i) {
         const float v = x[i];
         const float e = exp_nonpos(v);  // e^-|v|; NaN -> NaN
@@ -73,7 +73,7 @@ void sigmoid_forward_plain(float* out, const float* x, int64_t n) {
 
 // dx (n), dout (n), y (n) = sigmoid(x): dx = dout * y * (1 - y).
 void sigmoid_backward(float* dx, const float* dout, const float* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelCheap)
+#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
     for (int64_t i = 0; i < n; ++i) {
         const float s = y[i];
         dx[i] = dout[i] * s * (1.f - s);
@@ -88,7 +88,7 @@ void sigmoid_backward(float* dx, const float* dout, const float* y, int64_t n) {
 // then the sign of x is put back. Both are computed and one is picked by mask.
 void tanh_forward(float* out, const float* x, int64_t n) {
     const uint32_t kSplitBits = 0x3F200000u;  // 0.625f
-#pragma omp parallel for schedule(static) if (n >= kMinParallelExp)
+#pragma omp parallel for schedule(static) if (n >= kMinParallelHeavy)
     for (int64_t i = 0; i < n; ++i) {
         const uint32_t v_bits = to_bits(x[i]);
         const uint32_t abs_bits = v_bits & 0x7FFFFFFFu;
@@ -118,7 +118,7 @@ void tanh_forward_plain(float* out, const float* x, int64_t n) {
 // dx (n), dout (n), y (n) = tanh(x): dx = dout * (1 - y^2), computed as
 // (1 - y)(1 + y): exact 1 - y for |y| near 1, where 1 - y*y loses digits.
 void tanh_backward(float* dx, const float* dout, const float* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelCheap)
+#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
     for (int64_t i = 0; i < n; ++i) {
         const float t = y[i];
         dx[i] = dout[i] * ((1.f - t) * (1.f + t));
@@ -152,7 +152,7 @@ double exp_shifted(float* out, const float* row, float m, int64_t K) {
 
 // out (N,K), x (N,K): out[r] = exp(x[r] - max) / sum.
 void softmax_forward(float* out, const float* x, int64_t N, int64_t K) {
-#pragma omp parallel for schedule(static) if (N * K >= kMinParallelExp)
+#pragma omp parallel for schedule(static) if (N * K >= kMinParallelHeavy)
     for (int64_t r = 0; r < N; ++r) {
         const float* row = x + r * K;  // (K)
         float* o = out + r * K;        // (K)
@@ -164,7 +164,7 @@ void softmax_forward(float* out, const float* x, int64_t N, int64_t K) {
 
 // out (N,K), x (N,K): out[r] = (x[r] - max) - log(sum exp(x[r] - max)).
 void log_softmax_forward(float* out, const float* x, int64_t N, int64_t K) {
-#pragma omp parallel for schedule(static) if (N * K >= kMinParallelExp)
+#pragma omp parallel for schedule(static) if (N * K >= kMinParallelHeavy)
     for (int64_t r = 0; r < N; ++r) {
         const float* row = x + r * K;  // (K)
         float* o = out + r * K;        // (K)

@@ -22,8 +22,8 @@
 
 namespace fastcnn {
 
-using elementwise::kMinParallelCheap;
-using elementwise::kMinParallelExp;
+using elementwise::kMinParallelHeavy;
+using elementwise::kMinParallelLight;
 
 namespace {
 
@@ -45,7 +45,7 @@ double softmax_loglik(float* dlogits, const float* logits, const int64_t* labels
                       int64_t N, int64_t K) {
     std::vector<double> row_loss(static_cast<size_t>(N));  // (N)
     const float inv_n = static_cast<float>(1.0 / static_cast<double>(N));
-#pragma omp parallel for schedule(static) if (N * K >= kMinParallelExp)
+#pragma omp parallel for schedule(static) if (N * K >= kMinParallelHeavy)
     for (int64_t r = 0; r < N; ++r) {
         const float* z = logits + r * K;  // (K)
         float* d = dlogits + r * K;       // (K)
@@ -77,7 +77,7 @@ double quadratic_cost(float* da, const float* a, const float* y, int64_t N, int6
     const int64_t blocks = (n + kBlock - 1) / kBlock;
     std::vector<double> partial(static_cast<size_t>(blocks));  // (blocks)
     const float fn = static_cast<float>(N);
-#pragma omp parallel for schedule(static) if (n >= kMinParallelCheap)
+#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
     for (int64_t b = 0; b < blocks; ++b) {
         const int64_t end = (b + 1) * kBlock < n ? (b + 1) * kBlock : n;
         double s = 0.0;
@@ -100,7 +100,7 @@ double binary_cross_entropy(float* dz, const float* z, const float* y, int64_t N
     const int64_t blocks = (n + kBlock - 1) / kBlock;
     std::vector<double> partial(static_cast<size_t>(blocks));  // (blocks)
     const float fn = static_cast<float>(N);
-#pragma omp parallel for schedule(static) if (n >= kMinParallelExp)
+#pragma omp parallel for schedule(static) if (n >= kMinParallelHeavy)
     for (int64_t b = 0; b < blocks; ++b) {
         const int64_t end = (b + 1) * kBlock < n ? (b + 1) * kBlock : n;
         double s = 0.0;

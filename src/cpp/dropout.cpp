@@ -15,7 +15,7 @@ namespace fastcnn {
 
 // out (n), x (n), mask (n)
 void dropout_apply(float* out, const float* x, const uint8_t* mask, float scale, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= elementwise::kMinParallelCheap)
+#pragma omp parallel for schedule(static) if (n >= elementwise::kMinParallelLight)
     for (int64_t i = 0; i < n; ++i) {
         out[i] = x[i] * (mask[i] ? scale : 0.f);
     }

@@ -6,15 +6,16 @@
 // What is here:
 //  * the OpenMP thresholds: loops over fewer values than these run on one
 //    thread, so small arrays do not pay the thread start-up;
-//  * exp_nonpos(x): e^x for x <= 0, written so that GCC/Clang vectorise the
-//    loops that call it (std::exp is a library call and never vectorises
+//  * exp_nonpos(x): e^x for x <= 0, written so that the compiler vectorises
+//    the loops that call it (std::exp is a library call and never vectorises
 //    without -ffast-math, which this project does not use).
 //
 // How to keep a loop vectorisable without -ffast-math (learned the hard way,
-// GCC 12 at -O3 with the default -ftrapping-math):
-//  * no `cond ? constant : expr` in front of further float arithmetic: GCC's
-//    PRE folds the constant arm, the loop body becomes a branch, and a
-//    branchy body with float operations that "could trap" is not vectorised;
+// GCC 12 at -O3 with the default -ftrapping-math; check with -fopt-info-vec):
+//  * no clamp `x = x < lo ? lo : x` in front of arithmetic on x alone: GCC's
+//    PRE folds that arithmetic for the constant arm, the loop body becomes a
+//    branch, and a branchy body with float operations that "could trap" is
+//    not vectorised;
 //  * no `cond ? a : b` where a or b is computed only for that select: the
 //    computation sinks into a branch, same result;
 //  so clamps are integer min() on bit patterns, and selects between computed
@@ -28,11 +29,15 @@
 namespace fastcnn {
 namespace elementwise {
 
-// Below these counts a loop runs on one thread (measured on a 2-core x86-64:
-// see the commit message / report). Cheap, memory-bound loops (relu,
-// dropout, optimizer steps) need more work per thread than exp-based ones.
-constexpr int64_t kMinParallelCheap = int64_t(1) << 16;
-constexpr int64_t kMinParallelExp = int64_t(1) << 13;
+// Below these counts a loop runs on one thread, so small arrays do not pay
+// the fork/join (~1 us with a warm OpenMP pool). Measured on the 2-core
+// x86-64 dev box (bench/bench_elementwise.py and a threshold sweep):
+//  * light loops, ~0.2-0.5 ns per value (relu, dropout, SGD, the backward
+//    products): 2 threads save ~40% from 32K values on;
+//  * heavy loops, 2-6 ns per value (sigmoid, tanh, softmax, costs, Adagrad /
+//    RMSprop / Adam with their sqrt): 2 threads save ~45% already at 4K.
+constexpr int64_t kMinParallelLight = int64_t(1) << 15;
+constexpr int64_t kMinParallelHeavy = int64_t(1) << 12;
 
 inline float from_bits(uint32_t b) {
     float f;
