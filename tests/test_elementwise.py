@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import as64, assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import fastcnn
 from fastcnn import _core, ops, reference
@@ -102,6 +105,16 @@ def test_vectorised_exp_sweep(name):
     assert_close(fast, want, **TIGHT, name=name)
     assert_close(plain, want, **TIGHT, name=name + " (plain twin)")
     assert np.all(np.abs(fast) <= 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float32, st.integers(1, 40),
+                  elements=st.floats(width=32, allow_nan=True, allow_infinity=True)))
+def test_sigmoid_tanh_any_float32(x):
+    """Any float32 at all (subnormals, huge, NaN, Inf) against the reference."""
+    for name in ("sigmoid", "tanh"):
+        assert_close(getattr(ops, name)(x), getattr(reference, name)(*as64(x)), **TIGHT,
+                     name=name)
 
 
 def test_sigmoid_tanh_limits():

@@ -335,17 +335,19 @@ void bind_elementwise(py::module_& m) {
             throw py::type_error("labels must be C-contiguous");
         }
         require_shape(labels_h, "labels", {d[0]}, "one label per row of logits");
-        ew::require_apart(dlogits_h, "dlogits", labels_h, "labels", false);
-        const int64_t* lab = static_cast<const int64_t*>(labels.data());
+        // Copied, then checked: the kernel indexes rows with these, so they
+        // must not change (another Python thread) between check and use.
+        const int64_t* first = static_cast<const int64_t*>(labels.data());
+        const std::vector<int64_t> lab(first, first + d[0]);  // (N)
         for (int64_t r = 0; r < d[0]; ++r) {
-            if (lab[r] < 0 || lab[r] >= d[1]) {
+            if (lab[static_cast<size_t>(r)] < 0 || lab[static_cast<size_t>(r)] >= d[1]) {
                 throw py::value_error("labels must lie in [0, " + std::to_string(d[1]) +
-                                      "), got " + std::to_string(lab[r]) + " at row " +
-                                      std::to_string(r));
+                                      "), got " + std::to_string(lab[static_cast<size_t>(r)]) +
+                                      " at row " + std::to_string(r));
             }
         }
         py::gil_scoped_release release;
-        return fastcnn::softmax_loglik(dlogits, logits, lab, d[0], d[1]);
+        return fastcnn::softmax_loglik(dlogits, logits, lab.data(), d[0], d[1]);
     }, py::arg("dlogits"), py::arg("logits"), py::arg("labels"));
 
     // out = x * mask * scale; mask uint8 or bool, one byte per value, x's shape.
