@@ -145,3 +145,137 @@ def global_avgpool2d_backward(dout, x):
 
 
 # ============================== activations, softmax, costs, dropout, optim ==
+#
+# Elementwise ops keep x's shape (0-d included); arrays updated in place by the
+# optimizer steps are never converted (float32 C-contiguous or TypeError).
+
+
+def _f32_same_shape(x: np.ndarray) -> np.ndarray:
+    """_f32 that keeps a 0-d array 0-d (np.ascontiguousarray makes it 1-d)."""
+    return _f32(x).reshape(x.shape)
+
+
+def _unary(kernel, x):
+    x = _f32_same_shape(x)
+    out = np.empty_like(x)
+    kernel(out, x)
+    return out
+
+
+def _binary(kernel, dout, t):
+    dout = _f32_same_shape(dout)
+    t = _f32_same_shape(t)
+    dx = np.empty_like(dout)
+    kernel(dx, dout, t)
+    return dx
+
+
+def relu(x):
+    return _unary(_core.relu_forward, V.elementwise(x))
+
+
+def relu_backward(dout, x):
+    dout = V.elementwise(dout, "dout")
+    x = V.elementwise(x)
+    V.same_shape(dout, "dout", x, "x")
+    return _binary(_core.relu_backward, dout, x)
+
+
+def sigmoid(x):
+    return _unary(_core.sigmoid_forward, V.elementwise(x))
+
+
+def sigmoid_backward(dout, y):
+    dout = V.elementwise(dout, "dout")
+    y = V.elementwise(y, "y")
+    V.same_shape(dout, "dout", y, "y")
+    return _binary(_core.sigmoid_backward, dout, y)
+
+
+def tanh(x):
+    return _unary(_core.tanh_forward, V.elementwise(x))
+
+
+def tanh_backward(dout, y):
+    dout = V.elementwise(dout, "dout")
+    y = V.elementwise(y, "y")
+    V.same_shape(dout, "dout", y, "y")
+    return _binary(_core.tanh_backward, dout, y)
+
+
+def softmax(x):
+    return _unary(_core.softmax_forward, V.rows(x))
+
+
+def log_softmax(x):
+    return _unary(_core.log_softmax_forward, V.rows(x))
+
+
+def softmax_loglik(logits, labels):
+    logits = V.rows(logits, "logits")
+    labels = V.labels(labels, *logits.shape)
+    logits = _f32(logits)
+    dlogits = np.empty_like(logits)
+    loss = _core.softmax_loglik(dlogits, logits, np.ascontiguousarray(labels))
+    return float(loss), dlogits
+
+
+def _cost(kernel, a, y):
+    a, y = _f32(a), _f32(y)
+    grad = np.empty_like(a)
+    loss = kernel(grad, a, y)
+    return float(loss), grad
+
+
+def quadratic_cost(a, y):
+    return _cost(_core.quadratic_cost, *V.cost_args(a, y, "a"))
+
+
+def binary_cross_entropy(logits, y):
+    return _cost(_core.binary_cross_entropy, *V.cost_args(logits, y, "logits"))
+
+
+def _dropout(x, mask, keep_prob):
+    x = _f32_same_shape(x)
+    mask = np.ascontiguousarray(mask).reshape(x.shape).view(np.uint8)  # bool -> 0/1 bytes
+    out = np.empty_like(x)
+    _core.dropout_apply(out, x, mask, 1.0 / keep_prob)
+    return out
+
+
+def dropout(x, mask, keep_prob):
+    x = V.elementwise(x)
+    mask = V.mask(mask, x)
+    return _dropout(x, mask, V.keep_prob(keep_prob))
+
+
+def dropout_backward(dout, mask, keep_prob):
+    dout = V.elementwise(dout, "dout")
+    mask = V.mask(mask, dout, "dout")
+    return _dropout(dout, mask, V.keep_prob(keep_prob))
+
+
+def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0,
+               nesterov=False):
+    grad, lr, momentum, weight_decay, nesterov = V.sgd_args(
+        param, grad, velocity, lr, momentum, weight_decay, nesterov, native=True)
+    _core.sgd_update(param, _f32(grad), velocity, lr, momentum, weight_decay, nesterov)
+
+
+def adagrad_update(param, grad, sum_sq, *, lr, eps=1e-10, weight_decay=0.0):
+    grad, lr, eps, weight_decay = V.adagrad_args(
+        param, grad, sum_sq, lr, eps, weight_decay, native=True)
+    _core.adagrad_update(param, _f32(grad), sum_sq, lr, eps, weight_decay)
+
+
+def rmsprop_update(param, grad, sq_avg, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
+    grad, lr, alpha, eps, weight_decay = V.rmsprop_args(
+        param, grad, sq_avg, lr, alpha, eps, weight_decay, native=True)
+    _core.rmsprop_update(param, _f32(grad), sq_avg, lr, alpha, eps, weight_decay)
+
+
+def adam_update(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0):
+    grad, step, lr, beta1, beta2, eps, weight_decay = V.adam_args(
+        param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, native=True)
+    _core.adam_update(param, _f32(grad), m, v, step, lr, beta1, beta2, eps, weight_decay)
