@@ -121,3 +121,20 @@ def test_native_ops_are_safe_from_several_python_threads():
         t.join()
     for (a, b), got in zip(jobs, results):
         np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_unpickled_and_byteswapped_arrays():
+    # An unpickled float32 array carries an equal but distinct dtype object: it
+    # must be accepted where the op writes into it. A big-endian float32 array
+    # is not native float32: refused for writing, converted when only read.
+    import pickle
+
+    p = pickle.loads(pickle.dumps(np.ones(10, np.float32)))
+    ops.sgd_update(p, np.ones(10, np.float32), lr=0.5)
+    np.testing.assert_array_equal(p, np.full(10, 0.5, np.float32))
+    c = pickle.loads(pickle.dumps(np.zeros((2, 2), np.float32)))
+    ops.gemm(np.eye(2), np.eye(2), c)
+    np.testing.assert_array_equal(c, np.eye(2))
+    with pytest.raises(TypeError, match="param"):
+        ops.sgd_update(np.ones(10, ">f4"), np.ones(10, np.float32), lr=0.5)
+    np.testing.assert_array_equal(ops.relu(np.array([-1.0, 2.0], ">f4")), [0.0, 2.0])

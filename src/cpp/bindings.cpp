@@ -61,7 +61,7 @@ py::array as_array(py::handle h, const char* name) {
 }
 
 void require_f32(const py::array& a, const char* name, int ndim) {
-    if (!a.dtype().is(py::dtype::of<float>())) {
+    if (!a.dtype().equal(py::dtype::of<float>())) {
         throw py::type_error(std::string(name) + " must have dtype float32, got " +
                              std::string(py::str(a.dtype())));
     }
