@@ -324,6 +324,15 @@ def cost_args(a, y, a_name: str):
     return a, y
 
 
+def bce_args(logits, y):
+    """Logits z (N, D) and targets y of the same shape, each target in [0, 1]."""
+    z, y = cost_args(logits, y, "logits")
+    if not np.all((y >= 0) & (y <= 1)):
+        raise ValueError("y must hold targets in [0, 1] for binary_cross_entropy, got values "
+                         f"in [{np.min(y)}, {np.max(y)}]")
+    return z, y
+
+
 def update_arrays(param, grad, states: dict, native: bool) -> np.ndarray:
     """Arrays of an in-place optimizer step: param and each state (name -> array,
     None for an absent one) are written, never converted; grad is read. All have

@@ -232,7 +232,7 @@ def quadratic_cost(a, y):
 
 
 def binary_cross_entropy(logits, y):
-    return _cost(_core.binary_cross_entropy, *V.cost_args(logits, y, "logits"))
+    return _cost(_core.binary_cross_entropy, *V.bce_args(logits, y))
 
 
 def _dropout(x, mask, keep_prob):

@@ -300,7 +300,7 @@ def quadratic_cost(a, y):
 
 def binary_cross_entropy(logits, y):
     """On logits z: mean over rows of sum(softplus(z) - y*z); dz = (sigmoid(z) - y) / N."""
-    z, y = V.cost_args(logits, y, "logits")
+    z, y = V.bce_args(logits, y)
     n = z.shape[0]
     softplus = np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))  # log(1 + e^z), stable
     return float(np.sum(softplus - y * z) / n), (_sigmoid(z) - y) / n
