@@ -61,7 +61,7 @@ py::array as_array(py::handle h, const char* name) {
 }
 
 void require_f32(const py::array& a, const char* name, int ndim) {
-    if (!a.dtype().is(py::dtype::of<float>())) {
+    if (!a.dtype().equal(py::dtype::of<float>())) {
         throw py::type_error(std::string(name) + " must have dtype float32, got " +
                              std::string(py::str(a.dtype())));
     }
@@ -177,22 +177,621 @@ void bind_gemm(py::module_& m) {
 // ================================================= im2col, conv, dense ======
 // (section owned by the conv / dense work)
 
+// ValueError if the memory of output `out` overlaps that of input `in`: a
+// kernel writing into what it still reads would give garbage.
+void require_disjoint(py::handle out, const char* out_name, py::handle in, const char* in_name) {
+    if (in.is_none() || out.is_none()) return;
+    py::array a = py::reinterpret_borrow<py::array>(out);
+    py::array b = py::reinterpret_borrow<py::array>(in);
+    const auto a0 = reinterpret_cast<std::uintptr_t>(a.data());
+    const auto b0 = reinterpret_cast<std::uintptr_t>(b.data());
+    const auto a1 = a0 + static_cast<std::uintptr_t>(a.nbytes());
+    const auto b1 = b0 + static_cast<std::uintptr_t>(b.nbytes());
+    if (a0 < b1 && b0 < a1) {
+        throw py::value_error(std::string(out_name) + " must not share memory with " + in_name);
+    }
+}
+
+// The three gradient outputs of a backward op (dx and db may be None) share
+// no memory with each other nor with the inputs dout, x, w.
+void require_grads_disjoint(py::handle dx, py::handle dw, py::handle db, py::handle dout,
+                            py::handle x, py::handle w) {
+    const py::handle outs[] = {dx, dw, db};
+    const char* out_names[] = {"dx", "dw", "db"};
+    const py::handle ins[] = {dout, x, w};
+    const char* in_names[] = {"dout", "x", "w"};
+    for (int o = 0; o < 3; ++o) {
+        for (int i = 0; i < 3; ++i) require_disjoint(outs[o], out_names[o], ins[i], in_names[i]);
+        for (int p = o + 1; p < 3; ++p) {
+            require_disjoint(outs[o], out_names[o], outs[p], out_names[p]);
+        }
+    }
+}
+
+// Geometry of a window sweep over x (N, C, H, W): every size checked, so that
+// the kernels' int64 index arithmetic cannot overflow.
+struct ConvGeom {
+    int64_t N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW;
+    int64_t ckk;    // C*KH*KW: rows of cols
+    int64_t nohw;   // N*OH*OW: columns of cols
+};
+
+ConvGeom conv_geom(const std::vector<int64_t>& x_dims, const char* x_name, int64_t KH,
+                   int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
+    ConvGeom g{};
+    const std::string x = x_name;
+    g.N = x_dims[0]; g.C = x_dims[1]; g.H = x_dims[2]; g.W = x_dims[3];
+    require_range(g.N, 1, kMaxDim, (x + " batch size").c_str());
+    require_range(g.C, 1, kMaxDim, (x + " channels").c_str());
+    require_range(g.H, 1, kMaxDim, (x + " height").c_str());
+    require_range(g.W, 1, kMaxDim, (x + " width").c_str());
+    require_range(KH, 1, kMaxDim, "kernel height");
+    require_range(KW, 1, kMaxDim, "kernel width");
+    require_range(SH, 1, kMaxDim, "stride height");
+    require_range(SW, 1, kMaxDim, "stride width");
+    require_range(PH, 0, kMaxDim, "padding height");
+    require_range(PW, 0, kMaxDim, "padding width");
+    g.KH = KH; g.KW = KW; g.SH = SH; g.SW = SW; g.PH = PH; g.PW = PW;
+    if (KH > g.H + 2 * PH || KW > g.W + 2 * PW) {
+        throw py::value_error("kernel " + dims_str({KH, KW}) + " is larger than the padded input " +
+                              dims_str({g.H + 2 * PH, g.W + 2 * PW}) + " of " + x + " with shape " +
+                              dims_str(x_dims));
+    }
+    g.OH = (g.H + 2 * PH - KH) / SH + 1;
+    g.OW = (g.W + 2 * PW - KW) / SW + 1;
+    g.ckk = checked_mul(checked_mul(g.C, KH, "C*KH"), KW, "C*KH*KW");
+    g.nohw = checked_mul(checked_mul(g.N, g.OH, "N*OH"), g.OW, "N*OH*OW");
+    checked_mul(g.ckk, g.nohw, "C*KH*KW*N*OH*OW");
+    checked_mul(checked_mul(g.N, g.C, "N*C"), checked_mul(g.H, g.W, "H*W"), "N*C*H*W");
+    return g;
+}
+
+// Conv weights w (K, C, KH, KW) against x's C; returns K. The scratch of one
+// image ((C*KH*KW + K) * OH*OW floats) and the output size must not overflow.
+int64_t conv_filters(py::handle w, const ConvGeom& g) {
+    const std::vector<int64_t> wd = dims_of(w);
+    require_range(wd[0], 1, kMaxDim, "w filters");
+    const int64_t K = wd[0];
+    require_shape(w, "w", {K, g.C, g.KH, g.KW}, "(K, C, KH, KW) matching x's channels");
+    const int64_t ohw = checked_mul(g.OH, g.OW, "OH*OW");
+    checked_mul(g.ckk + K, ohw, "(C*KH*KW + K)*OH*OW");
+    checked_mul(K, g.nohw, "K*N*OH*OW");
+    return K;
+}
+
+struct DenseDims {
+    int64_t N, I, O;
+};
+
+DenseDims dense_dims(py::handle x, py::handle w) {
+    const std::vector<int64_t> xd = dims_of(x), wd = dims_of(w);
+    DenseDims d{xd[0], xd[1], wd[1]};
+    require_range(d.N, 1, kMaxDim, "x batch size");
+    require_range(d.I, 1, kMaxDim, "x features");
+    require_range(d.O, 1, kMaxDim, "w output features");
+    require_shape(w, "w", {d.I, d.O}, "(I, O) matching x's features");
+    checked_mul(d.N, d.O, "N*O");
+    return d;
+}
+
 void bind_conv_dense(py::module_& m) {
-    (void)m;
+    m.def("im2col", [](py::handle cols, py::handle x, int64_t kh, int64_t kw, int64_t sh,
+                       int64_t sw, int64_t ph, int64_t pw) {
+        const float* xp = in_f32(x, "x", 4);
+        const ConvGeom g = conv_geom(dims_of(x), "x", kh, kw, sh, sw, ph, pw);
+        float* cp = out_f32(cols, "cols", 2);
+        require_shape(cols, "cols", {g.ckk, g.nohw}, "(C*KH*KW, N*OH*OW)");
+        require_disjoint(cols, "cols", x, "x");
+        py::gil_scoped_release nogil;
+        fastcnn::im2col(cp, xp, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW);
+    }, py::arg("cols"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+       py::arg("sw"), py::arg("ph"), py::arg("pw"),
+       "cols (C*KH*KW, N*OH*OW) <- im2col(x (N,C,H,W)); cols is overwritten.");
+
+    m.def("col2im", [](py::handle dx, py::handle cols, int64_t kh, int64_t kw, int64_t sh,
+                       int64_t sw, int64_t ph, int64_t pw) {
+        float* dp = out_f32(dx, "dx", 4);
+        const ConvGeom g = conv_geom(dims_of(dx), "dx", kh, kw, sh, sw, ph, pw);
+        const float* cp = in_f32(cols, "cols", 2);
+        require_shape(cols, "cols", {g.ckk, g.nohw}, "(C*KH*KW, N*OH*OW)");
+        require_disjoint(dx, "dx", cols, "cols");
+        py::gil_scoped_release nogil;
+        fastcnn::col2im(dp, cp, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW);
+    }, py::arg("dx"), py::arg("cols"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+       py::arg("sw"), py::arg("ph"), py::arg("pw"),
+       "dx (N,C,H,W) <- col2im(cols (C*KH*KW, N*OH*OW)); dx is overwritten.");
+
+    m.def("conv2d_forward", [](py::handle out, py::handle x, py::handle w, py::handle b,
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+        const float* xp = in_f32(x, "x", 4);
+        const float* wp = in_f32(w, "w", 4);
+        const float* bp = in_f32_opt(b, "b", 1);
+        const std::vector<int64_t> wd = dims_of(w);
+        const ConvGeom g = conv_geom(dims_of(x), "x", wd[2], wd[3], sh, sw, ph, pw);
+        const int64_t K = conv_filters(w, g);
+        if (bp) require_shape(b, "b", {K}, "one bias per filter");
+        float* op = out_f32(out, "out", 4);
+        require_shape(out, "out", {g.N, K, g.OH, g.OW}, "(N, K, OH, OW)");
+        require_disjoint(out, "out", x, "x");
+        require_disjoint(out, "out", w, "w");
+        require_disjoint(out, "out", b, "b");
+        py::gil_scoped_release nogil;
+        fastcnn::conv2d_forward(op, xp, wp, bp, g.N, g.C, g.H, g.W, K, g.KH, g.KW, g.SH, g.SW,
+                                g.PH, g.PW);
+    }, py::arg("out"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("sh"), py::arg("sw"),
+       py::arg("ph"), py::arg("pw"),
+       "out (N,K,OH,OW) <- conv(x (N,C,H,W), w (K,C,KH,KW)) + b (K or None).");
+
+    m.def("conv2d_backward", [](py::handle dx, py::handle dw, py::handle db, py::handle dout,
+                                py::handle x, py::handle w, int64_t sh, int64_t sw, int64_t ph,
+                                int64_t pw) {
+        const float* xp = in_f32(x, "x", 4);
+        const float* wp = in_f32(w, "w", 4);
+        const std::vector<int64_t> wd = dims_of(w);
+        const ConvGeom g = conv_geom(dims_of(x), "x", wd[2], wd[3], sh, sw, ph, pw);
+        const int64_t K = conv_filters(w, g);
+        const float* gp = in_f32(dout, "dout", 4);
+        require_shape(dout, "dout", {g.N, K, g.OH, g.OW}, "(N, K, OH, OW)");
+        float* dxp = out_f32_opt(dx, "dx", 4);
+        if (dxp) require_shape(dx, "dx", dims_of(x), "x's shape");
+        float* dwp = out_f32(dw, "dw", 4);
+        require_shape(dw, "dw", wd, "w's shape");
+        float* dbp = out_f32_opt(db, "db", 1);
+        if (dbp) require_shape(db, "db", {K}, "one per filter");
+        require_grads_disjoint(dx, dw, db, dout, x, w);
+        py::gil_scoped_release nogil;
+        fastcnn::conv2d_backward(dxp, dwp, dbp, gp, xp, wp, g.N, g.C, g.H, g.W, K, g.KH, g.KW,
+                                 g.SH, g.SW, g.PH, g.PW);
+    }, py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("dout"), py::arg("x"), py::arg("w"),
+       py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
+       "dx (or None), dw, db (or None) <- gradients of conv2d from dout (N,K,OH,OW); overwritten.");
+
+    m.def("dense_forward", [](py::handle out, py::handle x, py::handle w, py::handle b) {
+        const float* xp = in_f32(x, "x", 2);
+        const float* wp = in_f32(w, "w", 2);
+        const float* bp = in_f32_opt(b, "b", 1);
+        const DenseDims d = dense_dims(x, w);
+        if (bp) require_shape(b, "b", {d.O}, "one bias per output feature");
+        float* op = out_f32(out, "out", 2);
+        require_shape(out, "out", {d.N, d.O}, "(N, O)");
+        require_disjoint(out, "out", x, "x");
+        require_disjoint(out, "out", w, "w");
+        require_disjoint(out, "out", b, "b");
+        py::gil_scoped_release nogil;
+        fastcnn::dense_forward(op, xp, wp, bp, d.N, d.I, d.O);
+    }, py::arg("out"), py::arg("x"), py::arg("w"), py::arg("b"),
+       "out (N,O) <- x (N,I) @ w (I,O) + b (O or None).");
+
+    m.def("dense_backward", [](py::handle dx, py::handle dw, py::handle db, py::handle dout,
+                               py::handle x, py::handle w) {
+        const float* xp = in_f32(x, "x", 2);
+        const float* wp = in_f32(w, "w", 2);
+        const DenseDims d = dense_dims(x, w);
+        const float* gp = in_f32(dout, "dout", 2);
+        require_shape(dout, "dout", {d.N, d.O}, "(N, O)");
+        float* dxp = out_f32_opt(dx, "dx", 2);
+        if (dxp) require_shape(dx, "dx", {d.N, d.I}, "x's shape");
+        float* dwp = out_f32(dw, "dw", 2);
+        require_shape(dw, "dw", {d.I, d.O}, "w's shape");
+        float* dbp = out_f32_opt(db, "db", 1);
+        if (dbp) require_shape(db, "db", {d.O}, "one per output feature");
+        require_grads_disjoint(dx, dw, db, dout, x, w);
+        py::gil_scoped_release nogil;
+        fastcnn::dense_backward(dxp, dwp, dbp, gp, xp, wp, d.N, d.I, d.O);
+    }, py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("dout"), py::arg("x"), py::arg("w"),
+       "dx (or None), dw, db (or None) <- gradients of dense from dout (N,O); overwritten.");
 }
 
 // =========================================================== pooling ======
 // (section owned by the pooling work)
+//
+// Windowed pooling: x (N, C, H, W) -> out (N, C, OH, OW), window (kh, kw),
+// stride (sh, sw), no padding. The geometry is re-checked here and the shapes
+// of out / dout / dx must follow from it exactly. Outputs must not overlap
+// inputs (require_disjoint, from the conv section above).
+
+struct PoolCall {
+    int64_t N, C, H, W, KH, KW, SH, SW, OH, OW;
+};
+
+// Checks the window against the image shape dims (N, C, H, W) of `name`.
+PoolCall pool_geometry(const std::vector<int64_t>& dims, const char* name,
+                       int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+    require_range(dims[2], 1, kMaxDim, "H");
+    require_range(dims[3], 1, kMaxDim, "W");
+    require_range(kh, 1, kMaxDim, "kh");
+    require_range(kw, 1, kMaxDim, "kw");
+    require_range(sh, 1, kMaxDim, "sh");
+    require_range(sw, 1, kMaxDim, "sw");
+    if (kh > dims[2] || kw > dims[3]) {
+        throw py::value_error("window " + dims_str({kh, kw}) + " is larger than the image of " +
+                              name + " with shape " + dims_str(dims));
+    }
+    return PoolCall{dims[0], dims[1], dims[2], dims[3], kh, kw, sh, sw,
+                    (dims[2] - kh) / sh + 1, (dims[3] - kw) / sw + 1};
+}
+
+// Intake of out (N, C, OH, OW) and x (N, C, H, W) for a forward kernel.
+PoolCall pool_forward_intake(float** out, const float** x, py::handle out_h, py::handle x_h,
+                             int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+    *x = in_f32(x_h, "x", 4);
+    *out = out_f32(out_h, "out", 4);
+    const PoolCall g = pool_geometry(dims_of(x_h), "x", kh, kw, sh, sw);
+    require_shape(out_h, "out", {g.N, g.C, g.OH, g.OW}, "the pooled shape of x");
+    require_disjoint(out_h, "out", x_h, "x");
+    return g;
+}
+
+// Intake of dx (N, C, H, W), dout (N, C, OH, OW) and, when x is not null,
+// x (N, C, H, W) for a backward kernel.
+PoolCall pool_backward_intake(float** dx, const float** dout, const float** x,
+                              py::handle dx_h, py::handle dout_h, py::handle x_h,
+                              int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+    *dx = out_f32(dx_h, "dx", 4);
+    *dout = in_f32(dout_h, "dout", 4);
+    const PoolCall g = pool_geometry(dims_of(dx_h), "dx", kh, kw, sh, sw);
+    require_shape(dout_h, "dout", {g.N, g.C, g.OH, g.OW}, "the pooled shape of dx");
+    require_disjoint(dx_h, "dx", dout_h, "dout");
+    if (x) {
+        *x = in_f32(x_h, "x", 4);
+        require_shape(x_h, "x", dims_of(dx_h), "the shape of dx");
+        require_disjoint(dx_h, "dx", x_h, "x");
+    }
+    return g;
+}
+
+// Intake for global average pooling: image (N, C, H, W) and pooled (N, C),
+// already checked as float32 4-D / 2-D arrays. Returns the image's dims.
+std::vector<int64_t> global_pool_intake(py::handle image_h, py::handle pooled_h,
+                                        const char* pooled_name) {
+    const std::vector<int64_t> d = dims_of(image_h);
+    require_range(d[2], 1, kMaxDim, "H");
+    require_range(d[3], 1, kMaxDim, "W");
+    require_shape(pooled_h, pooled_name, {d[0], d[1]}, "(N, C) of the image");
+    return d;
+}
 
 void bind_pool(py::module_& m) {
-    (void)m;
+    m.def("maxpool2d_forward", [](py::handle out_h, py::handle x_h, int64_t kh, int64_t kw,
+                                  int64_t sh, int64_t sw) {
+        float* out;
+        const float* x;
+        const PoolCall g = pool_forward_intake(&out, &x, out_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::maxpool2d_forward(out, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("out"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"));
+
+    m.def("maxpool2d_backward", [](py::handle dx_h, py::handle dout_h, py::handle x_h,
+                                   int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+        float* dx;
+        const float *dout, *x = nullptr;
+        const PoolCall g = pool_backward_intake(&dx, &dout, &x, dx_h, dout_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::maxpool2d_backward(dx, dout, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("dx"), py::arg("dout"), py::arg("x"), py::arg("kh"), py::arg("kw"),
+       py::arg("sh"), py::arg("sw"));
+
+    m.def("avgpool2d_forward", [](py::handle out_h, py::handle x_h, int64_t kh, int64_t kw,
+                                  int64_t sh, int64_t sw) {
+        float* out;
+        const float* x;
+        const PoolCall g = pool_forward_intake(&out, &x, out_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::avgpool2d_forward(out, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("out"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"));
+
+    m.def("avgpool2d_backward", [](py::handle dx_h, py::handle dout_h, int64_t kh, int64_t kw,
+                                   int64_t sh, int64_t sw) {
+        float* dx;
+        const float* dout;
+        const PoolCall g = pool_backward_intake(&dx, &dout, nullptr, dx_h, dout_h, py::none(),
+                                                kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::avgpool2d_backward(dx, dout, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("dx"), py::arg("dout"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+       py::arg("sw"));
+
+    m.def("l2pool2d_forward", [](py::handle out_h, py::handle x_h, int64_t kh, int64_t kw,
+                                 int64_t sh, int64_t sw) {
+        float* out;
+        const float* x;
+        const PoolCall g = pool_forward_intake(&out, &x, out_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::l2pool2d_forward(out, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("out"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"));
+
+    m.def("l2pool2d_backward", [](py::handle dx_h, py::handle dout_h, py::handle x_h,
+                                  int64_t kh, int64_t kw, int64_t sh, int64_t sw) {
+        float* dx;
+        const float *dout, *x = nullptr;
+        const PoolCall g = pool_backward_intake(&dx, &dout, &x, dx_h, dout_h, x_h, kh, kw, sh, sw);
+        py::gil_scoped_release release;
+        fastcnn::l2pool2d_backward(dx, dout, x, g.N, g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW);
+    }, py::arg("dx"), py::arg("dout"), py::arg("x"), py::arg("kh"), py::arg("kw"),
+       py::arg("sh"), py::arg("sw"));
+
+    // Global average: x (N, C, H, W) <-> out (N, C).
+    m.def("global_avgpool2d_forward", [](py::handle out_h, py::handle x_h) {
+        const float* x = in_f32(x_h, "x", 4);
+        float* out = out_f32(out_h, "out", 2);
+        const std::vector<int64_t> d = global_pool_intake(x_h, out_h, "out");
+        require_disjoint(out_h, "out", x_h, "x");
+        const int64_t hw = d[2] * d[3];               // the size of an existing array
+        py::gil_scoped_release release;
+        fastcnn::global_avgpool2d_forward(out, x, d[0], d[1], hw);
+    }, py::arg("out"), py::arg("x"));
+
+    m.def("global_avgpool2d_backward", [](py::handle dx_h, py::handle dout_h) {
+        float* dx = out_f32(dx_h, "dx", 4);
+        const float* dout = in_f32(dout_h, "dout", 2);
+        const std::vector<int64_t> d = global_pool_intake(dx_h, dout_h, "dout");
+        require_disjoint(dx_h, "dx", dout_h, "dout");
+        const int64_t hw = d[2] * d[3];               // the size of an existing array
+        py::gil_scoped_release release;
+        fastcnn::global_avgpool2d_backward(dx, dout, d[0], d[1], hw);
+    }, py::arg("dx"), py::arg("dout"));
 }
 
 // ============================================ elementwise, costs, optim ======
 // (section owned by the activations / costs / dropout / optimizer work)
 
+//
+// Every array here is float32 C-contiguous (labels: int64, mask: uint8/bool).
+// Elementwise ops take arrays of one shape (any ndim); softmax and the costs
+// take (N, K) / (N, D) with N, K, D >= 1. An output may be exactly the same
+// buffer as an input of its shape (the kernels work index by index), but must
+// not partly overlap one. Optimizer buffers (param, grad, states) must be
+// pairwise disjoint.
+
+namespace ew {
+
+using Unary = void (*)(float*, const float*, int64_t);
+using Binary = void (*)(float*, const float*, const float*, int64_t);
+
+int64_t count(py::handle h) {
+    return static_cast<int64_t>(py::reinterpret_borrow<py::array>(h).size());
+}
+
+// ValueError if the memory of a and b overlaps; with allow_same, a and b may
+// be exactly the same buffer (same start, same size).
+void require_apart(py::handle a_h, const char* a_name, py::handle b_h, const char* b_name,
+                   bool allow_same) {
+    const py::array a = py::reinterpret_borrow<py::array>(a_h);
+    const py::array b = py::reinterpret_borrow<py::array>(b_h);
+    const char* a0 = static_cast<const char*>(a.data());
+    const char* b0 = static_cast<const char*>(b.data());
+    const py::ssize_t an = a.nbytes(), bn = b.nbytes();
+    if (an == 0 || bn == 0 || a0 >= b0 + bn || b0 >= a0 + an) return;
+    if (allow_same && a0 == b0 && an == bn) return;
+    if (allow_same) {
+        throw py::value_error(std::string(a_name) + " must be either exactly " + b_name +
+                              " (in place) or not overlap it");
+    }
+    throw py::value_error(std::string(a_name) + " must not share memory with " + b_name);
+}
+
+// An input of the same shape as ref (named ref_name), float32 C-contiguous.
+const float* in_like(py::handle h, const char* name, py::handle ref, const char* ref_name) {
+    const float* p = in_f32(h, name, -1);
+    require_shape(h, name, dims_of(ref), (std::string("the shape of ") + ref_name).c_str());
+    return p;
+}
+
+// (N, K) rows with N >= 1 and K >= 1.
+std::vector<int64_t> rows_dims(py::handle h, const char* name) {
+    const std::vector<int64_t> d = dims_of(h);
+    if (d[0] < 1 || d[1] < 1) {
+        throw py::value_error(std::string(name) + " must not be empty, got shape " + dims_str(d));
+    }
+    return d;
+}
+
+// A writeable output or in-place state of the same shape as ref.
+float* out_like(py::handle h, const char* name, py::handle ref, const char* ref_name) {
+    float* p = out_f32(h, name, -1);
+    require_shape(h, name, dims_of(ref), (std::string("the shape of ") + ref_name).c_str());
+    return p;
+}
+
+void def_unary(py::module_& m, const char* name, Unary kernel) {
+    m.def(name, [kernel](py::handle out_h, py::handle x_h) {
+        const float* x = in_f32(x_h, "x", -1);
+        float* out = out_like(out_h, "out", x_h, "x");
+        require_apart(out_h, "out", x_h, "x", true);
+        const int64_t n = count(x_h);
+        py::gil_scoped_release release;
+        kernel(out, x, n);
+    }, py::arg("out"), py::arg("x"));
+}
+
+// dx = f(dout, t) where t is the forward input (relu) or output (sigmoid, tanh).
+void def_binary(py::module_& m, const char* name, const char* t_name, Binary kernel) {
+    m.def(name, [kernel, t_name](py::handle dx_h, py::handle dout_h, py::handle t_h) {
+        const float* dout = in_f32(dout_h, "dout", -1);
+        const float* t = in_like(t_h, t_name, dout_h, "dout");
+        float* dx = out_like(dx_h, "dx", dout_h, "dout");
+        require_apart(dx_h, "dx", dout_h, "dout", true);
+        require_apart(dx_h, "dx", t_h, t_name, true);
+        const int64_t n = count(dout_h);
+        py::gil_scoped_release release;
+        kernel(dx, dout, t, n);
+    }, py::arg("dx"), py::arg("dout"), py::arg(t_name));
+}
+
+void def_softmax(py::module_& m, const char* name,
+                 void (*kernel)(float*, const float*, int64_t, int64_t)) {
+    m.def(name, [kernel](py::handle out_h, py::handle x_h) {
+        const float* x = in_f32(x_h, "x", 2);
+        const std::vector<int64_t> d = rows_dims(x_h, "x");
+        float* out = out_like(out_h, "out", x_h, "x");
+        require_apart(out_h, "out", x_h, "x", true);
+        py::gil_scoped_release release;
+        kernel(out, x, d[0], d[1]);
+    }, py::arg("out"), py::arg("x"));
+}
+
+// Quadratic and BCE: grad (N, D) from a (N, D) and targets y (N, D).
+void def_cost(py::module_& m, const char* name, const char* grad_name, const char* a_name,
+              double (*kernel)(float*, const float*, const float*, int64_t, int64_t)) {
+    m.def(name, [kernel, grad_name, a_name](py::handle grad_h, py::handle a_h, py::handle y_h) {
+        const float* a = in_f32(a_h, a_name, 2);
+        const std::vector<int64_t> d = rows_dims(a_h, a_name);
+        const float* y = in_like(y_h, "y", a_h, a_name);
+        float* grad = out_like(grad_h, grad_name, a_h, a_name);
+        require_apart(grad_h, grad_name, a_h, a_name, true);
+        require_apart(grad_h, grad_name, y_h, "y", true);
+        py::gil_scoped_release release;
+        return kernel(grad, a, y, d[0], d[1]);
+    }, py::arg(grad_name), py::arg(a_name), py::arg("y"));
+}
+
+// Optimizer intake: param and grad float32 C-contiguous of one shape; each
+// state (may be None only where allowed) likewise; all pairwise disjoint.
+struct Update {
+    float* param;
+    const float* grad;
+    int64_t n;
+};
+
+Update update_intake(py::handle param_h, py::handle grad_h,
+                     const std::vector<std::pair<py::handle, const char*>>& states) {
+    Update u;
+    u.param = out_f32(param_h, "param", -1);
+    u.grad = in_like(grad_h, "grad", param_h, "param");
+    u.n = count(param_h);
+    std::vector<std::pair<py::handle, const char*>> all = {{param_h, "param"}, {grad_h, "grad"}};
+    for (const auto& s : states) {
+        if (s.first.is_none()) continue;
+        out_like(s.first, s.second, param_h, "param");
+        all.push_back(s);
+    }
+    for (size_t i = 0; i < all.size(); ++i) {
+        for (size_t j = i + 1; j < all.size(); ++j) {
+            require_apart(all[i].first, all[i].second, all[j].first, all[j].second, false);
+        }
+    }
+    return u;
+}
+
+float* state_ptr(py::handle h) {
+    return h.is_none() ? nullptr
+                       : static_cast<float*>(py::reinterpret_borrow<py::array>(h).mutable_data());
+}
+
+}  // namespace ew
+
 void bind_elementwise(py::module_& m) {
-    (void)m;
+    ew::def_unary(m, "relu_forward", &fastcnn::relu_forward);
+    ew::def_unary(m, "sigmoid_forward", &fastcnn::sigmoid_forward);
+    ew::def_unary(m, "tanh_forward", &fastcnn::tanh_forward);
+    ew::def_unary(m, "_sigmoid_forward_plain", &fastcnn::sigmoid_forward_plain);
+    ew::def_unary(m, "_tanh_forward_plain", &fastcnn::tanh_forward_plain);
+    ew::def_binary(m, "relu_backward", "x", &fastcnn::relu_backward);
+    ew::def_binary(m, "sigmoid_backward", "y", &fastcnn::sigmoid_backward);
+    ew::def_binary(m, "tanh_backward", "y", &fastcnn::tanh_backward);
+    ew::def_softmax(m, "softmax_forward", &fastcnn::softmax_forward);
+    ew::def_softmax(m, "log_softmax_forward", &fastcnn::log_softmax_forward);
+    ew::def_cost(m, "quadratic_cost", "da", "a", &fastcnn::quadratic_cost);
+    ew::def_cost(m, "binary_cross_entropy", "dz", "z", &fastcnn::binary_cross_entropy);
+
+    // dlogits (N, K), logits (N, K), labels (N,) int64 in [0, K). Returns the loss.
+    m.def("softmax_loglik", [](py::handle dlogits_h, py::handle logits_h, py::handle labels_h) {
+        const float* logits = in_f32(logits_h, "logits", 2);
+        const std::vector<int64_t> d = ew::rows_dims(logits_h, "logits");
+        float* dlogits = ew::out_like(dlogits_h, "dlogits", logits_h, "logits");
+        ew::require_apart(dlogits_h, "dlogits", logits_h, "logits", true);
+        py::array labels = as_array(labels_h, "labels");
+        if (!labels.dtype().equal(py::dtype::of<int64_t>())) {
+            throw py::type_error("labels must have dtype int64, got " +
+                                 std::string(py::str(labels.dtype())));
+        }
+        if (!(labels.flags() & py::array::c_style)) {
+            throw py::type_error("labels must be C-contiguous");
+        }
+        require_shape(labels_h, "labels", {d[0]}, "one label per row of logits");
+        // Copied, then checked: the kernel indexes rows with these, so they
+        // must not change (another Python thread) between check and use.
+        const int64_t* first = static_cast<const int64_t*>(labels.data());
+        const std::vector<int64_t> lab(first, first + d[0]);  // (N)
+        for (int64_t r = 0; r < d[0]; ++r) {
+            if (lab[static_cast<size_t>(r)] < 0 || lab[static_cast<size_t>(r)] >= d[1]) {
+                throw py::value_error("labels must lie in [0, " + std::to_string(d[1]) +
+                                      "), got " + std::to_string(lab[static_cast<size_t>(r)]) +
+                                      " at row " + std::to_string(r));
+            }
+        }
+        py::gil_scoped_release release;
+        return fastcnn::softmax_loglik(dlogits, logits, lab.data(), d[0], d[1]);
+    }, py::arg("dlogits"), py::arg("logits"), py::arg("labels"));
+
+    // out = x * mask * scale; mask uint8 or bool, one byte per value, x's shape.
+    m.def("dropout_apply", [](py::handle out_h, py::handle x_h, py::handle mask_h, float scale) {
+        const float* x = in_f32(x_h, "x", -1);
+        float* out = ew::out_like(out_h, "out", x_h, "x");
+        ew::require_apart(out_h, "out", x_h, "x", true);
+        py::array mask = as_array(mask_h, "mask");
+        const char kind = mask.dtype().kind();
+        if (!((kind == 'u' || kind == 'b') && mask.dtype().itemsize() == 1)) {
+            throw py::type_error("mask must have dtype uint8 or bool, got " +
+                                 std::string(py::str(mask.dtype())));
+        }
+        if (!(mask.flags() & py::array::c_style)) {
+            throw py::type_error("mask must be C-contiguous");
+        }
+        require_shape(mask_h, "mask", dims_of(x_h), "the shape of x");
+        ew::require_apart(out_h, "out", mask_h, "mask", false);
+        const uint8_t* mp = static_cast<const uint8_t*>(mask.data());
+        const int64_t n = ew::count(x_h);
+        py::gil_scoped_release release;
+        fastcnn::dropout_apply(out, x, mp, scale, n);
+    }, py::arg("out"), py::arg("x"), py::arg("mask"), py::arg("scale"));
+
+    m.def("sgd_update", [](py::handle param_h, py::handle grad_h, py::handle velocity_h,
+                           float lr, float momentum, float weight_decay, bool nesterov) {
+        const ew::Update u = ew::update_intake(param_h, grad_h, {{velocity_h, "velocity"}});
+        if (velocity_h.is_none() && momentum != 0.f) {
+            throw py::value_error("velocity is required when momentum != 0");
+        }
+        float* velocity = ew::state_ptr(velocity_h);
+        py::gil_scoped_release release;
+        fastcnn::sgd_update(u.param, u.grad, velocity, u.n, lr, momentum, weight_decay, nesterov);
+    }, py::arg("param"), py::arg("grad"), py::arg("velocity").none(true), py::arg("lr"),
+       py::arg("momentum"), py::arg("weight_decay"), py::arg("nesterov"));
+
+    m.def("adagrad_update", [](py::handle param_h, py::handle grad_h, py::handle sum_sq_h,
+                               float lr, float eps, float weight_decay) {
+        if (sum_sq_h.is_none()) throw py::type_error("sum_sq must be a numpy.ndarray, got NoneType");
+        const ew::Update u = ew::update_intake(param_h, grad_h, {{sum_sq_h, "sum_sq"}});
+        float* sum_sq = ew::state_ptr(sum_sq_h);
+        py::gil_scoped_release release;
+        fastcnn::adagrad_update(u.param, u.grad, sum_sq, u.n, lr, eps, weight_decay);
+    }, py::arg("param"), py::arg("grad"), py::arg("sum_sq"), py::arg("lr"), py::arg("eps"),
+       py::arg("weight_decay"));
+
+    m.def("rmsprop_update", [](py::handle param_h, py::handle grad_h, py::handle sq_avg_h,
+                               float lr, float alpha, float eps, float weight_decay) {
+        if (sq_avg_h.is_none()) throw py::type_error("sq_avg must be a numpy.ndarray, got NoneType");
+        const ew::Update u = ew::update_intake(param_h, grad_h, {{sq_avg_h, "sq_avg"}});
+        float* sq_avg = ew::state_ptr(sq_avg_h);
+        py::gil_scoped_release release;
+        fastcnn::rmsprop_update(u.param, u.grad, sq_avg, u.n, lr, alpha, eps, weight_decay);
+    }, py::arg("param"), py::arg("grad"), py::arg("sq_avg"), py::arg("lr"), py::arg("alpha"),
+       py::arg("eps"), py::arg("weight_decay"));
+
+    m.def("adam_update", [](py::handle param_h, py::handle grad_h, py::handle m_h, py::handle v_h,
+                            int64_t step, float lr, float beta1, float beta2, float eps,
+                            float weight_decay) {
+        if (m_h.is_none()) throw py::type_error("m must be a numpy.ndarray, got NoneType");
+        if (v_h.is_none()) throw py::type_error("v must be a numpy.ndarray, got NoneType");
+        const ew::Update u = ew::update_intake(param_h, grad_h, {{m_h, "m"}, {v_h, "v"}});
+        require_range(step, 1, std::numeric_limits<int64_t>::max(), "step");
+        float* mp = ew::state_ptr(m_h);
+        float* vp = ew::state_ptr(v_h);
+        py::gil_scoped_release release;
+        fastcnn::adam_update(u.param, u.grad, mp, vp, u.n, step, lr, beta1, beta2, eps,
+                             weight_decay);
+    }, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"), py::arg("step"),
+       py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"));
 }
 
 // ============================================================== misc ======

@@ -118,6 +118,10 @@ void sigmoid_forward(float* out, const float* x, int64_t n);
 void sigmoid_backward(float* dx, const float* dout, const float* y, int64_t n);
 void tanh_forward(float* out, const float* x, int64_t n);
 void tanh_backward(float* dx, const float* dout, const float* y, int64_t n);
+// Plain twins of the vectorised sigmoid/tanh forward (std::exp, std::tanh):
+// the oracle for tests and a readable fallback. Single-threaded.
+void sigmoid_forward_plain(float* out, const float* x, int64_t n);
+void tanh_forward_plain(float* out, const float* x, int64_t n);
 
 // -------------------------------------------------------- softmax/costs ----
 // Row-wise over x (N,K); stable (subtracts the row max).

@@ -291,13 +291,13 @@ def labels(y, n: int, k: int) -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
-def mask(m, like: np.ndarray) -> np.ndarray:
-    """A keep-mask of 0/1 values shaped like x, as bool."""
+def mask(m, like: np.ndarray, like_name: str = "x") -> np.ndarray:
+    """A keep-mask of 0/1 values shaped like `like` (named like_name), as bool."""
     if not isinstance(m, np.ndarray):
         m = np.asarray(m)
     if m.dtype.kind not in "biuf":
         raise TypeError(f"mask must be a boolean or numeric 0/1 array, got dtype {m.dtype}")
-    same_shape(m, "mask", like, "x")
+    same_shape(m, "mask", like, like_name)
     if m.dtype.kind == "b":
         return m
     if not np.all((m == 0) | (m == 1)):
@@ -307,3 +307,103 @@ def mask(m, like: np.ndarray) -> np.ndarray:
 
 def keep_prob(p) -> float:
     return real(p, "keep_prob", 0.0, 1.0, lo_open=True)
+
+
+# ------------------------------------------------ costs and optimizer steps --
+
+
+def cost_args(a, y, a_name: str):
+    """Predictions or logits a (N, D) and targets y of the same shape."""
+    a = floating(a, a_name)
+    ndim(a, a_name, 2, "(N, features)")
+    if a.shape[0] == 0:
+        raise ValueError(f"{a_name} has an empty batch: shape {shape_str(a.shape)}")
+    nonempty(a, a_name)
+    y = floating(y, "y")
+    same_shape(a, a_name, y, "y")
+    return a, y
+
+
+def bce_args(logits, y):
+    """Logits z (N, D) and targets y of the same shape, each target in [0, 1]."""
+    z, y = cost_args(logits, y, "logits")
+    if not np.all((y >= 0) & (y <= 1)):
+        raise ValueError("y must hold targets in [0, 1] for binary_cross_entropy, got values "
+                         f"in [{np.min(y)}, {np.max(y)}]")
+    return z, y
+
+
+def update_arrays(param, grad, states: dict, native: bool) -> np.ndarray:
+    """Arrays of an in-place optimizer step: param and each state (name -> array,
+    None for an absent one) are written, never converted; grad is read. All have
+    param's shape and none shares memory with another (a shared buffer would be
+    updated twice, e.g. `m = v = np.zeros_like(p)`). Returns grad as an array."""
+    writable(param, "param", None, native)
+    grad = floating(grad, "grad")
+    same_shape(grad, "grad", param, "param")
+    named = [("param", param), ("grad", grad)]
+    for name, s in states.items():
+        if s is not None:
+            writable(s, name, param.shape, native)
+            named.append((name, s))
+    for i, (a_name, a) in enumerate(named):
+        for b_name, b in named[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{a_name} and {b_name} must not share memory")
+    return grad
+
+
+def learning_rate(lr) -> float:
+    return real(lr, "lr", 0.0)
+
+
+def weight_decay(wd) -> float:
+    return real(wd, "weight_decay", 0.0)
+
+
+def decay_rate(v, name: str) -> float:
+    """momentum, alpha, beta1, beta2: in [0, 1)."""
+    return real(v, name, 0.0, 1.0, hi_open=True)
+
+
+def epsilon(eps) -> float:
+    return real(eps, "eps", 0.0, lo_open=True)
+
+
+def sgd_args(param, grad, velocity, lr, momentum, wd, nesterov, native: bool):
+    """Returns (grad, lr, momentum, weight_decay, nesterov)."""
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+    lr, momentum, wd = learning_rate(lr), decay_rate(momentum, "momentum"), weight_decay(wd)
+    if velocity is None and momentum != 0.0:
+        raise ValueError(f"velocity is required when momentum != 0 (momentum={momentum})")
+    grad = update_arrays(param, grad, {"velocity": velocity}, native)
+    return grad, lr, momentum, wd, bool(nesterov)
+
+
+def adagrad_args(param, grad, sum_sq, lr, eps, wd, native: bool):
+    """Returns (grad, lr, eps, weight_decay)."""
+    lr, eps, wd = learning_rate(lr), epsilon(eps), weight_decay(wd)
+    writable(sum_sq, "sum_sq", None, native)
+    grad = update_arrays(param, grad, {"sum_sq": sum_sq}, native)
+    return grad, lr, eps, wd
+
+
+def rmsprop_args(param, grad, sq_avg, lr, alpha, eps, wd, native: bool):
+    """Returns (grad, lr, alpha, eps, weight_decay)."""
+    lr, alpha = learning_rate(lr), decay_rate(alpha, "alpha")
+    eps, wd = epsilon(eps), weight_decay(wd)
+    writable(sq_avg, "sq_avg", None, native)
+    grad = update_arrays(param, grad, {"sq_avg": sq_avg}, native)
+    return grad, lr, alpha, eps, wd
+
+
+def adam_args(param, grad, m, v, step, lr, beta1, beta2, eps, wd, native: bool):
+    """Returns (grad, step, lr, beta1, beta2, eps, weight_decay)."""
+    step = integer(step, "step", 1)
+    lr, beta1, beta2 = learning_rate(lr), decay_rate(beta1, "beta1"), decay_rate(beta2, "beta2")
+    eps, wd = epsilon(eps), weight_decay(wd)
+    writable(m, "m", None, native)
+    writable(v, "v", None, native)
+    grad = update_arrays(param, grad, {"m": m, "v": v}, native)
+    return grad, step, lr, beta1, beta2, eps, wd

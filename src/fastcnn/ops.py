@@ -59,7 +59,257 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
 # ========================================== im2col, col2im, conv2d, dense ==
 
 
+def im2col(x, kernel_size, stride=1, padding=0):
+    """cols (C*KH*KW, N*OH*OW) of x (N, C, H, W); see fastcnn.reference.im2col."""
+    x, (kh, kw), (sh, sw), (ph, pw), (oh, ow) = V.im2col_args(x, kernel_size, stride, padding)
+    x = _f32(x)
+    n, c = x.shape[:2]
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=np.float32)
+    _core.im2col(cols, x, kh, kw, sh, sw, ph, pw)
+    return cols
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
+    """dx (x_shape): the adjoint of im2col; see fastcnn.reference.col2im."""
+    cols, x_shape, (kh, kw), (sh, sw), (ph, pw), _ = V.col2im_args(
+        cols, x_shape, kernel_size, stride, padding)
+    dx = np.empty(x_shape, dtype=np.float32)
+    _core.col2im(dx, _f32(cols), kh, kw, sh, sw, ph, pw)
+    return dx
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """out (N, K, OH, OW) = cross-correlation of x with w, + b; large batches run in chunks."""
+    x, w, b, (sh, sw), (ph, pw), (oh, ow) = V.conv_args(x, w, b, stride, padding)
+    out = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=np.float32)
+    _core.conv2d_forward(out, _f32(x), _f32(w), None if b is None else _f32(b), sh, sw, ph, pw)
+    return out
+
+
+def conv2d_backward(dout, x, w, stride=1, padding=0, need_dx=True):
+    """(dx, dw, db) of conv2d given dout; dx is None when need_dx is false."""
+    x, w, _, (sh, sw), (ph, pw), out_hw = V.conv_args(x, w, None, stride, padding)
+    dout = V.conv_dout(dout, x.shape, w.shape[0], out_hw)
+    dx = np.empty(x.shape, dtype=np.float32) if need_dx else None
+    dw = np.empty(w.shape, dtype=np.float32)
+    db = np.empty(w.shape[0], dtype=np.float32)
+    _core.conv2d_backward(dx, dw, db, _f32(dout), _f32(x), _f32(w), sh, sw, ph, pw)
+    return dx, dw, db
+
+
+def dense(x, w, b=None):
+    """out (N, O) = x (N, I) @ w (I, O) + b (O)."""
+    x, w, b = V.dense_args(x, w, b)
+    out = np.empty((x.shape[0], w.shape[1]), dtype=np.float32)
+    _core.dense_forward(out, _f32(x), _f32(w), None if b is None else _f32(b))
+    return out
+
+
+def dense_backward(dout, x, w, need_dx=True):
+    """(dx, dw, db) of dense given dout (N, O); dx is None when need_dx is false."""
+    x, w, _ = V.dense_args(x, w, None)
+    dout = V.dense_dout(dout, x.shape[0], w.shape[1])
+    dx = np.empty(x.shape, dtype=np.float32) if need_dx else None
+    dw = np.empty(w.shape, dtype=np.float32)
+    db = np.empty(w.shape[1], dtype=np.float32)
+    _core.dense_backward(dx, dw, db, _f32(dout), _f32(x), _f32(w))
+    return dx, dw, db
+
+
 # ================================================================ pooling ==
 
 
+def _pool_forward(kernel, x, size, stride):
+    x, (kh, kw), (sh, sw), (oh, ow) = V.pool_args(x, size, stride)
+    x = _f32(x)
+    out = np.empty((x.shape[0], x.shape[1], oh, ow), np.float32)
+    kernel(out, x, kh, kw, sh, sw)
+    return out
+
+
+def maxpool2d(x, size, stride=None):
+    return _pool_forward(_core.maxpool2d_forward, x, size, stride)
+
+
+def maxpool2d_backward(dout, x, size, stride=None):
+    x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
+    dout = _f32(V.pool_dout(dout, x.shape, out_hw))
+    dx = np.empty(x.shape, np.float32)
+    _core.maxpool2d_backward(dx, dout, _f32(x), kh, kw, sh, sw)
+    return dx
+
+
+def avgpool2d(x, size, stride=None):
+    return _pool_forward(_core.avgpool2d_forward, x, size, stride)
+
+
+def avgpool2d_backward(dout, x, size, stride=None):
+    x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
+    dout = _f32(V.pool_dout(dout, x.shape, out_hw))
+    dx = np.empty(x.shape, np.float32)
+    _core.avgpool2d_backward(dx, dout, kh, kw, sh, sw)
+    return dx
+
+
+def l2pool2d(x, size, stride=None):
+    return _pool_forward(_core.l2pool2d_forward, x, size, stride)
+
+
+def l2pool2d_backward(dout, x, size, stride=None):
+    x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
+    dout = _f32(V.pool_dout(dout, x.shape, out_hw))
+    dx = np.empty(x.shape, np.float32)
+    _core.l2pool2d_backward(dx, dout, _f32(x), kh, kw, sh, sw)
+    return dx
+
+
+def global_avgpool2d(x):
+    x = _f32(V.image_batch(x))
+    out = np.empty(x.shape[:2], np.float32)
+    _core.global_avgpool2d_forward(out, x)
+    return out
+
+
+def global_avgpool2d_backward(dout, x):
+    x = V.image_batch(x)
+    dout = _f32(V.global_pool_dout(dout, x.shape))
+    dx = np.empty(x.shape, np.float32)
+    _core.global_avgpool2d_backward(dx, dout)
+    return dx
+
+
 # ============================== activations, softmax, costs, dropout, optim ==
+#
+# Elementwise ops keep x's shape (0-d included); arrays updated in place by the
+# optimizer steps are never converted (float32 C-contiguous or TypeError).
+
+
+def _f32_same_shape(x: np.ndarray) -> np.ndarray:
+    """_f32 that keeps a 0-d array 0-d (np.ascontiguousarray makes it 1-d)."""
+    return _f32(x).reshape(x.shape)
+
+
+def _unary(kernel, x):
+    x = _f32_same_shape(x)
+    out = np.empty_like(x)
+    kernel(out, x)
+    return out
+
+
+def _binary(kernel, dout, t):
+    dout = _f32_same_shape(dout)
+    t = _f32_same_shape(t)
+    dx = np.empty_like(dout)
+    kernel(dx, dout, t)
+    return dx
+
+
+def relu(x):
+    return _unary(_core.relu_forward, V.elementwise(x))
+
+
+def relu_backward(dout, x):
+    dout = V.elementwise(dout, "dout")
+    x = V.elementwise(x)
+    V.same_shape(dout, "dout", x, "x")
+    return _binary(_core.relu_backward, dout, x)
+
+
+def sigmoid(x):
+    return _unary(_core.sigmoid_forward, V.elementwise(x))
+
+
+def sigmoid_backward(dout, y):
+    dout = V.elementwise(dout, "dout")
+    y = V.elementwise(y, "y")
+    V.same_shape(dout, "dout", y, "y")
+    return _binary(_core.sigmoid_backward, dout, y)
+
+
+def tanh(x):
+    return _unary(_core.tanh_forward, V.elementwise(x))
+
+
+def tanh_backward(dout, y):
+    dout = V.elementwise(dout, "dout")
+    y = V.elementwise(y, "y")
+    V.same_shape(dout, "dout", y, "y")
+    return _binary(_core.tanh_backward, dout, y)
+
+
+def softmax(x):
+    return _unary(_core.softmax_forward, V.rows(x))
+
+
+def log_softmax(x):
+    return _unary(_core.log_softmax_forward, V.rows(x))
+
+
+def softmax_loglik(logits, labels):
+    logits = V.rows(logits, "logits")
+    labels = V.labels(labels, *logits.shape)
+    logits = _f32(logits)
+    dlogits = np.empty_like(logits)
+    loss = _core.softmax_loglik(dlogits, logits, np.ascontiguousarray(labels))
+    return float(loss), dlogits
+
+
+def _cost(kernel, a, y):
+    a, y = _f32(a), _f32(y)
+    grad = np.empty_like(a)
+    loss = kernel(grad, a, y)
+    return float(loss), grad
+
+
+def quadratic_cost(a, y):
+    return _cost(_core.quadratic_cost, *V.cost_args(a, y, "a"))
+
+
+def binary_cross_entropy(logits, y):
+    return _cost(_core.binary_cross_entropy, *V.bce_args(logits, y))
+
+
+def _dropout(x, mask, keep_prob):
+    x = _f32_same_shape(x)
+    mask = np.ascontiguousarray(mask).reshape(x.shape).view(np.uint8)  # bool -> 0/1 bytes
+    out = np.empty_like(x)
+    _core.dropout_apply(out, x, mask, 1.0 / keep_prob)
+    return out
+
+
+def dropout(x, mask, keep_prob):
+    x = V.elementwise(x)
+    mask = V.mask(mask, x)
+    return _dropout(x, mask, V.keep_prob(keep_prob))
+
+
+def dropout_backward(dout, mask, keep_prob):
+    dout = V.elementwise(dout, "dout")
+    mask = V.mask(mask, dout, "dout")
+    return _dropout(dout, mask, V.keep_prob(keep_prob))
+
+
+def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0,
+               nesterov=False):
+    grad, lr, momentum, weight_decay, nesterov = V.sgd_args(
+        param, grad, velocity, lr, momentum, weight_decay, nesterov, native=True)
+    _core.sgd_update(param, _f32(grad), velocity, lr, momentum, weight_decay, nesterov)
+
+
+def adagrad_update(param, grad, sum_sq, *, lr, eps=1e-10, weight_decay=0.0):
+    grad, lr, eps, weight_decay = V.adagrad_args(
+        param, grad, sum_sq, lr, eps, weight_decay, native=True)
+    _core.adagrad_update(param, _f32(grad), sum_sq, lr, eps, weight_decay)
+
+
+def rmsprop_update(param, grad, sq_avg, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
+    grad, lr, alpha, eps, weight_decay = V.rmsprop_args(
+        param, grad, sq_avg, lr, alpha, eps, weight_decay, native=True)
+    _core.rmsprop_update(param, _f32(grad), sq_avg, lr, alpha, eps, weight_decay)
+
+
+def adam_update(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0):
+    grad, step, lr, beta1, beta2, eps, weight_decay = V.adam_args(
+        param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, native=True)
+    _core.adam_update(param, _f32(grad), m, v, step, lr, beta1, beta2, eps, weight_decay)

@@ -1,0 +1,24 @@
+// dropout.cpp -- dropout_apply of fastcnn.h: out = x * mask * scale, with
+// scale = 1 / keep_prob. The same kernel serves the forward pass (x) and the
+// backward pass (dout): both multiply by the same keep-mask.
+//
+// Size letters: n = number of values (any shape, seen flat).
+//
+// Contract: mask holds one byte per value; 0 drops the value, anything else
+// keeps it (the caller passes 0/1). Dropped values are multiplied by 0, as the
+// formula says, so NaN and Inf stay NaN where dropped (x * 0). out may be the
+// same buffer as x.
+#include "elementwise.h"
+#include "fastcnn.h"
+
+namespace fastcnn {
+
+// out (n), x (n), mask (n)
+void dropout_apply(float* out, const float* x, const uint8_t* mask, float scale, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= elementwise::kMinParallelLight)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = x[i] * (mask[i] ? scale : 0.f);
+    }
+}
+
+}  // namespace fastcnn

@@ -1,0 +1,125 @@
+// im2col.cpp -- unfold image windows into columns (im2col) and fold them back (col2im).
+//
+// Size letters:
+//   N  batch   C  channels   H W  image height/width   KH KW  kernel height/width
+//   SH SW  stride   PH PW  zero padding   OH OW  output height/width,
+//   OH = (H + 2*PH - KH) / SH + 1 (floor), likewise OW.
+//
+// Contract (see fastcnn.h):
+//   im2col: cols (C*KH*KW, N*OH*OW), row r = (c*KH + i)*KW + j, column
+//           q = (n*OH + oh)*OW + ow, cols[r][q] = x[n][c][oh*SH - PH + i][ow*SW - PW + j],
+//           0 where that position lies in the padding. cols is overwritten.
+//   col2im: its adjoint. dx (N,C,H,W) is overwritten with, for each pixel, the
+//           sum of every cols entry that im2col would have copied from it.
+// The caller owns every buffer and has checked the sizes (bindings.cpp):
+// KH <= H + 2*PH, KW <= W + 2*PW, all sizes >= 1, no product overflows int64.
+//
+// Threads: im2col splits the (row r, image n) pairs, each writing its own OH*OW
+// stretch of cols; col2im splits the (n, c) planes of dx, so no two threads ever
+// add into the same pixel.
+#include "fastcnn.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace fastcnn {
+
+namespace {
+
+// Below this many values, a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = int64_t(1) << 15;
+
+// Output positions o in [0, n_out) whose input position o*step - pad + offset
+// falls inside [0, size): the half-open range [lo, hi) (empty when lo >= hi).
+struct Span {
+    int64_t lo;
+    int64_t hi;
+};
+
+Span inside(int64_t n_out, int64_t size, int64_t step, int64_t pad, int64_t offset) {
+    // o*step - pad + offset >= 0     <=>  o >= ceil((pad - offset) / step)
+    // o*step - pad + offset <= size-1 <=> o <= floor((size - 1 + pad - offset) / step)
+    const int64_t first = pad - offset;  // may be negative
+    int64_t lo = first <= 0 ? 0 : (first + step - 1) / step;
+    const int64_t last = size - 1 + pad - offset;
+    int64_t hi = last < 0 ? 0 : last / step + 1;
+    lo = std::min(lo, n_out);
+    hi = std::min(hi, n_out);
+    return {lo, std::max(lo, hi)};
+}
+
+}  // namespace
+
+void im2col(float* cols, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
+            int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
+    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
+    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
+    const int64_t rows = C * KH * KW;
+    const int64_t ncols = N * OH * OW;
+    const int64_t tasks = rows * N;  // one (row r, image n) pair each
+
+#pragma omp parallel for schedule(static) if (rows * ncols >= kParallelMin)
+    for (int64_t t = 0; t < tasks; ++t) {
+        const int64_t r = t / N;
+        const int64_t n = t % N;
+        const int64_t j = r % KW;
+        const int64_t i = (r / KW) % KH;
+        const int64_t c = r / (KW * KH);
+        const float* plane = x + (n * C + c) * H * W;           // x[n][c]   (H, W)
+        float* dst = cols + r * ncols + n * OH * OW;            // cols[r][n*OH*OW ...] (OH, OW)
+        const Span oh_in = inside(OH, H, SH, PH, i);
+        const Span ow_in = inside(OW, W, SW, PW, j);
+        for (int64_t oh = 0; oh < OH; ++oh) {
+            float* out_row = dst + oh * OW;                     // (OW)
+            if (oh < oh_in.lo || oh >= oh_in.hi) {
+                std::fill(out_row, out_row + OW, 0.0f);
+                continue;
+            }
+            const float* in_row = plane + (oh * SH - PH + i) * W;  // (W)
+            std::fill(out_row, out_row + ow_in.lo, 0.0f);
+            if (SW == 1) {
+                const int64_t first = ow_in.lo - PW + j;
+                std::memcpy(out_row + ow_in.lo, in_row + first,
+                            static_cast<size_t>(ow_in.hi - ow_in.lo) * sizeof(float));
+            } else {
+                for (int64_t ow = ow_in.lo; ow < ow_in.hi; ++ow) {
+                    out_row[ow] = in_row[ow * SW - PW + j];
+                }
+            }
+            std::fill(out_row + ow_in.hi, out_row + OW, 0.0f);
+        }
+    }
+}
+
+void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64_t W,
+            int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
+    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
+    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
+    const int64_t ncols = N * OH * OW;
+    const int64_t planes = N * C;  // one (n, c) plane of dx each
+
+#pragma omp parallel for schedule(static) if (C * KH * KW * ncols >= kParallelMin)
+    for (int64_t t = 0; t < planes; ++t) {
+        const int64_t n = t / C;
+        const int64_t c = t % C;
+        float* plane = dx + t * H * W;                          // dx[n][c]  (H, W)
+        std::fill(plane, plane + H * W, 0.0f);
+        for (int64_t i = 0; i < KH; ++i) {
+            const Span oh_in = inside(OH, H, SH, PH, i);
+            for (int64_t j = 0; j < KW; ++j) {
+                const Span ow_in = inside(OW, W, SW, PW, j);
+                const int64_t r = (c * KH + i) * KW + j;
+                const float* src = cols + r * ncols + n * OH * OW;  // (OH, OW)
+                for (int64_t oh = oh_in.lo; oh < oh_in.hi; ++oh) {
+                    float* dx_row = plane + (oh * SH - PH + i) * W;  // (W)
+                    const float* src_row = src + oh * OW;            // (OW)
+                    for (int64_t ow = ow_in.lo; ow < ow_in.hi; ++ow) {
+                        dx_row[ow * SW - PW + j] += src_row[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace fastcnn

@@ -1,0 +1,140 @@
+"""The build as a user meets it: float behaviour, build_info, threads, SIMD choice,
+both backends exposing the same ops with the same signatures."""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import ops, reference
+
+OPS = [
+    "gemm", "im2col", "col2im", "conv2d", "conv2d_backward",
+    "maxpool2d", "maxpool2d_backward", "avgpool2d", "avgpool2d_backward",
+    "l2pool2d", "l2pool2d_backward", "global_avgpool2d", "global_avgpool2d_backward",
+    "dense", "dense_backward", "relu", "relu_backward", "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward", "softmax", "log_softmax", "softmax_loglik", "quadratic_cost",
+    "binary_cross_entropy", "dropout", "dropout_backward",
+    "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",
+]
+
+
+def _run(code: str, **env) -> str:
+    """Run code in a fresh interpreter (so import-time choices happen anew)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("FASTCNN_ISA",)}
+    full_env.update(env)
+    out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_both_backends_have_the_op_with_the_same_signature(name):
+    assert callable(getattr(reference, name)), f"reference.{name} missing"
+    assert callable(getattr(ops, name)), f"ops.{name} missing"
+    assert inspect.signature(getattr(ops, name)) == inspect.signature(getattr(reference, name))
+
+
+def test_subnormals_survive_import_and_native_work():
+    # A library built with -ffast-math on gcc would set flush-to-zero for the
+    # whole process when loaded; subnormal float32 and float64 must still exist.
+    tiny32 = np.finfo(np.float32).tiny
+    tiny64 = np.finfo(np.float64).tiny
+    a = np.ones((8, 8), np.float32)
+    ops.gemm(a, a)  # run a kernel too: nothing may change the FP mode behind our back
+    assert np.float32(tiny32) / np.float32(2) > 0
+    assert np.float64(tiny64) / 2.0 > 0
+    sub = np.full(16, tiny32 / 4, np.float32)
+    assert np.all(sub * np.float32(1.0) > 0)
+
+
+def test_build_info_reports_what_runs():
+    info = fastcnn.build_info()
+    assert info["simd"] in ("avx2", "generic")
+    assert isinstance(info["openmp"], bool)
+    assert info["num_threads"] == fastcnn.get_num_threads()
+    for key in ("compiler", "cxx_flags", "version"):
+        assert isinstance(info[key], str)
+    for bad in ("-ffast-math", "-Ofast", "-march=native"):
+        assert bad not in info["cxx_flags"]
+    if info["simd"] == "avx2":
+        assert info["cpu_avx2_fma"] and info["avx2_compiled"]
+
+
+def test_isa_environment_variable_forces_the_portable_path():
+    code = "import fastcnn, json; print(json.dumps(fastcnn.build_info()))"
+    forced = json.loads(_run(code, FASTCNN_ISA="generic"))
+    assert forced["simd"] == "generic"
+    default = json.loads(_run(code))
+    want = "avx2" if default["cpu_avx2_fma"] and default["avx2_compiled"] else "generic"
+    assert default["simd"] == want
+    # An unknown value must not crash the import; it falls back to a safe path.
+    odd = json.loads(_run(code, FASTCNN_ISA="no-such-isa"))
+    assert odd["simd"] in ("avx2", "generic")
+
+
+def test_thread_count_round_trip_and_errors():
+    before = fastcnn.get_num_threads()
+    try:
+        fastcnn.set_num_threads(1)
+        assert fastcnn.get_num_threads() == 1
+        fastcnn.set_num_threads(2)
+        assert fastcnn.get_num_threads() == 2
+        with pytest.raises(ValueError, match="n"):
+            fastcnn.set_num_threads(0)
+        with pytest.raises(TypeError, match="n"):
+            fastcnn.set_num_threads(1.5)
+    finally:
+        fastcnn.set_num_threads(before)
+
+
+def test_omp_num_threads_is_honoured():
+    if not fastcnn.build_info()["openmp"]:
+        pytest.skip("built without OpenMP")
+    assert _run("import fastcnn; print(fastcnn.get_num_threads())", OMP_NUM_THREADS="1") == "1"
+
+
+def test_native_ops_are_safe_from_several_python_threads():
+    # The GIL is released during compute, so calls from several Python threads
+    # really overlap; each must still get its own correct answer.
+    rng = np.random.default_rng(7)
+    jobs = [(rng.standard_normal((37, 53)).astype(np.float32),
+             rng.standard_normal((53, 29)).astype(np.float32)) for _ in range(8)]
+    results = [None] * len(jobs)
+
+    def work(i):
+        for _ in range(20):
+            results[i] = ops.gemm(*jobs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (a, b), got in zip(jobs, results):
+        np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_unpickled_and_byteswapped_arrays():
+    # An unpickled float32 array carries an equal but distinct dtype object: it
+    # must be accepted where the op writes into it. A big-endian float32 array
+    # is not native float32: refused for writing, converted when only read.
+    import pickle
+
+    p = pickle.loads(pickle.dumps(np.ones(10, np.float32)))
+    ops.sgd_update(p, np.ones(10, np.float32), lr=0.5)
+    np.testing.assert_array_equal(p, np.full(10, 0.5, np.float32))
+    c = pickle.loads(pickle.dumps(np.zeros((2, 2), np.float32)))
+    ops.gemm(np.eye(2), np.eye(2), c)
+    np.testing.assert_array_equal(c, np.eye(2))
+    with pytest.raises(TypeError, match="param"):
+        ops.sgd_update(np.ones(10, ">f4"), np.ones(10, np.float32), lr=0.5)
+    np.testing.assert_array_equal(ops.relu(np.array([-1.0, 2.0], ">f4")), [0.0, 2.0])

@@ -1,0 +1,458 @@
+"""Pooling: max, average, L2 and global average, forward and backward.
+
+Native (float32) against the float64 reference on randomised geometries; ties
+and NaNs routed to the same element by both backends; finite-difference checks
+of the reference gradients; bad arguments rejected alike by both backends and
+by direct _core calls. Pooling has no SIMD-specific code, so only the thread
+count is varied (the `threads` fixture).
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fastcnn
+from fastcnn import _core, ops, reference
+from helpers import as64, assert_close
+
+BACKENDS = [reference, ops]
+KINDS = ["maxpool2d", "avgpool2d", "l2pool2d"]
+
+
+def _random_cases(count, seed):
+    """(N, C, H, W, size, stride) geometries; size/stride as int or (h, w)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        n = int(rng.choice([1, 3, 5]))
+        c = int(rng.choice([1, 2, 4]))
+        kh, kw = (int(v) for v in rng.integers(1, 5, size=2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, size=2))
+        h = int(rng.integers(kh, kh + 9))
+        w = int(rng.integers(kw, kw + 9))
+        size = kh if kh == kw and rng.random() < 0.5 else (kh, kw)
+        stride = sh if sh == sw and rng.random() < 0.5 else (sh, sw)
+        cases.append((n, c, h, w, size, stride))
+    return cases
+
+
+CASES = [
+    (2, 3, 8, 6, 2, None),          # 2x2 stride 2 (fast path), even sizes
+    (3, 2, 9, 7, 2, 2),             # fast path, odd sizes: last row/column left over
+    (1, 1, 1, 1, 1, None),          # 1x1 image
+    (1, 4, 5, 5, 5, None),          # window == image
+    (5, 1, 7, 10, 3, 1),            # overlapping windows
+    (1, 2, 6, 11, (2, 3), (1, 2)),  # rectangular window, overlap along W
+    (3, 3, 10, 9, (4, 1), (3, 1)),  # remainder along H
+    (1, 1, 2, 9, (1, 4), (2, 3)),   # stride larger than window along H
+] + _random_cases(24, seed=20240601)
+
+
+def _ids(case):
+    n, c, h, w, size, stride = case
+    return f"x{n}x{c}x{h}x{w}-k{size}-s{stride}".replace(" ", "")
+
+
+def _fwd(mod, kind):
+    return getattr(mod, kind)
+
+
+def _bwd(mod, kind):
+    return getattr(mod, kind + "_backward")
+
+
+# ------------------------------------------------- native vs reference ----
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("kind", KINDS)
+def test_matches_reference(kind, case, threads):
+    n, c, h, w, size, stride = case
+    rng = np.random.default_rng(zlib.crc32(repr((kind, case)).encode()))
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    out = _fwd(ops, kind)(x, size, stride)
+    want = _fwd(reference, kind)(*as64(x), size, stride)
+    assert out.dtype == np.float32
+    assert_close(out, want, name=f"{kind} out")
+
+    dout = rng.standard_normal(want.shape).astype(np.float32)
+    dx = _bwd(ops, kind)(dout, x, size, stride)
+    dx_want = _bwd(reference, kind)(*as64(dout, x), size, stride)
+    assert dx.dtype == np.float32
+    assert_close(dx, dx_want, name=f"{kind} dx")
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 2, 5, 7), (2, 5, 13, 1), (1, 3, 16, 16)])
+def test_global_avgpool_matches_reference(shape, threads):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    out = ops.global_avgpool2d(x)
+    assert_close(out, reference.global_avgpool2d(*as64(x)), name="out")
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx = ops.global_avgpool2d_backward(dout, x)
+    assert_close(dx, reference.global_avgpool2d_backward(*as64(dout, x)), name="dx")
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), kh=st.integers(1, 4), kw=st.integers(1, 4),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), extra_h=st.integers(0, 6),
+       extra_w=st.integers(0, 6), kind=st.sampled_from(KINDS), seed=st.integers(0, 2**16))
+def test_property_any_geometry(n, c, kh, kw, sh, sw, extra_h, extra_w, kind, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, kh + extra_h, kw + extra_w)).astype(np.float32)
+    out = _fwd(ops, kind)(x, (kh, kw), (sh, sw))
+    assert_close(out, _fwd(reference, kind)(*as64(x), (kh, kw), (sh, sw)), name="out")
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    assert_close(_bwd(ops, kind)(dout, x, (kh, kw), (sh, sw)),
+                 _bwd(reference, kind)(*as64(dout, x), (kh, kw), (sh, sw)), name="dx")
+
+
+def test_inputs_converted_and_not_modified():
+    """float64, non-contiguous inputs are accepted by ops and left untouched."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 9, 8))[:, :, ::-1, :]        # float64, negative strides
+    x_before = x.copy()
+    for kind in KINDS:
+        out = _fwd(ops, kind)(x, 3, 2)
+        assert_close(out, _fwd(reference, kind)(x, 3, 2), name=kind)
+        dout = rng.standard_normal(out.shape).T.copy().T          # Fortran order
+        assert_close(_bwd(ops, kind)(dout, x, 3, 2), _bwd(reference, kind)(dout, x, 3, 2),
+                     name=kind)
+    assert np.array_equal(x, x_before)
+
+
+# ------------------------------------------------------- ties and NaNs ----
+
+# 2x2 stride 2; several windows per row (row-tile path); fewer than four
+# windows per row (the per-window plain twin), with and without overlap.
+TIE_CASES = [(2, 3, 8, 6, 2, None), (3, 2, 9, 7, 2, 2), (2, 2, 7, 9, 3, 1),
+             (1, 3, 6, 11, (2, 3), (1, 2)), (3, 1, 10, 9, (4, 2), (3, 1)),
+             (2, 3, 9, 5, (3, 2), (2, 2)), (1, 2, 8, 4, 3, 1)]
+
+
+@pytest.mark.parametrize("case", TIE_CASES, ids=_ids)
+def test_max_ties_go_to_first_maximum(case, threads):
+    """Inputs from a few integer values: both backends choose the same element.
+    Integer dout keeps every sum exact, so dx must be identical."""
+    n, c, h, w, size, stride = case
+    rng = np.random.default_rng(7)
+    x = rng.integers(-1, 2, size=(n, c, h, w)).astype(np.float32)
+    out = ops.maxpool2d(x, size, stride)
+    assert np.array_equal(out, reference.maxpool2d(x, size, stride))
+    dout = rng.integers(-3, 4, size=out.shape).astype(np.float32)
+    dx = ops.maxpool2d_backward(dout, x, size, stride)
+    assert np.array_equal(dx, reference.maxpool2d_backward(dout, x, size, stride))
+
+
+def test_max_tie_in_one_window():
+    x = np.array([[[[1.0, 5.0], [5.0, 5.0]]]], np.float32)
+    for mod in BACKENDS:
+        dx = mod.maxpool2d_backward(np.ones((1, 1, 1, 1), np.float32), x, 2)
+        assert dx.tolist() == [[[[0.0, 1.0], [0.0, 0.0]]]]
+
+
+@pytest.mark.parametrize("case", TIE_CASES, ids=_ids)
+def test_max_nan_rule(case, threads):
+    """Windows hold ties, NaNs (several payloads), +/-0 and Infs: native and the
+    float32 reference agree bit for bit, and route the gradient alike."""
+    n, c, h, w, size, stride = case
+    rng = np.random.default_rng(11)
+    values = np.array([-np.inf, -1.0, -0.0, 0.0, 2.0, np.inf], np.float32)
+    x = rng.choice(values, size=(n, c, h, w))
+    nan_bits = rng.choice(np.array([0x7FC00000, 0x7FC00001, 0xFFC00002], np.uint32),
+                          size=x.shape)
+    nan_here = rng.random(x.shape) < 0.15
+    x[nan_here] = nan_bits[nan_here].view(np.float32)
+    assert np.isnan(x).any()
+
+    out = ops.maxpool2d(x, size, stride)
+    want = reference.maxpool2d(x, size, stride)
+    assert np.array_equal(out.view(np.uint32), want.view(np.uint32))
+
+    dout = rng.integers(-3, 4, size=out.shape).astype(np.float32)
+    dx = ops.maxpool2d_backward(dout, x, size, stride)
+    assert np.array_equal(dx, reference.maxpool2d_backward(dout, x, size, stride))
+    # A window with a NaN sends its gradient to that NaN, nowhere else.
+    assert_close(dx, reference.maxpool2d_backward(*as64(dout, x), size, stride))
+
+
+def test_max_first_nan_wins():
+    x = np.array([[[[1.0, np.nan], [9.0, np.nan]]]], np.float32)
+    for mod in BACKENDS:
+        assert np.isnan(mod.maxpool2d(x, 2)).all()
+        dx = mod.maxpool2d_backward(np.full((1, 1, 1, 1), 3.0, np.float32), x, 2)
+        assert dx.tolist() == [[[[0.0, 3.0], [0.0, 0.0]]]]
+
+
+@pytest.mark.parametrize("kind", ["avgpool2d", "l2pool2d"])
+def test_nan_and_inf_propagate_alike(kind, threads):
+    """NaN and +Inf inputs (and a NaN in dout) give NaN/Inf in the same places."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    x[0, 0, 1, 1] = np.nan
+    x[1, 2, 4, 5] = np.inf
+    x[1, 1, 0:3, 0:3] = 0.0                      # an all-zero L2 window
+    for size, stride in [(2, None), (3, 1), ((2, 3), (2, 1))]:
+        out = _fwd(ops, kind)(x, size, stride)
+        assert_close(out, _fwd(reference, kind)(*as64(x), size, stride), name="out")
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        dout[0, 1, 0, 0] = np.nan
+        assert_close(_bwd(ops, kind)(dout, x, size, stride),
+                     _bwd(reference, kind)(*as64(dout, x), size, stride), name="dx")
+
+
+def test_l2_extreme_magnitudes():
+    """Squares that under- or overflow float32 still give the float64 answer."""
+    x = np.array([[[[1e-30, 0.0], [0.0, 0.0]], [[2e38, 2e38], [0.0, 0.0]]]], np.float32)
+    out = ops.l2pool2d(x, 2)
+    assert_close(out, reference.l2pool2d(*as64(x), 2), rtol=1e-6, atol=0)
+    dout = np.ones(out.shape, np.float32)
+    assert_close(ops.l2pool2d_backward(dout, x, 2), reference.l2pool2d_backward(*as64(dout, x), 2),
+                 rtol=1e-6, atol=0)
+
+
+def test_l2_zero_window_has_zero_gradient():
+    x = np.zeros((1, 1, 2, 2), np.float32)
+    for mod in BACKENDS:
+        assert mod.l2pool2d(x, 2).tolist() == [[[[0.0]]]]
+        assert not mod.l2pool2d_backward(np.ones((1, 1, 1, 1), np.float32), x, 2).any()
+
+
+# -------------------------------------------------------------- threads ----
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_thread_counts_agree(kind):
+    """Each plane is computed by one thread, so results do not depend on the count."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 11, 10)).astype(np.float32)
+    dout = rng.standard_normal((3, 5, 5, 4)).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            fastcnn.set_num_threads(n)
+            results.append((_fwd(ops, kind)(x, 3, 2), _bwd(ops, kind)(dout, x, 3, 2)))
+    finally:
+        fastcnn.set_num_threads(before)
+    for a, b in zip(results[0], results[1]):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+# --------------------------------------- reference gradients, numerically ----
+
+
+def _numeric_grad(f, x, r, eps):
+    """Central-difference gradient of sum(f(x) * r) with respect to x."""
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        old = x[idx]
+        x[idx] = old + eps
+        up = np.sum(f(x) * r)
+        x[idx] = old - eps
+        down = np.sum(f(x) * r)
+        x[idx] = old
+        g[idx] = (up - down) / (2 * eps)
+    return g
+
+
+FD_CASES = [(2, 2, 5, 6, 2, None), (1, 2, 6, 5, 3, 1), (2, 1, 7, 6, (2, 3), (2, 1))]
+
+
+@pytest.mark.parametrize("case", FD_CASES, ids=_ids)
+@pytest.mark.parametrize("kind", KINDS)
+def test_reference_gradients_finite_differences(kind, case):
+    n, c, h, w, size, stride = case
+    rng = np.random.default_rng(17)
+    shape = (n, c, h, w)
+    if kind == "maxpool2d":     # distinct values, far apart compared with eps
+        x = rng.permutation(np.arange(np.prod(shape), dtype=np.float64)).reshape(shape)
+    elif kind == "l2pool2d":    # strictly positive: the norm is smooth there
+        x = rng.uniform(0.5, 2.0, shape)
+    else:
+        x = rng.standard_normal(shape)
+    f = _fwd(reference, kind)
+    r = rng.standard_normal(f(x, size, stride).shape)
+    want = _numeric_grad(lambda v: f(v, size, stride), x, r, eps=1e-6)
+    got = _bwd(reference, kind)(r, x, size, stride)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_reference_global_avgpool_finite_differences():
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((2, 3, 4, 5))
+    r = rng.standard_normal((2, 3))
+    want = _numeric_grad(reference.global_avgpool2d, x, r, eps=1e-6)
+    np.testing.assert_allclose(reference.global_avgpool2d_backward(r, x), want,
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_reference_is_dtype_generic():
+    x = np.random.default_rng(2).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    for kind in KINDS:
+        out = _fwd(reference, kind)(x, 2)
+        assert out.dtype == np.float32
+        assert _bwd(reference, kind)(out, x, 2).dtype == np.float32
+    assert reference.global_avgpool2d(x).dtype == np.float32
+
+
+# ------------------------------------------------------------ bad input ----
+
+X = np.zeros((2, 3, 6, 5), np.float32)
+OK_DOUT = np.zeros((2, 3, 3, 2), np.float32)          # for size 2, stride 2
+
+BAD_WINDOW_ARGS = [
+    ("3-D x", np.zeros((3, 6, 5), np.float32), 2, None, ValueError),
+    ("5-D x", np.zeros((1, 2, 3, 6, 5), np.float32), 2, None, ValueError),
+    ("int x", np.zeros((2, 3, 6, 5), np.int32), 2, None, TypeError),
+    ("bool x", np.zeros((2, 3, 6, 5), bool), 2, None, TypeError),
+    ("string x", "x", 2, None, TypeError),
+    ("empty batch", np.zeros((0, 3, 6, 5), np.float32), 2, None, ValueError),
+    ("no channels", np.zeros((2, 0, 6, 5), np.float32), 2, None, ValueError),
+    ("size 0", X, 0, None, ValueError),
+    ("size (2, 0)", X, (2, 0), None, ValueError),
+    ("size float", X, 2.0, None, TypeError),
+    ("size triple", X, (2, 2, 2), None, ValueError),
+    ("stride 0", X, 2, 0, ValueError),
+    ("stride (1, 0)", X, 2, (1, 0), ValueError),
+    ("stride negative", X, 2, -1, ValueError),
+    ("stride float", X, 2, 1.5, TypeError),
+    ("window taller than image", X, (7, 1), 1, ValueError),
+    ("window wider than image", X, 6, None, ValueError),
+]
+
+
+def _error_of(call):
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001 -- the type and message are what is compared
+        return type(e), str(e)
+    return None
+
+
+@pytest.mark.parametrize("label,x,size,stride,error", BAD_WINDOW_ARGS,
+                         ids=[a[0] for a in BAD_WINDOW_ARGS])
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_window_args_rejected_alike(kind, label, x, size, stride, error):
+    for direction in ("forward", "backward"):
+        errors = []
+        for mod in BACKENDS:
+            if direction == "forward":
+                errors.append(_error_of(lambda: _fwd(mod, kind)(x, size, stride)))
+            else:
+                errors.append(_error_of(lambda: _bwd(mod, kind)(OK_DOUT, x, size, stride)))
+        assert errors[0] is not None and errors[0][0] is error, (direction, errors[0])
+        assert errors[0] == errors[1], direction
+
+
+BAD_DOUT = [
+    ("dout wrong shape", np.zeros((2, 3, 3, 3), np.float32), ValueError),
+    ("dout 3-D", np.zeros((3, 3, 2), np.float32), ValueError),
+    ("dout wrong channels", np.zeros((2, 2, 3, 2), np.float32), ValueError),
+    ("dout int", np.zeros((2, 3, 3, 2), np.int64), TypeError),
+]
+
+
+@pytest.mark.parametrize("label,dout,error", BAD_DOUT, ids=[a[0] for a in BAD_DOUT])
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_dout_rejected_alike(kind, label, dout, error):
+    errors = [_error_of(lambda: _bwd(mod, kind)(dout, X, 2)) for mod in BACKENDS]
+    assert errors[0] is not None and errors[0][0] is error, errors[0]
+    assert errors[0] == errors[1]
+
+
+BAD_GLOBAL = [
+    ("3-D x", np.zeros((3, 6, 5), np.float32), np.zeros((2, 3), np.float32), ValueError),
+    ("int x", np.zeros((2, 3, 6, 5), np.int16), np.zeros((2, 3), np.float32), TypeError),
+    ("empty batch", np.zeros((0, 3, 6, 5), np.float32), np.zeros((0, 3), np.float32), ValueError),
+    ("empty image", np.zeros((2, 3, 0, 5), np.float32), np.zeros((2, 3), np.float32), ValueError),
+    ("dout wrong shape", X, np.zeros((2, 4), np.float32), ValueError),
+    ("dout 4-D", X, np.zeros((2, 3, 1, 1), np.float32), ValueError),
+    ("dout int", X, np.zeros((2, 3), np.int32), TypeError),
+]
+
+
+@pytest.mark.parametrize("label,x,dout,error", BAD_GLOBAL, ids=[a[0] for a in BAD_GLOBAL])
+def test_bad_global_args_rejected_alike(label, x, dout, error):
+    errors = [_error_of(lambda: mod.global_avgpool2d_backward(dout, x)) for mod in BACKENDS]
+    assert errors[0] is not None and errors[0][0] is error, errors[0]
+    assert errors[0] == errors[1]
+    if not label.startswith("dout"):
+        errors = [_error_of(lambda: mod.global_avgpool2d(x)) for mod in BACKENDS]
+        assert errors[0] is not None and errors[0][0] is error, errors[0]
+        assert errors[0] == errors[1]
+
+
+# ------------------------------------------------ direct _core calls ----
+
+f32 = np.float32
+
+
+def _win(x_shape=(2, 3, 6, 5)):
+    return np.ones(x_shape, f32)
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+# (label, function name, args, error). Windowed calls take (.., kh, kw, sh, sw).
+CORE_BAD = [
+    ("out wrong shape", "maxpool2d_forward", lambda: (np.empty((2, 3, 3, 3), f32), _win(), 2, 2, 2, 2), ValueError),
+    ("out wrong batch", "avgpool2d_forward", lambda: (np.empty((1, 3, 3, 2), f32), _win(), 2, 2, 2, 2), ValueError),
+    ("out float64", "l2pool2d_forward", lambda: (np.empty((2, 3, 3, 2)), _win(), 2, 2, 2, 2), TypeError),
+    ("out not contiguous", "maxpool2d_forward", lambda: (np.empty((2, 3, 3, 4), f32)[..., ::2], _win(), 2, 2, 2, 2), TypeError),
+    ("out read-only", "maxpool2d_forward", lambda: (_read_only(np.empty((2, 3, 3, 2), f32)), _win(), 2, 2, 2, 2), ValueError),
+    ("out broadcast", "maxpool2d_forward", lambda: (np.broadcast_to(f32(0), (2, 3, 3, 2)), _win(), 2, 2, 2, 2), TypeError),
+    ("out is a list", "avgpool2d_forward", lambda: ([0.0] * 12, _win(), 2, 2, 2, 2), TypeError),
+    ("x float64", "maxpool2d_forward", lambda: (np.empty((2, 3, 3, 2), f32), np.ones((2, 3, 6, 5)), 2, 2, 2, 2), TypeError),
+    ("x 3-D", "maxpool2d_forward", lambda: (np.empty((2, 3, 3, 2), f32), np.ones((3, 6, 5), f32), 2, 2, 2, 2), ValueError),
+    ("kh 0", "maxpool2d_forward", lambda: (np.empty((2, 3, 6, 2), f32), _win(), 0, 2, 1, 2), ValueError),
+    ("sw 0", "avgpool2d_forward", lambda: (np.empty((2, 3, 3, 2), f32), _win(), 2, 2, 2, 0), ValueError),
+    ("sh negative", "l2pool2d_forward", lambda: (np.empty((2, 3, 3, 2), f32), _win(), 2, 2, -2, 2), ValueError),
+    ("kw > W", "maxpool2d_forward", lambda: (np.empty((2, 3, 3, 1), f32), _win(), 2, 6, 2, 2), ValueError),
+    ("kh huge", "maxpool2d_forward", lambda: (np.empty((2, 3, 1, 2), f32), _win(), 2**62, 2, 2, 2), ValueError),
+    ("empty image", "maxpool2d_forward", lambda: (np.empty((2, 3, 0, 2), f32), np.ones((2, 3, 0, 5), f32), 1, 2, 1, 2), ValueError),
+    ("out aliases x", "maxpool2d_forward", lambda: (lambda x: (x, x, 1, 1, 1, 1))(_win()), ValueError),
+    ("dx wrong shape", "maxpool2d_backward", lambda: (np.empty((2, 3, 6, 4), f32), np.ones((2, 3, 3, 2), f32), _win(), 2, 2, 2, 2), ValueError),
+    ("dout wrong shape", "l2pool2d_backward", lambda: (np.empty((2, 3, 6, 5), f32), np.ones((2, 3, 3, 3), f32), _win(), 2, 2, 2, 2), ValueError),
+    ("x None", "maxpool2d_backward", lambda: (np.empty((2, 3, 6, 5), f32), np.ones((2, 3, 3, 2), f32), None, 2, 2, 2, 2), TypeError),
+    ("x int", "l2pool2d_backward", lambda: (np.empty((2, 3, 6, 5), f32), np.ones((2, 3, 3, 2), f32), np.ones((2, 3, 6, 5), np.int32), 2, 2, 2, 2), TypeError),
+    ("dx float64", "avgpool2d_backward", lambda: (np.empty((2, 3, 6, 5)), np.ones((2, 3, 3, 2), f32), 2, 2, 2, 2), TypeError),
+    ("avg dout wrong shape", "avgpool2d_backward", lambda: (np.empty((2, 3, 6, 5), f32), np.ones((2, 3, 2, 2), f32), 2, 2, 2, 2), ValueError),
+    ("avg window too big", "avgpool2d_backward", lambda: (np.empty((2, 3, 6, 5), f32), np.ones((2, 3, 1, 1), f32), 7, 2, 2, 2), ValueError),
+    ("dx aliases x", "maxpool2d_backward", lambda: (lambda x: (x, np.ones((2, 3, 3, 2), f32), x, 2, 2, 2, 2))(_win()), ValueError),
+    ("dx aliases dout", "avgpool2d_backward", lambda: (lambda x: (x, x, 1, 1, 1, 1))(_win()), ValueError),
+    ("global out wrong", "global_avgpool2d_forward", lambda: (np.empty((3, 2), f32), _win()), ValueError),
+    ("global out 1-D", "global_avgpool2d_forward", lambda: (np.empty(6, f32), _win()), ValueError),
+    ("global x empty", "global_avgpool2d_forward", lambda: (np.empty((2, 3), f32), np.ones((2, 3, 0, 5), f32)), ValueError),
+    ("global dout wrong", "global_avgpool2d_backward", lambda: (np.empty((2, 3, 6, 5), f32), np.ones((2, 4), f32)), ValueError),
+    ("global dx int", "global_avgpool2d_backward", lambda: (np.empty((2, 3, 6, 5), np.int32), np.ones((2, 3), f32)), TypeError),
+]
+
+
+@pytest.mark.parametrize("label,name,make_args,error", CORE_BAD, ids=[a[0] for a in CORE_BAD])
+def test_core_rejects_bad_calls(label, name, make_args, error):
+    with pytest.raises(error):
+        getattr(_core, name)(*make_args())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_core_backward_overwrites_dx(kind):
+    """dx is overwritten, whatever it held before (including NaN)."""
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((2, 3, 7, 9)).astype(np.float32)
+    for size, stride in [((2, 2), (2, 2)), ((3, 2), (1, 2)), ((2, 3), (3, 3))]:
+        dout = rng.standard_normal(ops.maxpool2d(x, size, stride).shape).astype(np.float32)
+        dx = np.full(x.shape, np.nan, np.float32)
+        args = (dx, dout) if kind == "avgpool2d" else (dx, dout, x)
+        getattr(_core, kind + "_backward")(*args, *size, *stride)
+        assert np.array_equal(dx, _bwd(ops, kind)(dout, x, size, stride))
+    dx = np.full(x.shape, np.nan, np.float32)
+    dout = rng.standard_normal((2, 3)).astype(np.float32)
+    _core.global_avgpool2d_backward(dx, dout)
+    assert np.array_equal(dx, ops.global_avgpool2d_backward(dout, x))
