@@ -138,3 +138,27 @@ def test_unpickled_and_byteswapped_arrays():
     with pytest.raises(TypeError, match="param"):
         ops.sgd_update(np.ones(10, ">f4"), np.ones(10, np.float32), lr=0.5)
     np.testing.assert_array_equal(ops.relu(np.array([-1.0, 2.0], ">f4")), [0.0, 2.0])
+
+
+_X = np.ones((1, 1, 4, 4), np.float32)
+_W = np.ones((1, 1, 3, 3), np.float32)
+ABSURD = [
+    ("stride 2**70", lambda B: B.conv2d(_X, _W, None, 2**70, 0), ValueError, "stride"),
+    ("padding 2**62", lambda B: B.conv2d(_X, _W, None, 1, 2**62), ValueError, "padding"),
+    ("padding 2**39", lambda B: B.conv2d(_X, _W, None, 1, 2**39), ValueError, "too large"),
+    ("kernel 2**41", lambda B: B.im2col(_X, 2**41, 1, 0), ValueError, "kernel_size"),
+    ("pool size 2**64", lambda B: B.maxpool2d(_X, 2**64), ValueError, "size"),
+    ("x_shape 2**50", lambda B: B.col2im(np.ones((9, 4), np.float32), (2**50, 1, 4, 4), 3),
+     ValueError, "x_shape"),
+    # 16 TiB of output from two small (broadcast) inputs: numpy's MemoryError.
+    ("gemm 2**42 outputs", lambda B: B.gemm(np.broadcast_to(np.float32(1), (2**20, 1)),
+                                            np.broadcast_to(np.float32(1), (1, 2**22))),
+     MemoryError, "allocate"),
+]
+
+
+@pytest.mark.parametrize("what,call,error,word", ABSURD, ids=[a[0] for a in ABSURD])
+@pytest.mark.parametrize("backend", [reference, ops], ids=["reference", "ops"])
+def test_absurd_sizes_are_refused_cleanly(backend, what, call, error, word):
+    with pytest.raises(error, match=word):
+        call(backend)

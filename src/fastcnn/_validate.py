@@ -77,14 +77,21 @@ def writable(a, name: str, shape, native: bool) -> np.ndarray:
 
 # ---------------------------------------------------------------- numbers --
 
+# The largest size, stride, padding or output extent either backend accepts
+# (the native core bounds its index arithmetic the same way, so nothing can
+# overflow int64). Anything larger could not be allocated anyway.
+MAX_SIZE = 1 << 40
 
-def integer(v, name: str, lo: int | None = None) -> int:
-    """A Python/NumPy integer (not bool, not float) at least lo."""
+
+def integer(v, name: str, lo: int | None = None, hi: int = MAX_SIZE) -> int:
+    """A Python/NumPy integer (not bool, not float) in [lo, hi]."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {v!r}")
     v = int(v)
     if lo is not None and v < lo:
         raise ValueError(f"{name} must be >= {lo}, got {v}")
+    if v > hi:
+        raise ValueError(f"{name} must be <= {hi}, got {v}")
     return v
 
 
@@ -143,7 +150,12 @@ def conv_output_size(x_shape, kernel, stride, padding, x_name: str = "x") -> tup
             f"kernel {shape_str((kh, kw))} is larger than the padded input "
             f"{shape_str((h + 2 * ph, w + 2 * pw))} of {x_name} with shape "
             f"{shape_str(x_shape)} and padding {shape_str((ph, pw))}")
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if oh * ow > MAX_SIZE:
+        raise ValueError(
+            f"output of {shape_str((oh, ow))} pixels per channel is too large (x shape "
+            f"{shape_str(x_shape)}, padding {shape_str((ph, pw))}, stride {shape_str((sh, sw))})")
+    return oh, ow
 
 
 def image_batch(x, name: str = "x") -> np.ndarray:
