@@ -540,3 +540,65 @@ def test_hyperparameter_beyond_float32(name):
         check("sgd_update", [np.ones(3, np.float32), np.ones(3)], {"lr": 1e39}, (0,))
     else:
         check("dropout", [np.array([0.0, 1.0, -1.0]), np.ones(3, bool), 1e-40])
+
+
+# ------------------------------------------------ _core called directly --
+# The bindings re-check everything, so even nonsense straight into _core must
+# end in TypeError/ValueError or a result, never a crash or an out-of-bounds
+# write (run this file under AddressSanitizer to see the latter).
+
+_CORE_SKIP = {"set_num_threads", "get_num_threads", "simd_level", "_set_isa", "build_info"}
+_CORE_INTS = [-1, 0, 1, 1, 2, 2, 3, 2 ** 40, 2 ** 40 + 1, 2 ** 62]
+
+
+def _core_params(fn):
+    """(name, kind) of each parameter, read from the pybind11 signature line."""
+    import re
+
+    sig = fn.__doc__.split("\n")[0]
+    params = sig[sig.index("(") + 1:sig.rindex(") ->")]
+    out = []
+    for name, kind in re.findall(r"(\w+): ([\w.]+)", params):
+        out.append((name, "int" if "Int" in kind else "float" if "Float" in kind else kind))
+    return out
+
+
+def _core_names():
+    from fastcnn import _core
+
+    return sorted(n for n in dir(_core) if not n.startswith("__") and n not in _CORE_SKIP)
+
+
+@pytest.mark.parametrize("name", _core_names())
+@FUZZ
+@given(data=st.data())
+def test_fuzz_core_direct(name, data):
+    from fastcnn import _core
+
+    fn = getattr(_core, name)
+    c = Case(data, spoil_rate=5)
+    dims = [c.dim(0, 4) for _ in range(4)]  # a pool of sizes the arrays share
+    args = []
+    for pname, kind in _core_params(fn):
+        if kind == "int":
+            args.append(c.draw(st.sampled_from(_CORE_INTS)))
+        elif kind == "float":
+            args.append(c.draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, -1.0, float("nan")])))
+        elif kind == "bool":
+            args.append(c.draw(st.booleans()))
+        else:
+            ndim = c.draw(st.integers(0, 4))
+            shape = [dims[c.draw(st.integers(0, 3))] for _ in range(ndim)]
+            if pname == "labels":
+                a = c.rng.integers(-1, 4, shape)
+            elif pname == "mask":
+                a = c.rng.uniform(size=shape) < 0.5
+            else:
+                a = c.array(shape, inplace=True)
+            if c.draw(st.integers(0, 9)) == 0 and args and isinstance(args[-1], np.ndarray):
+                a = args[-1]  # the same buffer twice
+            args.append(a)
+    try:
+        fn(*args)
+    except (TypeError, ValueError):
+        pass
