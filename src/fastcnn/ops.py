@@ -128,10 +128,12 @@ def _pool_forward(kernel, x, size, stride):
 
 
 def maxpool2d(x, size, stride=None):
+    """out (N, C, OH, OW): the chosen element of each window of x (N, C, H, W); see the NaN rule."""
     return _pool_forward(_core.maxpool2d_forward, x, size, stride)
 
 
 def maxpool2d_backward(dout, x, size, stride=None):
+    """dx (N, C, H, W): each window's dout sent to its chosen element of x."""
     x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
     dout = _f32(V.pool_dout(dout, x.shape, out_hw))
     dx = np.empty(x.shape, np.float32)
@@ -140,10 +142,12 @@ def maxpool2d_backward(dout, x, size, stride=None):
 
 
 def avgpool2d(x, size, stride=None):
+    """out (N, C, OH, OW): the mean over each window of x (N, C, H, W)."""
     return _pool_forward(_core.avgpool2d_forward, x, size, stride)
 
 
 def avgpool2d_backward(dout, x, size, stride=None):
+    """dx (N, C, H, W): each window's dout spread evenly over the window."""
     x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
     dout = _f32(V.pool_dout(dout, x.shape, out_hw))
     dx = np.empty(x.shape, np.float32)
@@ -152,10 +156,12 @@ def avgpool2d_backward(dout, x, size, stride=None):
 
 
 def l2pool2d(x, size, stride=None):
+    """out (N, C, OH, OW): sqrt(sum of x**2) over each window of x (N, C, H, W)."""
     return _pool_forward(_core.l2pool2d_forward, x, size, stride)
 
 
 def l2pool2d_backward(dout, x, size, stride=None):
+    """dx (N, C, H, W): dout * x / out per window, 0 where out == 0."""
     x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
     dout = _f32(V.pool_dout(dout, x.shape, out_hw))
     dx = np.empty(x.shape, np.float32)
@@ -164,6 +170,7 @@ def l2pool2d_backward(dout, x, size, stride=None):
 
 
 def global_avgpool2d(x):
+    """out (N, C): the mean of x (N, C, H, W) over H*W."""
     x = _f32(V.image_batch(x))
     out = np.empty(x.shape[:2], np.float32)
     _core.global_avgpool2d_forward(out, x)
@@ -171,6 +178,7 @@ def global_avgpool2d(x):
 
 
 def global_avgpool2d_backward(dout, x):
+    """dx (N, C, H, W): dout (N, C) / (H*W) at every pixel."""
     x = V.image_batch(x)
     dout = _f32(V.global_pool_dout(dout, x.shape))
     dx = np.empty(x.shape, np.float32)
@@ -205,10 +213,12 @@ def _binary(kernel, dout, t):
 
 
 def relu(x):
+    """max(x, 0) elementwise, any non-empty shape; relu(NaN) is NaN."""
     return _unary(_core.relu_forward, V.elementwise(x))
 
 
 def relu_backward(dout, x):
+    """dx = dout where x > 0, else 0 (also 0 where x is NaN)."""
     dout = V.elementwise(dout, "dout")
     x = V.elementwise(x)
     V.same_shape(dout, "dout", x, "x")
@@ -216,10 +226,12 @@ def relu_backward(dout, x):
 
 
 def sigmoid(x):
+    """1 / (1 + exp(-x)) elementwise, any non-empty shape."""
     return _unary(_core.sigmoid_forward, V.elementwise(x))
 
 
 def sigmoid_backward(dout, y):
+    """dx = dout * y * (1 - y), where y is the forward OUTPUT sigmoid(x)."""
     dout = V.elementwise(dout, "dout")
     y = V.elementwise(y, "y")
     V.same_shape(dout, "dout", y, "y")
@@ -227,10 +239,12 @@ def sigmoid_backward(dout, y):
 
 
 def tanh(x):
+    """tanh(x) elementwise, any non-empty shape."""
     return _unary(_core.tanh_forward, V.elementwise(x))
 
 
 def tanh_backward(dout, y):
+    """dx = dout * (1 - y**2), where y is the forward OUTPUT tanh(x)."""
     dout = V.elementwise(dout, "dout")
     y = V.elementwise(y, "y")
     V.same_shape(dout, "dout", y, "y")
@@ -238,14 +252,17 @@ def tanh_backward(dout, y):
 
 
 def softmax(x):
+    """Row-wise softmax of x (N, K); a row holding NaN or +Inf comes out NaN."""
     return _unary(_core.softmax_forward, V.rows(x))
 
 
 def log_softmax(x):
+    """Row-wise log-softmax of x (N, K); a row holding NaN or +Inf comes out NaN."""
     return _unary(_core.log_softmax_forward, V.rows(x))
 
 
 def softmax_loglik(logits, labels):
+    """(loss, dlogits): mean of -log softmax(logits)[label]; (softmax - onehot) / N."""
     logits = V.rows(logits, "logits")
     labels = V.labels(labels, *logits.shape)
     logits = _f32(logits)
@@ -262,10 +279,12 @@ def _cost(kernel, a, y):
 
 
 def quadratic_cost(a, y):
+    """(loss, da): mean over rows of 0.5 * ||a - y||^2; da = (a - y) / N."""
     return _cost(_core.quadratic_cost, *V.cost_args(a, y, "a"))
 
 
 def binary_cross_entropy(logits, y):
+    """(loss, dlogits) on logits z (N, D), targets y in [0, 1]; dz = (sigmoid(z) - y) / N."""
     return _cost(_core.binary_cross_entropy, *V.bce_args(logits, y))
 
 
@@ -278,12 +297,14 @@ def _dropout(x, mask, keep_prob):
 
 
 def dropout(x, mask, keep_prob):
+    """x * mask / keep_prob (mask: bool or 0/1 of x's shape; 0 < keep_prob <= 1)."""
     x = V.elementwise(x)
     mask = V.mask(mask, x)
     return _dropout(x, mask, V.keep_prob(keep_prob))
 
 
 def dropout_backward(dout, mask, keep_prob):
+    """dout * mask / keep_prob: the same mask and scale as the forward pass."""
     dout = V.elementwise(dout, "dout")
     mask = V.mask(mask, dout, "dout")
     return _dropout(dout, mask, V.keep_prob(keep_prob))
@@ -291,18 +312,21 @@ def dropout_backward(dout, mask, keep_prob):
 
 def sgd_update(param, grad, velocity=None, *, lr, momentum=0.0, weight_decay=0.0,
                nesterov=False):
+    """In place: v = momentum*v + g; param -= lr*(g + momentum*v) with Nesterov, else lr*v."""
     grad, lr, momentum, weight_decay, nesterov = V.sgd_args(
         param, grad, velocity, lr, momentum, weight_decay, nesterov, native=True)
     _core.sgd_update(param, _f32(grad), velocity, lr, momentum, weight_decay, nesterov)
 
 
 def adagrad_update(param, grad, sum_sq, *, lr, eps=1e-10, weight_decay=0.0):
+    """In place: s += g^2; param -= lr*g / (sqrt(s) + eps)."""
     grad, lr, eps, weight_decay = V.adagrad_args(
         param, grad, sum_sq, lr, eps, weight_decay, native=True)
     _core.adagrad_update(param, _f32(grad), sum_sq, lr, eps, weight_decay)
 
 
 def rmsprop_update(param, grad, sq_avg, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
+    """In place: s = alpha*s + (1 - alpha)*g^2; param -= lr*g / (sqrt(s) + eps)."""
     grad, lr, alpha, eps, weight_decay = V.rmsprop_args(
         param, grad, sq_avg, lr, alpha, eps, weight_decay, native=True)
     _core.rmsprop_update(param, _f32(grad), sq_avg, lr, alpha, eps, weight_decay)
@@ -310,6 +334,7 @@ def rmsprop_update(param, grad, sq_avg, *, lr, alpha=0.99, eps=1e-8, weight_deca
 
 def adam_update(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
                 weight_decay=0.0):
+    """In place: Adam step on param, m, v, bias-corrected by 1 - beta^step."""
     grad, step, lr, beta1, beta2, eps, weight_decay = V.adam_args(
         param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, native=True)
     _core.adam_update(param, _f32(grad), m, v, step, lr, beta1, beta2, eps, weight_decay)

@@ -172,6 +172,7 @@ def _max_choice(windows):
 
 
 def maxpool2d(x, size, stride=None):
+    """out (N, C, OH, OW): the chosen element of each window of x (N, C, H, W); see the NaN rule."""
     x, (kh, kw), s, _ = V.pool_args(x, size, stride)
     windows = _pool_windows(x, (kh, kw), s)
     flat = windows.reshape(windows.shape[:4] + (kh * kw,))
@@ -179,6 +180,7 @@ def maxpool2d(x, size, stride=None):
 
 
 def maxpool2d_backward(dout, x, size, stride=None):
+    """dx (N, C, H, W): each window's dout sent to its chosen element of x."""
     x, (kh, kw), s, out_hw = V.pool_args(x, size, stride)
     dout = V.pool_dout(dout, x.shape, out_hw)
     windows = _pool_windows(x, (kh, kw), s)
@@ -190,11 +192,13 @@ def maxpool2d_backward(dout, x, size, stride=None):
 
 
 def avgpool2d(x, size, stride=None):
+    """out (N, C, OH, OW): the mean over each window of x (N, C, H, W)."""
     x, k, s, _ = V.pool_args(x, size, stride)
     return _pool_windows(x, k, s).mean(axis=(-2, -1))
 
 
 def avgpool2d_backward(dout, x, size, stride=None):
+    """dx (N, C, H, W): each window's dout spread evenly over the window."""
     x, (kh, kw), s, out_hw = V.pool_args(x, size, stride)
     dout = V.pool_dout(dout, x.shape, out_hw)
     dx = np.zeros(x.shape, np.result_type(x, dout))
@@ -203,11 +207,13 @@ def avgpool2d_backward(dout, x, size, stride=None):
 
 
 def l2pool2d(x, size, stride=None):
+    """out (N, C, OH, OW): sqrt(sum of x**2) over each window of x (N, C, H, W)."""
     x, k, s, _ = V.pool_args(x, size, stride)
     return np.sqrt((_pool_windows(x, k, s) ** 2).sum(axis=(-2, -1)))
 
 
 def l2pool2d_backward(dout, x, size, stride=None):
+    """dx (N, C, H, W): dout * x / out per window, 0 where out == 0."""
     x, k, s, out_hw = V.pool_args(x, size, stride)
     dout = V.pool_dout(dout, x.shape, out_hw)
     windows = _pool_windows(x, k, s)
@@ -221,11 +227,13 @@ def l2pool2d_backward(dout, x, size, stride=None):
 
 
 def global_avgpool2d(x):
+    """out (N, C): the mean of x (N, C, H, W) over H*W."""
     x = V.image_batch(x)
     return x.mean(axis=(2, 3))
 
 
 def global_avgpool2d_backward(dout, x):
+    """dx (N, C, H, W): dout (N, C) / (H*W) at every pixel."""
     x = V.image_batch(x)
     dout = V.global_pool_dout(dout, x.shape)
     h, w = x.shape[2:]
@@ -242,12 +250,14 @@ def global_avgpool2d_backward(dout, x):
 
 
 def relu(x):
+    """max(x, 0) elementwise, any non-empty shape; relu(NaN) is NaN."""
     x = V.elementwise(x)
     keep = (x > 0) | np.isnan(x)  # relu(NaN) is NaN
     return np.where(keep, x, x.dtype.type(0))
 
 
 def relu_backward(dout, x):
+    """dx = dout where x > 0, else 0 (also 0 where x is NaN)."""
     dout = V.elementwise(dout, "dout")
     x = V.elementwise(x)
     V.same_shape(dout, "dout", x, "x")
@@ -260,6 +270,7 @@ def _sigmoid(x):
 
 
 def sigmoid(x):
+    """1 / (1 + exp(-x)) elementwise, any non-empty shape."""
     return _sigmoid(V.elementwise(x))
 
 
@@ -272,6 +283,7 @@ def sigmoid_backward(dout, y):
 
 
 def tanh(x):
+    """tanh(x) elementwise, any non-empty shape."""
     return np.tanh(V.elementwise(x))
 
 
@@ -290,11 +302,13 @@ def _shifted(x):
 
 
 def softmax(x):
+    """Row-wise softmax of x (N, K); a row holding NaN or +Inf comes out NaN."""
     e = np.exp(_shifted(V.rows(x)))
     return e / e.sum(axis=1, keepdims=True)
 
 
 def log_softmax(x):
+    """Row-wise log-softmax of x (N, K); a row holding NaN or +Inf comes out NaN."""
     z = _shifted(V.rows(x))
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
@@ -331,6 +345,7 @@ def binary_cross_entropy(logits, y):
 
 
 def dropout(x, mask, keep_prob):
+    """x * mask / keep_prob (mask: bool or 0/1 of x's shape; 0 < keep_prob <= 1)."""
     x = V.elementwise(x)
     mask = V.mask(mask, x)
     keep_prob = V.keep_prob(keep_prob)
@@ -338,6 +353,7 @@ def dropout(x, mask, keep_prob):
 
 
 def dropout_backward(dout, mask, keep_prob):
+    """dout * mask / keep_prob: the same mask and scale as the forward pass."""
     dout = V.elementwise(dout, "dout")
     mask = V.mask(mask, dout, "dout")
     keep_prob = V.keep_prob(keep_prob)

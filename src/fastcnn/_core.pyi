@@ -1,0 +1,163 @@
+"""Type stub of fastcnn._core, the private native module (src/cpp/bindings.cpp).
+
+Use fastcnn.ops instead: it checks arguments, converts inputs and allocates
+outputs. Here every array argument must already be a numpy.ndarray of dtype
+float32 and C-contiguous (labels: int64; mask: uint8 or bool); outputs are
+passed in, overwritten (or updated in place) and never converted. Wrong
+dtype/layout raises TypeError, wrong shape or value raises ValueError.
+
+Size letters: N batch, C channels, H W image, K filters / classes,
+KH KW kernel, OH OW output, I O dense features, M N K for GEMM.
+"""
+from typing import Optional
+
+import numpy as np
+
+# ------------------------------------------------------------------ GEMM --
+
+def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float,
+         trans_a: bool, trans_b: bool) -> None:
+    """c (M, N) = alpha * op(a) @ op(b) + beta * c, in place; op(x) is x.T when asked."""
+
+# ------------------------------------------------- im2col, conv, dense --
+
+def im2col(cols: np.ndarray, x: np.ndarray, kh: int, kw: int, sh: int, sw: int,
+           ph: int, pw: int) -> None:
+    """cols (C*KH*KW, N*OH*OW) <- im2col(x (N, C, H, W)); cols is overwritten."""
+
+def col2im(dx: np.ndarray, cols: np.ndarray, kh: int, kw: int, sh: int, sw: int,
+           ph: int, pw: int) -> None:
+    """dx (N, C, H, W) <- col2im(cols (C*KH*KW, N*OH*OW)); dx is overwritten."""
+
+def conv2d_forward(out: np.ndarray, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray],
+                   sh: int, sw: int, ph: int, pw: int) -> None:
+    """out (N, K, OH, OW) <- conv(x (N, C, H, W), w (K, C, KH, KW)) + b (K,) or no bias."""
+
+def conv2d_backward(dx: Optional[np.ndarray], dw: np.ndarray, db: Optional[np.ndarray],
+                    dout: np.ndarray, x: np.ndarray, w: np.ndarray,
+                    sh: int, sw: int, ph: int, pw: int) -> None:
+    """dx (or None), dw, db (or None) <- conv2d gradients from dout (N, K, OH, OW); overwritten."""
+
+def dense_forward(out: np.ndarray, x: np.ndarray, w: np.ndarray,
+                  b: Optional[np.ndarray]) -> None:
+    """out (N, O) <- x (N, I) @ w (I, O) + b (O,) or no bias."""
+
+def dense_backward(dx: Optional[np.ndarray], dw: np.ndarray, db: Optional[np.ndarray],
+                   dout: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
+    """dx (or None), dw, db (or None) <- dense gradients from dout (N, O); overwritten."""
+
+# --------------------------------------------------------------- pooling --
+
+def maxpool2d_forward(out: np.ndarray, x: np.ndarray, kh: int, kw: int,
+                      sh: int, sw: int) -> None:
+    """out (N, C, OH, OW) <- max over each (kh, kw) window of x (N, C, H, W); no padding."""
+
+def maxpool2d_backward(dx: np.ndarray, dout: np.ndarray, x: np.ndarray, kh: int, kw: int,
+                       sh: int, sw: int) -> None:
+    """dx (N, C, H, W) <- dout (N, C, OH, OW) sent to each window's chosen element of x."""
+
+def avgpool2d_forward(out: np.ndarray, x: np.ndarray, kh: int, kw: int,
+                      sh: int, sw: int) -> None:
+    """out (N, C, OH, OW) <- mean over each (kh, kw) window of x (N, C, H, W)."""
+
+def avgpool2d_backward(dx: np.ndarray, dout: np.ndarray, kh: int, kw: int,
+                       sh: int, sw: int) -> None:
+    """dx (N, C, H, W) <- dout (N, C, OH, OW) spread evenly over each window."""
+
+def l2pool2d_forward(out: np.ndarray, x: np.ndarray, kh: int, kw: int,
+                     sh: int, sw: int) -> None:
+    """out (N, C, OH, OW) <- sqrt(sum of x**2) over each (kh, kw) window of x (N, C, H, W)."""
+
+def l2pool2d_backward(dx: np.ndarray, dout: np.ndarray, x: np.ndarray, kh: int, kw: int,
+                      sh: int, sw: int) -> None:
+    """dx (N, C, H, W) <- dout * x / out per window (0 where out == 0)."""
+
+def global_avgpool2d_forward(out: np.ndarray, x: np.ndarray) -> None:
+    """out (N, C) <- mean of x (N, C, H, W) over H*W."""
+
+def global_avgpool2d_backward(dx: np.ndarray, dout: np.ndarray) -> None:
+    """dx (N, C, H, W) <- dout (N, C) / (H*W), broadcast over H*W."""
+
+# ------------------------------- activations, softmax, costs, dropout --
+# Elementwise ops take arrays of one shape (any ndim); out/dx may be exactly
+# the input buffer but must not partly overlap it.
+
+def relu_forward(out: np.ndarray, x: np.ndarray) -> None:
+    """out <- max(x, 0), NaN kept as NaN."""
+
+def relu_backward(dx: np.ndarray, dout: np.ndarray, x: np.ndarray) -> None:
+    """dx <- dout where x > 0, else 0 (also 0 where x is NaN)."""
+
+def sigmoid_forward(out: np.ndarray, x: np.ndarray) -> None:
+    """out <- 1 / (1 + exp(-x)) (vectorised path)."""
+
+def sigmoid_backward(dx: np.ndarray, dout: np.ndarray, y: np.ndarray) -> None:
+    """dx <- dout * y * (1 - y), y being the forward output."""
+
+def tanh_forward(out: np.ndarray, x: np.ndarray) -> None:
+    """out <- tanh(x) (vectorised path)."""
+
+def tanh_backward(dx: np.ndarray, dout: np.ndarray, y: np.ndarray) -> None:
+    """dx <- dout * (1 - y) * (1 + y), y being the forward output."""
+
+def _sigmoid_forward_plain(out: np.ndarray, x: np.ndarray) -> None:
+    """Plain (scalar libm) twin of sigmoid_forward, kept as an oracle for tests."""
+
+def _tanh_forward_plain(out: np.ndarray, x: np.ndarray) -> None:
+    """Plain (scalar libm) twin of tanh_forward, kept as an oracle for tests."""
+
+def softmax_forward(out: np.ndarray, x: np.ndarray) -> None:
+    """out (N, K) <- row-wise softmax of x (N, K)."""
+
+def log_softmax_forward(out: np.ndarray, x: np.ndarray) -> None:
+    """out (N, K) <- row-wise log-softmax of x (N, K)."""
+
+def softmax_loglik(dlogits: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> float:
+    """Returns the mean of -log softmax(logits)[label]; dlogits (N, K) <- (softmax - onehot)/N."""
+
+def quadratic_cost(da: np.ndarray, a: np.ndarray, y: np.ndarray) -> float:
+    """Returns the mean over rows of 0.5*||a - y||**2; da (N, D) <- (a - y)/N."""
+
+def binary_cross_entropy(dz: np.ndarray, z: np.ndarray, y: np.ndarray) -> float:
+    """Returns the mean over rows of sum(softplus(z) - y*z); dz (N, D) <- (sigmoid(z) - y)/N."""
+
+def dropout_apply(out: np.ndarray, x: np.ndarray, mask: np.ndarray, scale: float) -> None:
+    """out <- x * mask * scale (mask: uint8/bool, one byte per value, x's shape)."""
+
+# ------------------------------------------------------ optimizer steps --
+# param, grad and every state: float32 C-contiguous of one shape, pairwise disjoint.
+
+def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray],
+               lr: float, momentum: float, weight_decay: float, nesterov: bool) -> None:
+    """SGD step in place on param (and velocity; None only when momentum == 0)."""
+
+def adagrad_update(param: np.ndarray, grad: np.ndarray, sum_sq: np.ndarray, lr: float,
+                   eps: float, weight_decay: float) -> None:
+    """Adagrad step in place on param and sum_sq."""
+
+def rmsprop_update(param: np.ndarray, grad: np.ndarray, sq_avg: np.ndarray, lr: float,
+                   alpha: float, eps: float, weight_decay: float) -> None:
+    """RMSprop step in place on param and sq_avg."""
+
+def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
+                step: int, lr: float, beta1: float, beta2: float, eps: float,
+                weight_decay: float) -> None:
+    """Adam step (bias-corrected with step >= 1) in place on param, m and v."""
+
+# -------------------------------------------------------- threads, SIMD --
+
+def set_num_threads(n: int) -> None:
+    """Sets the OpenMP thread count (n >= 1; a C int); no effect without OpenMP."""
+
+def get_num_threads() -> int:
+    """The OpenMP thread count (omp_get_max_threads); 1 without OpenMP."""
+
+def simd_level() -> str:
+    """The SIMD path in use: "avx2" or "generic"."""
+
+def _set_isa(name: str) -> None:
+    """Forces the SIMD path ("avx2" or "generic"); ValueError if unknown or unavailable."""
+
+def build_info() -> dict[str, object]:
+    """How the core was built and what it runs: version, simd, cpu_avx2_fma, avx2_compiled,
+    openmp, num_threads, compiler, cxx_flags, avx2_flags, build_type."""
