@@ -146,6 +146,8 @@ ABSURD = [
     ("stride 2**70", lambda B: B.conv2d(_X, _W, None, 2**70, 0), ValueError, "stride"),
     ("padding 2**62", lambda B: B.conv2d(_X, _W, None, 1, 2**62), ValueError, "padding"),
     ("padding 2**39", lambda B: B.conv2d(_X, _W, None, 1, 2**39), ValueError, "too large"),
+    ("output 2**21 x 2**21", lambda B: B.im2col(_X, 2**21, 1, 2**21 - 1), ValueError,
+     "too large"),
     ("kernel 2**41", lambda B: B.im2col(_X, 2**41, 1, 0), ValueError, "kernel_size"),
     ("pool size 2**64", lambda B: B.maxpool2d(_X, 2**64), ValueError, "size"),
     ("x_shape 2**50", lambda B: B.col2im(np.ones((9, 4), np.float32), (2**50, 1, 4, 4), 3),

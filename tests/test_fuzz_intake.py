@@ -506,8 +506,8 @@ def test_fuzz(name, data):
 # ------------------------------------------ divergences the fuzz found --
 
 
-@pytest.mark.xfail(strict=True, reason="ops.py passes _f32(grad) to _core: np.ascontiguousarray "
-                   "makes a 0-d grad 1-d, so the binding refuses it (fix: _f32_same_shape)")
+# Fixed: ops.py passed np.ascontiguousarray(grad), which turns a 0-d grad 1-d,
+# so the binding refused it while the reference succeeded.
 @pytest.mark.parametrize("name", ["sgd_update", "adagrad_update", "rmsprop_update",
                                   "adam_update"])
 def test_optimizer_0d_param(name):
@@ -532,10 +532,9 @@ def test_huge_padding_same_in_both_backends(name, big):
     check(name, args)
 
 
-@pytest.mark.xfail(strict=True, reason="_validate.real accepts any finite double, but native "
-                   "casts it to float32: 1e39 becomes inf (reference: finite result), a "
-                   "tiny alpha 1e-110 becomes 0 (0 * Inf = NaN where the reference keeps "
-                   "Inf), and dropout's scale 1/keep_prob overflows for keep_prob < ~3e-39")
+# Fixed: _validate.real accepted any finite double while native casts it to
+# float32 (1e39 became inf, alpha 1e-110 became 0, 1/keep_prob overflowed).
+# Both backends now refuse hyper-parameters outside float32's normal range.
 @pytest.mark.parametrize("name", ["gemm", "sgd_update", "rmsprop_update", "dropout"])
 def test_hyperparameter_beyond_float32(name):
     if name == "rmsprop_update":

@@ -11,6 +11,10 @@ from . import ops, reference
 
 __version__ = "0.1.0"
 
+# Far beyond any CPU this runs on; a larger request would make the OpenMP
+# runtime try to allocate per-thread state for billions of threads.
+MAX_THREADS = 1024
+
 
 def build_info() -> dict:
     """How the native core was built and what it runs: SIMD path in use,
@@ -19,10 +23,11 @@ def build_info() -> dict:
 
 
 def set_num_threads(n: int) -> None:
-    """Number of OpenMP threads the native ops use (omp_set_num_threads)."""
+    """Number of OpenMP threads the native ops use (omp_set_num_threads), 1 to
+    MAX_THREADS. Without OpenMP the core is single-threaded and this does nothing."""
     from ._validate import integer
 
-    _core.set_num_threads(integer(n, "n", 1))
+    _core.set_num_threads(integer(n, "n", 1, MAX_THREADS))
 
 
 def get_num_threads() -> int:

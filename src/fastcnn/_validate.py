@@ -105,14 +105,23 @@ def pair(v, name: str, lo: int) -> tuple[int, int]:
     return v, v
 
 
+# Hyper-parameters reach the native core as float32: each must be 0 or lie in
+# float32's normal range, so that both backends compute with the same number.
+F32_MAX = float(np.finfo(np.float32).max)
+F32_TINY = float(np.finfo(np.float32).tiny)
+
+
 def real(v, name: str, lo: float | None = None, hi: float | None = None,
          lo_open: bool = False, hi_open: bool = False) -> float:
-    """A finite real number in the given range."""
+    """A finite real number in the given range, representable as a normal float32 (or 0)."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {v!r}")
     v = float(v)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
+    if abs(v) > F32_MAX or (v != 0 and abs(v) < F32_TINY):
+        raise ValueError(f"{name} must be 0 or of magnitude in [{F32_TINY:.4g}, "
+                         f"{F32_MAX:.4g}] (float32's normal range), got {v}")
     if lo is not None and (v < lo or (lo_open and v == lo)):
         raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v}")
     if hi is not None and (v > hi or (hi_open and v == hi)):
@@ -210,7 +219,9 @@ def col2im_args(cols, x_shape, kernel_size, stride, padding):
     """Returns (cols, x_shape, (kh, kw), (sh, sw), (ph, pw), (oh, ow))."""
     cols = floating(cols, "cols")
     ndim(cols, "cols", 2, "(C*KH*KW, N*OH*OW)")
-    if not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4:
+    if not isinstance(x_shape, (tuple, list)):
+        raise TypeError(f"x_shape must be a tuple (N, C, H, W), got {type(x_shape).__name__}")
+    if len(x_shape) != 4:
         raise ValueError(f"x_shape must be a 4-tuple (N, C, H, W), got {x_shape!r}")
     x_shape = tuple(integer(s, "x_shape", 1) for s in x_shape)
     k = pair(kernel_size, "kernel_size", 1)

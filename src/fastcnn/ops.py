@@ -8,7 +8,6 @@ updated in place are never converted. See the README's "Ops" section.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -17,8 +16,10 @@ from . import _validate as V
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
-    """A read-only input as float32 C-contiguous (no copy when it already is)."""
-    return np.ascontiguousarray(x, dtype=np.float32)
+    """A read-only input as float32 C-contiguous (no copy when it already is).
+    The shape is kept: np.ascontiguousarray alone turns a 0-d array into 1-d."""
+    out = np.ascontiguousarray(x, dtype=np.float32)
+    return out if out.shape == x.shape else out.reshape(x.shape)
 
 
 # =================================================================== GEMM ==
@@ -27,7 +28,7 @@ def _f32(x: np.ndarray) -> np.ndarray:
 def _real(v, name: str) -> float:
     """V.real(v, name), with a shortcut for the usual finite Python float (the
     full check costs ~0.7 us, noticeable on small GEMMs called in a loop)."""
-    if type(v) is float and math.isfinite(v):
+    if type(v) is float and (v == 0.0 or V.F32_TINY <= abs(v) <= V.F32_MAX):
         return v
     return V.real(v, name)
 
@@ -192,21 +193,16 @@ def global_avgpool2d_backward(dout, x):
 # optimizer steps are never converted (float32 C-contiguous or TypeError).
 
 
-def _f32_same_shape(x: np.ndarray) -> np.ndarray:
-    """_f32 that keeps a 0-d array 0-d (np.ascontiguousarray makes it 1-d)."""
-    return _f32(x).reshape(x.shape)
-
-
 def _unary(kernel, x):
-    x = _f32_same_shape(x)
+    x = _f32(x)
     out = np.empty_like(x)
     kernel(out, x)
     return out
 
 
 def _binary(kernel, dout, t):
-    dout = _f32_same_shape(dout)
-    t = _f32_same_shape(t)
+    dout = _f32(dout)
+    t = _f32(t)
     dx = np.empty_like(dout)
     kernel(dx, dout, t)
     return dx
@@ -289,7 +285,7 @@ def binary_cross_entropy(logits, y):
 
 
 def _dropout(x, mask, keep_prob):
-    x = _f32_same_shape(x)
+    x = _f32(x)
     mask = np.ascontiguousarray(mask).reshape(x.shape).view(np.uint8)  # bool -> 0/1 bytes
     out = np.empty_like(x)
     _core.dropout_apply(out, x, mask, 1.0 / keep_prob)

@@ -88,10 +88,15 @@ def run(tolerance: float = 1e-4, out=print) -> bool:
         ref_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
         nat_args = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
                     else (a.copy() if isinstance(a, np.ndarray) else a) for a in args]
-        want = _flatten(getattr(reference, name)(*ref_args, **kwargs),
-                        [ref_args[i] for i in inplace])
-        got = _flatten(getattr(ops, name)(*nat_args, **kwargs),
-                       [nat_args[i] for i in inplace])
+        try:
+            want = _flatten(getattr(reference, name)(*ref_args, **kwargs),
+                            [ref_args[i] for i in inplace])
+            got = _flatten(getattr(ops, name)(*nat_args, **kwargs),
+                           [nat_args[i] for i in inplace])
+        except Exception as e:  # report every op, even after one breaks
+            ok_all = False
+            out(f"{name:28s} {'-':>14s}  FAIL ({type(e).__name__}: {e})")
+            continue
         err = max(_relative_error(g, w) for g, w in zip(got, want))
         ok = len(got) == len(want) and err <= tolerance
         ok_all &= ok
