@@ -43,11 +43,14 @@ def _random_cases(count: int, seed: int):
     return cases
 
 
-# Shapes for the strategies of conv.cpp: per-image GEMMs when OH*OW >= 256,
-# else one GEMM per chunk through a K-row matrix; chunks of about 1 MiB of
-# scratch (at least one image), the last one short.
+# Shapes for the strategies of conv.cpp: per-image GEMMs when OH*OW >= 256
+# (with 2 threads the images of a chunk are split over the threads, each with
+# its own partial dw), else one GEMM per chunk through a K-row matrix; chunks
+# of about 1 MiB of scratch (at least one image), the last one short.
 PATH_CASES = [
     (2, 3, 16, 16, 5, 3, 1, 1),                  # OH*OW = 256: per image, one chunk
+    (1, 2, 17, 19, 3, 2, 1, 0),                  # per image, one image: one thread only
+    (3, 1, 29, 31, 6, (5, 3), 1, 0),             # per image, 3 images over 2 threads
     (3, 3, 17, 15, 5, 1, 1, 0),                  # OH*OW = 255: batched, one chunk
     (5, 3, 30, 26, 4, 7, 1, 3),                  # per image, chunks of 2 images: 2+2+1
     (3, 2, 40, 37, 3, 3, 2, 1),                  # per image, stride 2

@@ -27,12 +27,17 @@
 //   per image (OHW >= kPerImageMinOHW, e.g. first layers on 28x28 images):
 //     one GEMM per image reading dout[n] / writing out[n] in place, as both are
 //     (K, OHW) matrices already. No copy of out or dout; the bias is written
-//     into out first and the GEMM adds to it.
+//     into out first and the GEMM adds to it. With more than one thread, the
+//     images of a chunk are split over the threads (each image's GEMMs on one
+//     thread: these GEMMs are too small to split well, e.g. dw of a first layer
+//     is K x CKK = 20 x 25); dw is summed per thread in dw_part, then over
+//     the threads in order (so dw depends on the thread count by roundings).
 //   batched (small OHW, e.g. 8x8 outputs): per image the GEMMs would be too
 //     narrow (OHW columns) to run fast, so one GEMM per chunk over a K-row
 //     matrix (K, q): forward writes it and then scatters it into out adding the
 //     bias; backward first gathers dout into it.
-// Scratch: cols (CKK, NB*OHW), plus the K-row matrix on the batched path.
+// Scratch: cols (CKK, NB*OHW), plus the K-row matrix on the batched path or
+// dw_part (threads, K, CKK) on the per-image path.
 // It is allocated before any parallel region (may throw std::bad_alloc).
 //
 // db: per (image, k) a float sum of OHW values in 8 interleaved partial sums
@@ -40,7 +45,12 @@
 #include "fastcnn.h"
 
 #include <algorithm>
+#include <exception>
 #include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace fastcnn {
 
@@ -59,13 +69,45 @@ constexpr int64_t kParallelMin = int64_t(1) << 15;
 struct Plan {
     bool per_image;  // GEMMs per image, else per chunk with a K-row matrix
     int64_t NB;      // images per chunk
+    int threads;     // OpenMP threads
+
+    // Per-image path: split a chunk's images over the threads (each image's
+    // GEMMs on one thread) rather than each GEMM over the threads.
+    bool images_parallel(int64_t nb) const { return threads > 1 && nb >= 2; }
 };
 
 Plan make_plan(int64_t N, int64_t CKK, int64_t K, int64_t OHW) {
     const bool per_image = OHW >= kPerImageMinOHW;
     const int64_t per_image_floats = (per_image ? CKK : CKK + K) * OHW;
     const int64_t fit = kChunkBytes / static_cast<int64_t>(sizeof(float)) / per_image_floats;
-    return {per_image, std::max<int64_t>(1, std::min(N, fit))};
+    return {per_image, std::max<int64_t>(1, std::min(N, fit)), get_num_threads()};
+}
+
+int thread_id() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+// Runs body(nn, thread) for the images nn in [0, count): split over the OpenMP
+// threads when `parallel` (each sgemm then runs on its calling thread alone),
+// else in order on this thread, thread 0 (each sgemm may use all threads).
+// sgemm may throw std::bad_alloc: caught inside the parallel region, rethrown here.
+template <class Body>
+void for_each_image(int64_t count, bool parallel, Body body) {
+    std::exception_ptr error = nullptr;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t nn = 0; nn < count; ++nn) {
+        try {
+            body(nn, thread_id());
+        } catch (...) {
+#pragma omp critical(fastcnn_conv_error)
+            if (!error) error = std::current_exception();
+        }
+    }
+    if (error) std::rethrow_exception(error);
 }
 
 // Sum of v[0..count) in float: 8 interleaved partial sums, combined pairwise.
@@ -103,16 +145,15 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
         im2col(cols.data(), x + n0 * C * H * W, nb, C, H, W, KH, KW, SH, SW, PH, PW);
 
         if (plan.per_image) {
-            if (b) {
-                for (int64_t t = 0; t < nb * K; ++t) {               // out[n0+nn][k] = b[k]
-                    std::fill(out_chunk + t * OHW, out_chunk + (t + 1) * OHW, b[t % K]);
+            for_each_image(nb, plan.images_parallel(nb), [&](int64_t nn, int) {
+                float* out_n = out_chunk + nn * K * OHW;             // out[n0+nn] (K, OHW)
+                if (b) {
+                    for (int64_t k = 0; k < K; ++k) std::fill(out_n + k * OHW, out_n + (k + 1) * OHW, b[k]);
                 }
-            }
-            for (int64_t nn = 0; nn < nb; ++nn) {
-                // out[n0+nn] (K, OHW) (+)= w (K, CKK) . cols[:, nn*OHW ...] (CKK, OHW; ld q)
+                // out_n (K, OHW) (+)= w (K, CKK) . cols[:, nn*OHW ...] (CKK, OHW; ld q)
                 sgemm(false, false, K, OHW, CKK, 1.0f, w, CKK, cols.data() + nn * OHW, q,
-                      b ? 1.0f : 0.0f, out_chunk + nn * K * OHW, OHW);
-            }
+                      b ? 1.0f : 0.0f, out_n, OHW);
+            });
             continue;
         }
 
@@ -153,6 +194,11 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
         }
     }
 
+    // Per-image path: dw summed per thread into dw_part[thread], then over threads.
+    const int threads = plan.per_image ? plan.threads : 0;
+    std::vector<float> dw_part(static_cast<size_t>(threads * K * CKK));  // (threads, K, CKK)
+    std::vector<char> started(static_cast<size_t>(threads), 0);          // (threads)
+
     std::vector<float> cols(static_cast<size_t>(CKK * NB * OHW));  // (CKK, NB*OHW), then dcols
     std::vector<float> dout_mat(plan.per_image ? 0 : static_cast<size_t>(K * NB * OHW));
                                                                    // (K, NB*OHW)
@@ -163,21 +209,20 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
         im2col(cols.data(), x + n0 * C * H * W, nb, C, H, W, KH, KW, SH, SW, PH, PW);
 
         if (plan.per_image) {
-            for (int64_t nn = 0; nn < nb; ++nn) {
-                // dw (K, CKK) (+)= dout[n0+nn] (K, OHW) . cols[:, nn*OHW ...]^T (OHW, CKK);
-                // the first image overwrites.
-                sgemm(false, true, K, CKK, OHW, 1.0f, dout_chunk + nn * K * OHW, OHW,
-                      cols.data() + nn * OHW, q, n0 + nn == 0 ? 0.0f : 1.0f, dw, CKK);
-            }
-            if (dx) {
-                for (int64_t nn = 0; nn < nb; ++nn) {
-                    // dcols[:, nn*OHW ...] (CKK, OHW; ld q) = w^T (CKK, K) . dout[n0+nn] (K, OHW),
-                    // into the cols buffer (the dw GEMMs of this chunk are done with it).
-                    sgemm(true, false, CKK, OHW, K, 1.0f, w, CKK, dout_chunk + nn * K * OHW, OHW,
-                          0.0f, cols.data() + nn * OHW, q);
+            for_each_image(nb, plan.images_parallel(nb), [&](int64_t nn, int thread) {
+                const float* dout_n = dout_chunk + nn * K * OHW;     // dout[n0+nn] (K, OHW)
+                float* cols_n = cols.data() + nn * OHW;              // (CKK, OHW; ld q)
+                // dw_part[thread] (K, CKK) (+)= dout_n (K, OHW) . cols_n^T (OHW, CKK);
+                // the thread's first image overwrites.
+                sgemm(false, true, K, CKK, OHW, 1.0f, dout_n, OHW, cols_n, q,
+                      started[thread] ? 1.0f : 0.0f, dw_part.data() + thread * K * CKK, CKK);
+                started[thread] = 1;
+                if (dx) {
+                    // dcols_n (CKK, OHW; ld q) = w^T (CKK, K) . dout_n (K, OHW), over cols_n.
+                    sgemm(true, false, CKK, OHW, K, 1.0f, w, CKK, dout_n, OHW, 0.0f, cols_n, q);
                 }
-                col2im(dx + n0 * C * H * W, cols.data(), nb, C, H, W, KH, KW, SH, SW, PH, PW);
-            }
+            });
+            if (dx) col2im(dx + n0 * C * H * W, cols.data(), nb, C, H, W, KH, KW, SH, SW, PH, PW);
             continue;
         }
 
@@ -197,6 +242,15 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
             // dcols (CKK, q) = w^T (CKK, K) . dout_mat (K, q), into the cols buffer.
             sgemm(true, false, CKK, q, K, 1.0f, w, CKK, mat, q, 0.0f, cols.data(), q);
             col2im(dx + n0 * C * H * W, cols.data(), nb, C, H, W, KH, KW, SH, SW, PH, PW);
+        }
+    }
+
+    if (plan.per_image) {  // dw = sum of the partials of the threads that had images
+        std::fill(dw, dw + K * CKK, 0.0f);
+        for (int t = 0; t < threads; ++t) {
+            if (!started[t]) continue;
+            const float* part = dw_part.data() + t * K * CKK;  // (K, CKK)
+            for (int64_t e = 0; e < K * CKK; ++e) dw[e] += part[e];
         }
     }
 }
