@@ -28,11 +28,12 @@
 //     one GEMM per image reading dout[n] / writing out[n] in place, as both are
 //     (K, OHW) matrices already. No copy of out or dout. The GEMM adds the
 //     bias: w gets b as one more column, cols one more row of ones (a separate
-//     pass over out for the bias cost 10% of the forward time). With more than one thread, the
-//     images of a chunk are split over the threads (each image's GEMMs on one
-//     thread: these GEMMs are too small to split well, e.g. dw of a first layer
-//     is K x CKK = 20 x 25); dw is summed per thread in dw_part, then over
-//     the threads in order (so dw depends on the thread count by roundings).
+//     pass over out for the bias cost 10% of the forward time). With more than
+//     one thread, the images of a chunk are split over the threads (each
+//     image's GEMMs on one thread: these GEMMs are too small to split well,
+//     e.g. dw of a first layer is K x CKK = 20 x 25); dw is summed per thread
+//     in dw_part, then over the threads in order (so dw depends on the thread
+//     count by roundings).
 //   batched (small OHW, e.g. 8x8 outputs): per image the GEMMs would be too
 //     narrow (OHW columns) to run fast, so one GEMM per chunk over a K-row
 //     matrix (K, q): forward writes it and then scatters it into out adding the
