@@ -44,9 +44,9 @@ def _random_cases(count: int, seed: int):
 
 
 # Shapes for the strategies of conv.cpp: per-image GEMMs when OH*OW >= 256
-# (with 2 threads the images of a chunk are split over the threads, each with
-# its own partial dw), else one GEMM per chunk through a K-row matrix; chunks
-# of about 1 MiB of scratch (at least one image), the last one short.
+# (with 2 threads the images of a chunk are shared out among the threads),
+# else one GEMM per chunk through a K-row matrix; chunks of about 1 MiB of
+# scratch (at least one image), the last one short.
 PATH_CASES = [
     (2, 3, 16, 16, 5, 3, 1, 1),                  # OH*OW = 256: per image, one chunk
     (1, 2, 17, 19, 3, 2, 1, 0),                  # per image, one image: one thread only
@@ -167,6 +167,23 @@ def test_conv2d_threads_agree():
     for one, two in zip(*results):
         assert_close(two, one, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(results[0][-1], results[1][-1])  # im2col copies exactly
+
+
+def test_conv2d_per_image_path_same_bits_any_thread_count(isa):
+    """On the per-image path (OH*OW >= 256) with 2 threads the images are shared
+    out among the threads and each image's dw is summed in image order, so the
+    results are the very same bits as with 1 thread (chunks 2+2+1 here)."""
+    x, w, b, dout = _conv_data((5, 3, 30, 26, 4, 7, 1, 3), seed=11)
+    before = fastcnn.get_num_threads()
+    results = []
+    try:
+        for t in (1, 2):
+            fastcnn.set_num_threads(t)
+            results.append((ops.conv2d(x, w, b, 1, 3), *ops.conv2d_backward(dout, x, w, 1, 3)))
+    finally:
+        fastcnn.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(two, one)
 
 
 def test_conv2d_inputs_any_float_dtype_and_layout():

@@ -29,18 +29,19 @@
 //     (K, OHW) matrices already. No copy of out or dout. The GEMM adds the
 //     bias: w gets b as one more column, cols one more row of ones (a separate
 //     pass over out for the bias cost 10% of the forward time). With more than
-//     one thread, the images of a chunk are split over the threads (each
-//     image's GEMMs on one thread: these GEMMs are too small to split well,
-//     e.g. dw of a first layer is K x CKK = 20 x 25); dw is summed per thread
-//     in dw_part, then over the threads in order (so dw depends on the thread
-//     count by roundings).
+//     one thread, the images of a chunk are shared out among the threads
+//     (each image's GEMMs on one thread: these GEMMs are too small to split
+//     well, e.g. dw of a first layer is K x CKK = 20 x 25), dynamically, as
+//     a core may be busy with another process. Each image's dw goes to its
+//     own slot of dw_image, summed into dw in image order after the chunk: dw
+//     does not depend on the thread count or on which thread ran which image.
 //   batched (small OHW, e.g. 8x8 outputs): per image the GEMMs would be too
 //     narrow (OHW columns) to run fast, so one GEMM per chunk over a K-row
 //     matrix (K, q): forward writes it and then scatters it into out adding the
 //     bias; backward first gathers dout into it.
 // Scratch: cols (CKK, NB*OHW) (one more row of ones for the bias, forward per
 // image), plus the K-row matrix on the batched path, or w_bias (K, CKK+1)
-// forward and dw_part (threads, K, CKK) backward on the per-image path.
+// forward and dw_image (NB, K, CKK) backward on the per-image path.
 // It is allocated before any parallel region (may throw std::bad_alloc).
 //
 // db: per (image, k) a float sum of OHW values in 8 interleaved partial sums
@@ -50,10 +51,6 @@
 #include <algorithm>
 #include <exception>
 #include <vector>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace fastcnn {
 
@@ -72,39 +69,29 @@ constexpr int64_t kParallelMin = int64_t(1) << 15;
 struct Plan {
     bool per_image;  // GEMMs per image, else per chunk with a K-row matrix
     int64_t NB;      // images per chunk
-    int threads;     // OpenMP threads
-
-    // Per-image path: split a chunk's images over the threads (each image's
-    // GEMMs on one thread) rather than each GEMM over the threads.
-    bool images_parallel(int64_t nb) const { return threads > 1 && nb >= 2; }
 };
 
 Plan make_plan(int64_t N, int64_t CKK, int64_t K, int64_t OHW) {
     const bool per_image = OHW >= kPerImageMinOHW;
-    const int64_t per_image_floats = (per_image ? CKK : CKK + K) * OHW;
+    // Scratch per image: its columns, plus its slot of dw_image or its part
+    // of the K-row matrix.
+    const int64_t per_image_floats = per_image ? CKK * OHW + K * CKK : (CKK + K) * OHW;
     const int64_t fit = kChunkBytes / static_cast<int64_t>(sizeof(float)) / per_image_floats;
-    return {per_image, std::max<int64_t>(1, std::min(N, fit)), get_num_threads()};
+    return {per_image, std::max<int64_t>(1, std::min(N, fit))};
 }
 
-int thread_id() {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-// Runs body(nn, thread) for the images nn in [0, count): split over the OpenMP
-// threads when `parallel` (each sgemm then runs on its calling thread alone),
-// else in order on this thread, thread 0 (each sgemm may use all threads).
+// Runs body(nn) for the images nn in [0, count): with 2+ threads and 2+ images
+// shared out among the threads (each sgemm then runs on its calling thread
+// alone), else in order on this thread (each sgemm may use all threads).
 // sgemm may throw std::bad_alloc: caught inside the parallel region, rethrown here.
 template <class Body>
-void for_each_image(int64_t count, bool parallel, Body body) {
+void for_each_image(int64_t count, Body body) {
+    const bool parallel = get_num_threads() > 1 && count >= 2;
     std::exception_ptr error = nullptr;
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(dynamic) if (parallel)
     for (int64_t nn = 0; nn < count; ++nn) {
         try {
-            body(nn, thread_id());
+            body(nn);
         } catch (...) {
 #pragma omp critical(fastcnn_conv_error)
             if (!error) error = std::current_exception();
@@ -160,7 +147,7 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
 
         if (plan.per_image) {
             if (bias_in_gemm) std::fill(cols.data() + CKK * q, cols.data() + KB * q, 1.0f);
-            for_each_image(nb, plan.images_parallel(nb), [&](int64_t nn, int) {
+            for_each_image(nb, [&](int64_t nn) {
                 // out[n0+nn] (K, OHW) = w_gemm (K, KB) . cols[:, nn*OHW ...] (KB, OHW; ld q)
                 sgemm(false, false, K, OHW, KB, 1.0f, w_gemm, KB, cols.data() + nn * OHW, q,
                       0.0f, out_chunk + nn * K * OHW, OHW);
@@ -205,11 +192,8 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
         }
     }
 
-    // Per-image path: dw summed per thread into dw_part[thread], then over threads.
-    const int threads = plan.per_image ? plan.threads : 0;
-    std::vector<float> dw_part(static_cast<size_t>(threads * K * CKK));  // (threads, K, CKK)
-    std::vector<char> started(static_cast<size_t>(threads), 0);          // (threads)
-
+    std::vector<float> dw_image(plan.per_image ? static_cast<size_t>(NB * K * CKK) : 0);
+                                                                   // (NB, K, CKK)
     std::vector<float> cols(static_cast<size_t>(CKK * NB * OHW));  // (CKK, NB*OHW), then dcols
     std::vector<float> dout_mat(plan.per_image ? 0 : static_cast<size_t>(K * NB * OHW));
                                                                    // (K, NB*OHW)
@@ -220,19 +204,26 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
         im2col(cols.data(), x + n0 * C * H * W, nb, C, H, W, KH, KW, SH, SW, PH, PW);
 
         if (plan.per_image) {
-            for_each_image(nb, plan.images_parallel(nb), [&](int64_t nn, int thread) {
+            for_each_image(nb, [&](int64_t nn) {
                 const float* dout_n = dout_chunk + nn * K * OHW;     // dout[n0+nn] (K, OHW)
                 float* cols_n = cols.data() + nn * OHW;              // (CKK, OHW; ld q)
-                // dw_part[thread] (K, CKK) (+)= dout_n (K, OHW) . cols_n^T (OHW, CKK);
-                // the thread's first image overwrites.
+                // dw_image[nn] (K, CKK) = dout_n (K, OHW) . cols_n^T (OHW, CKK)
                 sgemm(false, true, K, CKK, OHW, 1.0f, dout_n, OHW, cols_n, q,
-                      started[thread] ? 1.0f : 0.0f, dw_part.data() + thread * K * CKK, CKK);
-                started[thread] = 1;
+                      0.0f, dw_image.data() + nn * K * CKK, CKK);
                 if (dx) {
                     // dcols_n (CKK, OHW; ld q) = w^T (CKK, K) . dout_n (K, OHW), over cols_n.
                     sgemm(true, false, CKK, OHW, K, 1.0f, w, CKK, dout_n, OHW, 0.0f, cols_n, q);
                 }
             });
+            // dw (K, CKK) (+)= dw_image[0] + dw_image[1] + ..., in image order; image 0 overwrites.
+            for (int64_t nn = 0; nn < nb; ++nn) {
+                const float* part = dw_image.data() + nn * K * CKK;  // (K, CKK)
+                if (n0 + nn == 0) {
+                    std::copy(part, part + K * CKK, dw);
+                } else {
+                    for (int64_t e = 0; e < K * CKK; ++e) dw[e] += part[e];
+                }
+            }
             if (dx) col2im(dx + n0 * C * H * W, cols.data(), nb, C, H, W, KH, KW, SH, SW, PH, PW);
             continue;
         }
@@ -253,15 +244,6 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
             // dcols (CKK, q) = w^T (CKK, K) . dout_mat (K, q), into the cols buffer.
             sgemm(true, false, CKK, q, K, 1.0f, w, CKK, mat, q, 0.0f, cols.data(), q);
             col2im(dx + n0 * C * H * W, cols.data(), nb, C, H, W, KH, KW, SH, SW, PH, PW);
-        }
-    }
-
-    if (plan.per_image) {  // dw = sum of the partials of the threads that had images
-        std::fill(dw, dw + K * CKK, 0.0f);
-        for (int t = 0; t < threads; ++t) {
-            if (!started[t]) continue;
-            const float* part = dw_part.data() + t * K * CKK;  // (K, CKK)
-            for (int64_t e = 0; e < K * CKK; ++e) dw[e] += part[e];
         }
     }
 }
