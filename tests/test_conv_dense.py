@@ -43,7 +43,23 @@ def _random_cases(count: int, seed: int):
     return cases
 
 
-CONV_CASES = HAND_CASES + _random_cases(12, seed=20240611)
+# Shapes for the strategies of conv.cpp: per-image GEMMs when OH*OW >= 256
+# (with 2 threads the images of a chunk are shared out among the threads),
+# else one GEMM per chunk through a K-row matrix; chunks of about 1 MiB of
+# scratch (at least one image), the last one short.
+PATH_CASES = [
+    (2, 3, 16, 16, 5, 3, 1, 1),                  # OH*OW = 256: per image, one chunk
+    (1, 2, 17, 19, 3, 2, 1, 0),                  # per image, one image: one thread only
+    (3, 1, 29, 31, 6, (5, 3), 1, 0),             # per image, 3 images over 2 threads
+    (3, 3, 17, 15, 5, 1, 1, 0),                  # OH*OW = 255: batched, one chunk
+    (5, 3, 30, 26, 4, 7, 1, 3),                  # per image, chunks of 2 images: 2+2+1
+    (3, 2, 40, 37, 3, 3, 2, 1),                  # per image, stride 2
+    (2, 16, 20, 20, 3, 7, 1, 3),                 # per image, one image > 1 MiB: NB = 1
+    (9, 20, 12, 12, 40, 5, 1, 0),                # batched (book conv2), chunks 7+2
+    (2, 64, 15, 15, 3, 7, 1, 3),                 # batched, one image > 1 MiB: NB = 1
+]
+
+CONV_CASES = HAND_CASES + PATH_CASES + _random_cases(12, seed=20240611)
 
 
 def _case_id(case):
@@ -108,14 +124,14 @@ def test_conv2d_backward(case, threads, isa):
 
 
 def test_conv2d_many_chunks(threads):
-    """A batch whose column scratch exceeds the 32 MiB bound of conv.cpp three
-    times over, so forward and backward run in several chunks (the last one
-    short). The oracle runs the float64 reference on slices of the batch and
+    """A large batch (column scratch 67 MiB, per-image GEMMs), so forward and
+    backward run in many chunks (the last one short) and dw, db sum over 401
+    images. The oracle runs the float64 reference on slices of the batch and
     sums the weight gradients."""
     n, c, h, w, k, ks, pad = 401, 2, 23, 19, 3, 7, 3
     ohw, ckk = h * w, c * ks * ks                 # 7x7 kernel, padding 3, stride 1: OH, OW = H, W
-    scratch_bytes = (ckk + k) * ohw * n * 4       # conv.cpp: (CKK + K) * OHW floats per image
-    assert scratch_bytes > 2 * (32 << 20)
+    scratch_bytes = ckk * ohw * n * 4             # conv.cpp: CKK * OHW floats per image
+    assert ohw >= 256 and scratch_bytes > 64 * (1 << 20)
     x, wt, b, dout = _conv_data((n, c, h, w, k, ks, 1, pad), seed=3)
 
     out = ops.conv2d(x, wt, b, padding=pad)
@@ -151,6 +167,23 @@ def test_conv2d_threads_agree():
     for one, two in zip(*results):
         assert_close(two, one, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(results[0][-1], results[1][-1])  # im2col copies exactly
+
+
+def test_conv2d_per_image_path_same_bits_any_thread_count(isa):
+    """On the per-image path (OH*OW >= 256) with 2 threads the images are shared
+    out among the threads and each image's dw is summed in image order, so the
+    results are the very same bits as with 1 thread (chunks 2+2+1 here)."""
+    x, w, b, dout = _conv_data((5, 3, 30, 26, 4, 7, 1, 3), seed=11)
+    before = fastcnn.get_num_threads()
+    results = []
+    try:
+        for t in (1, 2):
+            fastcnn.set_num_threads(t)
+            results.append((ops.conv2d(x, w, b, 1, 3), *ops.conv2d_backward(dout, x, w, 1, 3)))
+    finally:
+        fastcnn.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(two, one)
 
 
 def test_conv2d_inputs_any_float_dtype_and_layout():

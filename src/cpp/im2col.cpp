@@ -14,13 +14,16 @@
 // The caller owns every buffer and has checked the sizes (bindings.cpp):
 // KH <= H + 2*PH, KW <= W + 2*PW, all sizes >= 1, no product overflows int64.
 //
-// Threads: im2col splits the (row r, image n) pairs, each writing its own OH*OW
-// stretch of cols; col2im splits the (n, c) planes of dx, so no two threads ever
-// add into the same pixel.
+// Threads: both split the (n, c) planes: im2col reads plane x[n][c] and writes
+// its KH*KW stretches of OH*OW in cols; col2im adds into plane dx[n][c] only,
+// so no two threads ever add into the same pixel. The in-image ranges of each
+// kernel offset (Span) are computed once per call, not per plane: the integer
+// divisions cost as much as copying a short row.
 #include "fastcnn.h"
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace fastcnn {
 
@@ -48,45 +51,70 @@ Span inside(int64_t n_out, int64_t size, int64_t step, int64_t pad, int64_t offs
     return {lo, std::max(lo, hi)};
 }
 
+// dst[0..count) = src[0..count) for short rows (OW is 8 to 28 in the nets this
+// library trains), where a call to memcpy/memmove (what GCC makes of a plain
+// copy loop) costs more than the copy: fixed 4-float pieces, each one inline
+// 16-byte move, the last piece overlapping the one before it.
+inline void copy_short(float* dst, const float* src, int64_t count) {
+    constexpr int64_t kPiece = 4;
+    if (count < kPiece) {
+        for (int64_t o = 0; o < count; ++o) dst[o] = src[o];
+        return;
+    }
+    for (int64_t o = 0; o + kPiece <= count; o += kPiece) {
+        std::memcpy(dst + o, src + o, kPiece * sizeof(float));
+    }
+    std::memcpy(dst + count - kPiece, src + count - kPiece, kPiece * sizeof(float));
+}
+
+// inside() for each kernel offset 0..KSIZE-1 along one axis: (KSIZE)
+std::vector<Span> spans(int64_t ksize, int64_t n_out, int64_t size, int64_t step, int64_t pad) {
+    std::vector<Span> out(static_cast<size_t>(ksize));
+    for (int64_t i = 0; i < ksize; ++i) out[i] = inside(n_out, size, step, pad, i);
+    return out;
+}
+
 }  // namespace
 
 void im2col(float* cols, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
             int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
     const int64_t OH = (H + 2 * PH - KH) / SH + 1;
     const int64_t OW = (W + 2 * PW - KW) / SW + 1;
-    const int64_t rows = C * KH * KW;
     const int64_t ncols = N * OH * OW;
-    const int64_t tasks = rows * N;  // one (row r, image n) pair each
+    const int64_t planes = N * C;  // one (n, c) plane of x each
+    const std::vector<Span> oh_in = spans(KH, OH, H, SH, PH);  // (KH)
+    const std::vector<Span> ow_in = spans(KW, OW, W, SW, PW);  // (KW)
 
-#pragma omp parallel for schedule(static) if (rows * ncols >= kParallelMin)
-    for (int64_t t = 0; t < tasks; ++t) {
-        const int64_t r = t / N;
-        const int64_t n = t % N;
-        const int64_t j = r % KW;
-        const int64_t i = (r / KW) % KH;
-        const int64_t c = r / (KW * KH);
-        const float* plane = x + (n * C + c) * H * W;           // x[n][c]   (H, W)
-        float* dst = cols + r * ncols + n * OH * OW;            // cols[r][n*OH*OW ...] (OH, OW)
-        const Span oh_in = inside(OH, H, SH, PH, i);
-        const Span ow_in = inside(OW, W, SW, PW, j);
-        for (int64_t oh = 0; oh < OH; ++oh) {
-            float* out_row = dst + oh * OW;                     // (OW)
-            if (oh < oh_in.lo || oh >= oh_in.hi) {
-                std::fill(out_row, out_row + OW, 0.0f);
-                continue;
-            }
-            const float* in_row = plane + (oh * SH - PH + i) * W;  // (W)
-            std::fill(out_row, out_row + ow_in.lo, 0.0f);
-            if (SW == 1) {
-                const int64_t first = ow_in.lo - PW + j;
-                std::memcpy(out_row + ow_in.lo, in_row + first,
-                            static_cast<size_t>(ow_in.hi - ow_in.lo) * sizeof(float));
-            } else {
-                for (int64_t ow = ow_in.lo; ow < ow_in.hi; ++ow) {
-                    out_row[ow] = in_row[ow * SW - PW + j];
+#pragma omp parallel for schedule(static) if (C * KH * KW * ncols >= kParallelMin)
+    for (int64_t t = 0; t < planes; ++t) {
+        const int64_t n = t / C;
+        const int64_t c = t % C;
+        const float* plane = x + t * H * W;                     // x[n][c]  (H, W)
+        for (int64_t i = 0; i < KH; ++i) {
+            const Span rows = oh_in[i];
+            for (int64_t j = 0; j < KW; ++j) {
+                const Span cols_in = ow_in[j];
+                const int64_t count = cols_in.hi - cols_in.lo;
+                const int64_t r = (c * KH + i) * KW + j;
+                float* dst = cols + r * ncols + n * OH * OW;    // cols[r][n*OH*OW ...] (OH, OW)
+                std::fill(dst, dst + rows.lo * OW, 0.0f);       // rows above the image
+                for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
+                    float* out_row = dst + oh * OW;              // (OW)
+                    // The input pixels of cols_in, from ow = cols_in.lo on, SW apart.
+                    const float* src = plane + (oh * SH - PH + i) * W + (cols_in.lo * SW - PW + j);
+                    float* inside_row = out_row + cols_in.lo;
+                    if (SW == 1) {
+                        copy_short(inside_row, src, count);
+                    } else {
+                        for (int64_t o = 0; o < count; ++o) inside_row[o] = src[o * SW];
+                    }
+                    if (count < OW) {                            // padding columns
+                        std::fill(out_row, inside_row, 0.0f);
+                        std::fill(inside_row + count, out_row + OW, 0.0f);
+                    }
                 }
+                std::fill(dst + rows.hi * OW, dst + OH * OW, 0.0f);  // rows below the image
             }
-            std::fill(out_row + ow_in.hi, out_row + OW, 0.0f);
         }
     }
 }
@@ -97,6 +125,8 @@ void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64
     const int64_t OW = (W + 2 * PW - KW) / SW + 1;
     const int64_t ncols = N * OH * OW;
     const int64_t planes = N * C;  // one (n, c) plane of dx each
+    const std::vector<Span> oh_spans = spans(KH, OH, H, SH, PH);  // (KH)
+    const std::vector<Span> ow_spans = spans(KW, OW, W, SW, PW);  // (KW)
 
 #pragma omp parallel for schedule(static) if (C * KH * KW * ncols >= kParallelMin)
     for (int64_t t = 0; t < planes; ++t) {
@@ -105,16 +135,22 @@ void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64
         float* plane = dx + t * H * W;                          // dx[n][c]  (H, W)
         std::fill(plane, plane + H * W, 0.0f);
         for (int64_t i = 0; i < KH; ++i) {
-            const Span oh_in = inside(OH, H, SH, PH, i);
+            const Span oh_in = oh_spans[i];
             for (int64_t j = 0; j < KW; ++j) {
-                const Span ow_in = inside(OW, W, SW, PW, j);
+                const Span ow_in = ow_spans[j];
                 const int64_t r = (c * KH + i) * KW + j;
                 const float* src = cols + r * ncols + n * OH * OW;  // (OH, OW)
                 for (int64_t oh = oh_in.lo; oh < oh_in.hi; ++oh) {
                     float* dx_row = plane + (oh * SH - PH + i) * W;  // (W)
                     const float* src_row = src + oh * OW;            // (OW)
-                    for (int64_t ow = ow_in.lo; ow < ow_in.hi; ++ow) {
-                        dx_row[ow * SW - PW + j] += src_row[ow];
+                    // dx pixels of ow_in, from ow = ow_in.lo on, SW apart.
+                    float* dst = dx_row + (ow_in.lo * SW - PW + j);
+                    const float* add = src_row + ow_in.lo;
+                    const int64_t count = ow_in.hi - ow_in.lo;
+                    if (SW == 1) {
+                        for (int64_t o = 0; o < count; ++o) dst[o] += add[o];
+                    } else {
+                        for (int64_t o = 0; o < count; ++o) dst[o * SW] += add[o];
                     }
                 }
             }
