@@ -161,5 +161,35 @@ void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t
     transpose_rows<NR>(B + j0 * ldb + p0, ldb, nr, kc, false, 1.0f, dst);
 }
 
+void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
+                     int64_t ldd) {
+    int64_t r0 = 0;
+#if defined(__SSE2__)
+    const int64_t cols4 = cols & ~int64_t(3);
+    for (; r0 + 4 <= rows; r0 += 4) {
+        const float* in = src + r0 * lds;  // 4 rows (cols,), stride lds
+        for (int64_t c = 0; c < cols4; c += 4) {
+            __m128 x0 = _mm_loadu_ps(in + c);
+            __m128 x1 = _mm_loadu_ps(in + lds + c);
+            __m128 x2 = _mm_loadu_ps(in + 2 * lds + c);
+            __m128 x3 = _mm_loadu_ps(in + 3 * lds + c);
+            _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+            float* out = dst + c * ldd + r0;  // 4 rows of dst, 4 values each
+            _mm_storeu_ps(out, x0);
+            _mm_storeu_ps(out + ldd, x1);
+            _mm_storeu_ps(out + 2 * ldd, x2);
+            _mm_storeu_ps(out + 3 * ldd, x3);
+        }
+        for (int64_t c = cols4; c < cols; ++c) {
+            for (int64_t r = 0; r < 4; ++r) dst[c * ldd + r0 + r] = in[r * lds + c];
+        }
+    }
+#endif
+    for (int64_t r = r0; r < rows; ++r) {
+        const float* in = src + r * lds;  // (cols,)
+        for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = in[c];
+    }
+}
+
 }  // namespace gemm
 }  // namespace fastcnn
