@@ -19,7 +19,12 @@
 // This is the only file compiled with -mavx2 -mfma. It must not define or
 // instantiate any function another file could also emit (no std::min,
 // std::vector, <cmath>, ...): the linker could keep this AVX2 copy for the
-// portable path. Everything here but ukernel_avx2 has internal linkage.
+// portable path. Everything here but ukernel_avx2, ukernel_pack_avx2 and
+// dot_block_avx2 has internal linkage.
+//
+// dot_block_avx2 (the dot path for a small C with a long K, sgemm.cpp) keeps
+// 3 x 4 dot products in 12 ymm accumulators (lane l sums the k = l mod 8):
+// per 8 values of k, 3 row loads of op(A) + 4 of op(B) feed 12 FMAs.
 #include <immintrin.h>
 
 #include "gemm/gemm_internal.h"

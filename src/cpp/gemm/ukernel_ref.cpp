@@ -7,7 +7,8 @@
 // restricted to mr x nr. beta == 0: c is only written. Same contracts and
 // signatures as the AVX2 kernels (gemm_internal.h), which these twins are the
 // fallback for and are checked against; ukernel_pack_ref simply packs the B
-// panel first. Written so the compiler can vectorise the j loop with SSE2.
+// panel first; dot_block_ref is the twin of dot_block_avx2 (same lanes).
+// Written so the compiler can vectorise the j (l) loop with SSE2.
 #include <cstring>
 
 #include "gemm/gemm_internal.h"
