@@ -1,4 +1,4 @@
-// ukernel_avx2.cpp -- the AVX2 + FMA GEMM micro-kernel (6 x 16 register tile).
+// ukernel_avx2.cpp -- the AVX2 + FMA GEMM micro-kernels (6 x 16 register tile; 3 x 4 dot tile).
 //
 // Size letters: MR x NR = 6 x 16 register tile (blocking.h); kc = inner
 // extent; mr x nr = the part of the tile inside C (edge tiles are smaller).
