@@ -357,63 +357,65 @@ bool use_dot_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
 // and a column of op(B). dot() takes them straight from A (M, K) and B (N, K)
 // as stored in the NT case -- no packing, no padding of M or N to the 6 x 16
 // tile; the other cases first copy each K block of op(A) / op(B) into that
-// layout. The k < K8 (K8 = K rounded down to 8) go through 8 lanes of
-// per-thread accumulators acc (M, N, 8), K cut into `threads` ranges on kb
-// boundaries (split K); at the end C = alpha * (sum over threads t = 0, 1, ..
-// and lanes 0..7, in that order, + the k >= K8 tail) + beta * C. The order is
-// fixed for a given thread count.
-void gemm_dot(const Problem& g, gemm::dot_fn dot, int64_t kb, int threads) {
+// layout. The k < K8 (K rounded down to 8) are cut into `chunks` ranges on kb
+// boundaries (split K; the count depends only on the thread count), each with
+// its own accumulators acc (M, N, 8) (8 lanes). Threads take chunks in turn,
+// so one delayed by another process does not hold up the rest. At the end
+// C = alpha * (sum over chunks 0, 1, .. and lanes 0..7, in that order, + the
+// k >= K8 tail) + beta * C: a fixed order for a given thread count.
+void gemm_dot(const Problem& g, gemm::dot_fn dot, int64_t kb, int threads, int64_t chunks) {
     const int64_t K8 = g.K & ~int64_t(7);
-    const int64_t acc_size = ceil_div(g.M * g.N * 8, 16) * 16;                // (M, N, 8)
-    const int64_t a_size = g.trans_a ? ceil_div(g.M * kb, 16) * 16 : 0;      // (M, kb)
-    const int64_t b_size = g.trans_b ? 0 : ceil_div(g.N * kb, 16) * 16;      // (N, kb)
-    const int64_t per_thread = acc_size + a_size + b_size;
-    Scratch scratch(static_cast<size_t>(per_thread * threads));
+    const int64_t acc_size = ceil_div(g.M * g.N * 8, 16) * 16;            // (M, N, 8)
+    const int64_t a_size = g.trans_a ? ceil_div(g.M * kb, 16) * 16 : 0;  // (M, kb)
+    const int64_t b_size = g.trans_b ? 0 : ceil_div(g.N * kb, 16) * 16;  // (N, kb)
+    const int64_t copy_size = a_size + b_size + 16;
+    Scratch scratch(static_cast<size_t>(acc_size * chunks + copy_size * threads));
+    float* accs = scratch.get();  // chunks x (M, N, 8)
+    std::atomic<int64_t> next_chunk{0};
 
     auto run = [&](int t) {
-        float* acc = scratch.get() + t * per_thread;  // (M, N, 8)
-        float* a_t = acc + acc_size;                  // (M, kb)
-        float* b_t = a_t + a_size;                    // (N, kb)
-        for (int64_t x = 0; x < g.M * g.N * 8; ++x) acc[x] = 0.0f;
-        int64_t k0, k1;
-        slice(K8, kb, threads, t, &k0, &k1);
-        for (int64_t p0 = k0; p0 < k1; p0 += kb) {
-            const int64_t kc = min64(kb, k1 - p0);
-            const float* a = g.A + p0;  // (M, kc), row stride lda
-            int64_t lda = g.lda;
-            if (g.trans_a) {  // A stored (K, M)
-                gemm::transpose_block(g.A + p0 * g.lda, g.lda, kc, g.M, a_t, kb);
-                a = a_t;
-                lda = kb;
+        float* a_t = accs + acc_size * chunks + copy_size * t;  // (M, kb)
+        float* b_t = a_t + a_size;                              // (N, kb)
+        for (int64_t ch; (ch = next_chunk.fetch_add(1)) < chunks;) {
+            float* acc = accs + ch * acc_size;  // (M, N, 8)
+            for (int64_t x = 0; x < g.M * g.N * 8; ++x) acc[x] = 0.0f;
+            int64_t k0, k1;
+            slice(K8, kb, chunks, ch, &k0, &k1);
+            for (int64_t p0 = k0; p0 < k1; p0 += kb) {
+                const int64_t kc = min64(kb, k1 - p0);
+                const float* a = g.A + p0;  // (M, kc), row stride lda
+                int64_t lda = g.lda;
+                if (g.trans_a) {  // A stored (K, M)
+                    gemm::transpose_block(g.A + p0 * g.lda, g.lda, kc, g.M, a_t, kb);
+                    a = a_t;
+                    lda = kb;
+                }
+                const float* b = g.B + p0;  // (N, kc), row stride ldb
+                int64_t ldb = g.ldb;
+                if (!g.trans_b) {  // B stored (K, N)
+                    gemm::transpose_block(g.B + p0 * g.ldb, g.ldb, kc, g.N, b_t, kb);
+                    b = b_t;
+                    ldb = kb;
+                }
+                dot(g.M, g.N, kc, a, lda, b, ldb, acc);
             }
-            const float* b = g.B + p0;  // (N, kc), row stride ldb
-            int64_t ldb = g.ldb;
-            if (!g.trans_b) {  // B stored (K, N)
-                gemm::transpose_block(g.B + p0 * g.ldb, g.ldb, kc, g.N, b_t, kb);
-                b = b_t;
-                ldb = kb;
-            }
-            dot(g.M, g.N, kc, a, lda, b, ldb, acc);
         }
     };
 #ifdef _OPENMP
     if (threads > 1) {
 #pragma omp parallel num_threads(threads)
-        {
-            const int team = omp_get_num_threads();
-            for (int t = omp_get_thread_num(); t < threads; t += team) run(t);
-        }
+        run(omp_get_thread_num());
     } else {
         run(0);
     }
 #else
-    for (int t = 0; t < threads; ++t) run(t);
+    run(0);
 #endif
     for (int64_t i = 0; i < g.M; ++i) {
         for (int64_t j = 0; j < g.N; ++j) {
             float sum = 0.0f;
-            for (int t = 0; t < threads; ++t) {
-                const float* lanes = scratch.get() + t * per_thread + (i * g.N + j) * 8;  // (8,)
+            for (int64_t ch = 0; ch < chunks; ++ch) {
+                const float* lanes = accs + ch * acc_size + (i * g.N + j) * 8;  // (8,)
                 sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
                        ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
             }
@@ -456,10 +458,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
         // dispatch.cpp picks the ISA; its AVX2 tile kernel means AVX2 + FMA.
         if (kernels.tile == &gemm::ukernel_avx2) dot = &gemm::dot_block_avx2;
 #endif
-        const int64_t blocks = (K & ~int64_t(7)) / kDotKB + 1;
+        const int64_t blocks = ceil_div(K & ~int64_t(7), kDotKB);
         int64_t threads = min64(max_threads, blocks);
         threads = max64(1, min64(threads, M * N * K / kMinWorkPerThread));
-        gemm_dot(g, dot, kDotKB, static_cast<int>(threads));
+        const int64_t chunks = threads > 1 ? min64(blocks, threads * kChunksPerThread) : 1;
+        gemm_dot(g, dot, kDotKB, static_cast<int>(threads), chunks);
         return;
     }
     const int64_t m_pad = ceil_div(M, MR) * MR;
