@@ -1,6 +1,8 @@
 """GFLOP/s of fastcnn's sgemm against NumPy's matmul (OpenBLAS), float32.
 
-For every shape (M x N x K: C (M, N) = A (M, K) @ B (K, N)) and thread count,
+For every shape (M x N x K: C (M, N) = op(A) (M, K) @ op(B) (K, N)) and thread
+count (a shape may end in ":nt", ":tn" or ":tt": B and/or A stored transposed,
+numpy then computes a @ b.T etc. on the same transposed views),
 three contenders, each first checked against a float64 product:
   numpy          np.matmul(a, b, out=c), OpenBLAS threads set with threadpoolctl
   fastcnn avx2   fastcnn.ops.gemm(a, b, c), the AVX2+FMA micro-kernel
@@ -9,6 +11,7 @@ Ratios are against numpy (x1.00 = as fast as OpenBLAS; higher is faster).
 
     python bench/bench_gemm.py                 # everything (about 3 minutes)
     python bench/bench_gemm.py --threads 1 --shapes 1024x1024x1024 --repeats 5
+    python bench/bench_gemm.py --shapes 20x25x36864:nt 20x25x36864
 
 Needs threadpoolctl (pip install threadpoolctl, or the "bench" extra).
 """
@@ -30,13 +33,31 @@ from _harness import Harness  # noqa: E402
 SQUARE = ["1024x1024x1024", "2048x2048x2048"]
 NETWORK = ["20x5760x25", "40x640x500", "500x640x40", "40x500x640", "10x100x640",
            "64x1000x1000"]
+# Weight gradients of the network's convolutions: dW (K_out, C*KH*KW) =
+# dout (K_out, N*OH*OW) @ cols.T -- small M x N, long K -- at batch 64 and 10,
+# as NT (how conv2d_backward calls it) and NN.
+WGRAD_NT = ["20x25x36864:nt", "32x9x36864:nt", "40x500x4096:nt",
+            "20x25x5760:nt", "32x9x6760:nt", "40x500x640:nt", "64x288x1210:nt"]
+WGRAD = WGRAD_NT + [s.split(":")[0] for s in WGRAD_NT]
 # Targets: fastcnn avx2 / numpy at these shapes, for every thread count.
-TARGETS = {"1024x1024x1024": 0.8, "40x640x500": 1.0, "20x5760x25": 1.0}
+TARGETS = {"1024x1024x1024": 0.8, "40x640x500": 1.0, "20x5760x25": 1.0,
+           **{s: 1.0 for s in WGRAD}}
+
+
+def parse_shape(text):
+    """'MxNxK' or 'MxNxK:nt' (also :tn, :tt) -> (m, n, k, trans_a, trans_b)."""
+    dims, _, trans = text.lower().partition(":")
+    m, n, k = (int(s) for s in dims.split("x"))
+    if trans not in ("", "nn", "nt", "tn", "tt"):
+        raise SystemExit(f"bad transpose suffix in {text!r}: use :nt, :tn or :tt")
+    trans = trans or "nn"
+    return m, n, k, trans[0] == "t", trans[1] == "t"
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--shapes", nargs="+", default=SQUARE + NETWORK, metavar="MxNxK")
+    p.add_argument("--shapes", nargs="+", default=SQUARE + NETWORK + WGRAD,
+                   metavar="MxNxK[:nt]")
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=7, help="interleaved samples per contender")
     p.add_argument("--sample", type=float, default=0.1, help="seconds per sample")
@@ -54,10 +75,12 @@ def main(argv=None):
 
     for threads in args.threads:
         for shape in args.shapes:
-            m, n, k = (int(s) for s in shape.lower().split("x"))
-            a = rng.standard_normal((m, k)).astype(np.float32)  # (M, K)
-            b = rng.standard_normal((k, n)).astype(np.float32)  # (K, N)
-            c = np.empty((m, n), np.float32)                    # (M, N)
+            m, n, k, ta, tb = parse_shape(shape)
+            a_st = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)  # A stored
+            b_st = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)  # B stored
+            a = a_st.T if ta else a_st  # (M, K) view
+            b = b_st.T if tb else b_st  # (K, N) view
+            c = np.empty((m, n), np.float32)  # (M, N)
             want = a.astype(np.float64) @ b.astype(np.float64)
             atol = 1e-5 * np.sqrt(k) * np.abs(a).max() * np.abs(b).max()
             case = harness.case(f"{shape} threads={threads}", work=2.0 * m * n * k,
@@ -77,7 +100,7 @@ def main(argv=None):
                     _core._set_isa(isa)
 
                 def ours_run():
-                    return ops.gemm(a, b, c)
+                    return ops.gemm(a_st, b_st, c, trans_a=ta, trans_b=tb)
 
                 case.add(f"fastcnn {isa} t={threads}", ours_run, ours_setup)
             case.run()
@@ -88,9 +111,13 @@ def main(argv=None):
         print()
 
     summary = []
-    print("targets (fastcnn avx2 / numpy, median GFLOP/s ratio):")
-    for (shape, threads), r in ratios.items():
-        if shape in TARGETS:
+    for title, group in [("targets", [s for s in TARGETS if s not in WGRAD]),
+                         ("weight-gradient shapes", WGRAD)]:
+        rows = [(s, t, r) for (s, t), r in ratios.items() if s in group]
+        if not rows:
+            continue
+        print(f"{title} (fastcnn avx2 / numpy, median GFLOP/s ratio):")
+        for shape, threads, r in rows:
             ok = "met" if r >= TARGETS[shape] else "MISSED"
             line = f"  {shape:16s} threads={threads}: x{r:.2f}  (target >= {TARGETS[shape]})  {ok}"
             summary.append(line)

@@ -34,6 +34,28 @@ BLOCKED_SHAPES = [(301, 37, 257), (MC + 6, 600, KC), (2 * MC + 1, 45, KC + 1),
                   (MC + 6, NC + 120, KC), (1024, 64, 64)]
 
 
+# Weight gradients of the convolutions, dW = dout (K_out, N*OH*OW) @ cols.T:
+# small M x N, long K (batch 64 and 10). Most take the "dot" path (sgemm.cpp:
+# one dot product per C element, K split across threads), the others whole A.
+WGRAD_SHAPES = [(20, 25, 36864), (32, 9, 36864), (40, 500, 4096), (20, 25, 5760),
+                (32, 9, 6760), (40, 500, 640), (64, 288, 1210)]
+# Dot-path edges: K not a multiple of 8 (the k >= K//8*8 tail) nor of the
+# 256-wide K block, odd M and N (3 x 4 tile remainders), one block, M x N at
+# the 4096 limit, a single row/column.
+DOT_SHAPES = [(7, 5, 40001), (1, 1, 263), (3, 4, 256), (2, 3, 257), (13, 11, 1031),
+              (5, 1, 2000), (1, 33, 777), (31, 17, 4099), (64, 64, 300), (30, 60, 2050)]
+DOT_KB, DOT_MAX_MN = 256, 4096  # src/cpp/gemm/sgemm.cpp
+
+
+def uses_dot_path(m, n, k, trans_a, trans_b):
+    """Mirror of use_dot_path in sgemm.cpp."""
+    if m * n > DOT_MAX_MN or k < DOT_KB:
+        return False
+    tiled = m * (-(-n // NR) * NR) + 2 * (m + n)
+    copies = (m if trans_a else 0) + (0 if trans_b else n)
+    return m * n + m * n // 10 + 4 * copies < tiled
+
+
 def uses_blocked_path(m, k):
     kc = -(-k // -(-k // KC))
     return -(-m // MR) * MR * kc > MC * KC
@@ -42,6 +64,12 @@ def uses_blocked_path(m, k):
 def test_shape_lists_cover_both_paths():
     assert not any(uses_blocked_path(m, k) for m, _, k in WHOLE_A_SHAPES + NETWORK_SHAPES)
     assert all(uses_blocked_path(m, k) for m, _, k in BLOCKED_SHAPES)
+    tiled = WHOLE_A_SHAPES + BLOCKED_SHAPES + NETWORK_SHAPES
+    assert not any(uses_dot_path(*s, False, False) for s in tiled)
+    for ta, tb in [(False, False), (False, True), (True, False), (True, True)]:
+        assert sum(uses_dot_path(*s, ta, tb) for s in DOT_SHAPES) >= 7
+    assert sum(uses_dot_path(*s, False, True) for s in WGRAD_SHAPES) == 4
+    assert sum(uses_dot_path(*s, False, False) for s in WGRAD_SHAPES) == 4
 
 
 def operands(rng, m, n, k, trans_a, trans_b, dtype=np.float32):
@@ -128,7 +156,7 @@ def test_transposes_large(isa, threads, shape, trans_a, trans_b):
                                    (20, 5760, 25), (MC + 7, NC + 21, KC + 5),
                                    (MC + 6, 2 * NC + 40, KC), (40, 640, 500)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_threads_agree(isa, shape):
+def test_threads_agree_bitwise(isa, shape):
     """Threads cut C on tile boundaries, so 1 and 2 threads give the same bits."""
     rng = np.random.default_rng(4)
     a, b = operands(rng, *shape, False, False)
@@ -167,12 +195,48 @@ def _can_use(path):
     return path == "generic" or (info["cpu_avx2_fma"] and info["avx2_compiled"])
 
 
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False),
+                                              (True, True)])
+@pytest.mark.parametrize("shape", WGRAD_SHAPES + DOT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_weight_gradient_and_dot_shapes(isa, threads, shape, trans_a, trans_b):
+    """Small M x N, long K, every transpose (dW of a conv is the NT case)."""
+    if trans_a and shape in WGRAD_SHAPES[:2] and (trans_b or threads == 2):
+        pytest.skip("covered by the other variants; keeps the file fast")
+    rng = np.random.default_rng(11)
+    a, b = operands(rng, *shape, trans_a, trans_b)
+    check(a, b, trans_a=trans_a, trans_b=trans_b)
+
+
+@pytest.mark.parametrize("shape", [(20, 25, 5760), (7, 5, 40001), (31, 17, 4099),
+                                   (64, 288, 1210)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_threads_agree_split_k(isa, shape):
+    """The dot path splits K across threads, which changes the order of the
+    sums: 1 and 2 threads agree to rounding (not bit for bit), and each
+    thread count gives the same bits on every call."""
+    rng = np.random.default_rng(12)
+    a, b = operands(rng, *shape, False, True)
+    c0 = rng.standard_normal(shape[:2]).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2, 1, 2):
+            fastcnn.set_num_threads(t)
+            results.append(ops.gemm(a, b, c0.copy(), alpha=0.5, beta=-1.5, trans_b=True))
+    finally:
+        fastcnn.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[1], results[3])
+    rtol, atol = tolerance(a, b, shape[2], 0.5, -1.5, c0)
+    assert_close(results[0], results[1].astype(np.float64), rtol=rtol, atol=atol)
+
+
 # ------------------------------------------------------- alpha, beta ----
 
 
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0),
                                          (0.0, 0.75), (0.3, 1.7)])
-@pytest.mark.parametrize("shape", [(7, 19, 5), (40, 500, 640), (MC + 1, 70, KC + 9),
+@pytest.mark.parametrize("shape", [(7, 19, 5), (40, 500, 640), (MC + 1, 70, KC + 9), (7, 5, 4001),
                                    (301, 37, 257)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_alpha_beta(isa, threads, shape, alpha, beta):
@@ -182,7 +246,8 @@ def test_alpha_beta(isa, threads, shape, alpha, beta):
     check(a, b, c, alpha=alpha, beta=beta)
 
 
-@pytest.mark.parametrize("shape", [(5, 7, 3), (13, 35, 300), (40, 640, 500), (301, 37, 257)],
+@pytest.mark.parametrize("shape", [(5, 7, 3), (13, 35, 300), (40, 640, 500), (301, 37, 257),
+                                   (7, 5, 40001)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_beta_zero_ignores_nan_in_c(isa, threads, shape):
     rng = np.random.default_rng(7)
@@ -221,7 +286,8 @@ def test_zero_sizes(isa, m, n, k):
 
 
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, True)])
-@pytest.mark.parametrize("shape", [(7, 19, 5), (23, 45, 300), (40, 640, 500), (301, 37, 257)],
+@pytest.mark.parametrize("shape", [(7, 19, 5), (23, 45, 300), (40, 640, 500), (301, 37, 257),
+                                   (9, 11, 1003), (20, 25, 2048)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_nan_inf_propagate(isa, threads, shape, trans_a, trans_b):
     rng = np.random.default_rng(10)
@@ -237,6 +303,11 @@ def test_nan_inf_propagate(isa, threads, shape, trans_a, trans_b):
     # must not leak into C (it would show up as an extra NaN).
     got = check(a, b, trans_a=trans_a, trans_b=trans_b)
     assert np.isnan(got[m - 1]).all() and np.isnan(got[:, n // 2]).all()
+    if uses_dot_path(m, n, k, trans_a, trans_b):  # NT too: B is read in place there
+        a, b = operands(rng, m, n, k, False, True)
+        a[m // 2, k - 1], b[n - 1, k // 2], a[m - 1, 0] = np.inf, -np.inf, np.nan
+        got = check(a, b, trans_b=True)
+        assert np.isnan(got[m - 1]).all() and np.isinf(got[m // 2, : n - 1]).all()
 
 
 # ----------------------------------------------------------- layouts ----
@@ -390,12 +461,13 @@ def test_fastcnn_isa_environment(env):
 
 def test_runtime_grants_fewer_threads():
     """With OMP_THREAD_LIMIT=1 a team of 2 comes up with 1 thread: the work of
-    the missing thread must still be done (both paths)."""
+    the missing thread must still be done (every path)."""
     src = os.path.dirname(os.path.dirname(fastcnn.__file__))
     code = ("import numpy as np, fastcnn; from fastcnn import ops\n"
             "fastcnn.set_num_threads(2)\n"
             "rng = np.random.default_rng(0)\n"
-            "for m, n, k in [(40, 640, 500), (20, 5760, 25), (301, 37, 257), (1024, 64, 64)]:\n"
+            "for m, n, k in [(40, 640, 500), (20, 5760, 25), (301, 37, 257), (1024, 64, 64),\n"
+            "                (20, 25, 5760)]:\n"
             "    a = rng.standard_normal((m, k)).astype(np.float32)\n"
             "    b = rng.standard_normal((k, n)).astype(np.float32)\n"
             "    want = a.astype(np.float64) @ b\n"

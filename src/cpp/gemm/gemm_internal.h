@@ -46,6 +46,21 @@ void ukernel_pack_avx2(int64_t kc, const float* a_panel, const float* b_src, int
                        float* b_panel, float* c, int64_t ldc, float beta, int64_t mr);
 #endif
 
+// Dot-product kernel for a small C and a long K (sgemm.cpp, "dot" path):
+// for i < m, j < n and lane l < 8,
+//   acc[(i*n + j)*8 + l] += sum over p < kb, p % 8 == l, of a[i*lda + p] * b[j*ldb + p]
+// with kb a multiple of 8: rows of op(A) and columns of op(B), both read
+// contiguously along k (a (m, kb) row stride lda, b (n, kb) row stride ldb,
+// acc (m, n, 8)). No packing and no padding: tiles of 3 x 4 dot products.
+using dot_fn = void (*)(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda,
+                        const float* b, int64_t ldb, float* acc);
+void dot_block_ref(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda,
+                   const float* b, int64_t ldb, float* acc);
+#if FASTCNN_HAVE_AVX2_BUILD
+void dot_block_avx2(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda,
+                    const float* b, int64_t ldb, float* acc);
+#endif
+
 // The micro-kernels of the ISA in use (dispatch.cpp), as one pair.
 struct Ukernels {
     ukernel_fn tile;
@@ -64,6 +79,11 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc,
 // op(B)(p, j) = trans_b ? B[j*ldb + p] : B[p*ldb + j].
 void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc,
                   int64_t j0, int64_t nr, float* dst);
+
+// dst (cols, rows), row stride ldd = the transpose of src (rows, cols), row
+// stride lds (pack.cpp; the dot path's copies of op(A), op(B) blocks).
+void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
+                     int64_t ldd);
 
 }  // namespace gemm
 }  // namespace fastcnn

@@ -6,9 +6,17 @@
 // C (M, N; row stride ldc) = alpha * op(A) * op(B) + beta * C, exactly the
 // contract of fastcnn::sgemm in fastcnn.h (beta == 0: C is write-only).
 //
-// Two paths, both built from the same packing and micro-kernels, so every C
-// element gets the same instructions in the same order (the result does not
-// depend on the path or the thread count):
+// Three paths. The first two are built from the same packing and
+// micro-kernels, so every C element gets the same instructions in the same
+// order (the result does not depend on which of them runs, nor on the thread
+// count); the third, for a small C and a long K, splits K across threads and
+// so depends on the thread count (to rounding), never on anything else:
+//
+// Dot (C at most 4096 elements, K >= 256, chosen by use_dot_path: the
+// weight-gradient GEMMs of the convolutions, e.g. 20 x 25 x 36864): each C
+// element is a dot product of a row of op(A) and a column of op(B), 3 x 4 of
+// them at a time in registers, read straight from A and B when both run along
+// K (A not transposed, B transposed); see gemm_dot.
 //
 // Whole A (op(A) small: one K block of it fits L2; all conv GEMMs, M = 20,
 // 40 or 500 with K <= 640): each thread packs all of op(A) * alpha into its
@@ -322,6 +330,106 @@ void gemm_blocked(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_st
     run(0);
 }
 
+// ----------------------------------------------------------------- dot ----
+
+// Dot path: K block (multiple of 8; the rows of op(A) and op(B) in one block,
+// (M + N) x kDotKB floats, stay in L1/L2 while every tile re-reads them), and
+// the largest C it takes (the per-thread accumulators are M x N x 8 floats).
+constexpr int64_t kDotKB = 256;
+constexpr int64_t kDotMaxMN = 4096;
+
+// Whether the dot path beats the tiled paths, by a rough count of the work
+// in multiply-adds: the 6 x 16 tiles compute N padded up to 16 columns and
+// pack all of op(A) and op(B) (~2 per value); the dot path does exactly
+// M x N x K (plus ~10% for its accumulator traffic) but copies a transposed
+// op(A) (TN) and op(B) (NN) at ~4 per value. E.g. 20 x 25 x 36864: 20 x 32
+// tiles vs 20 x 25 dots; 10 x 100 x 640 NN: the copy of B does not pay.
+bool use_dot_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
+    if (M * N > kDotMaxMN || K < kDotKB) return false;
+    const int64_t n16 = ceil_div(N, NR) * NR;
+    const int64_t tiled = M * n16 + 2 * (M + N);
+    const int64_t copies = (trans_a ? M : 0) + (trans_b ? 0 : N);
+    const int64_t dot = M * N + M * N / 10 + 4 * copies;
+    return dot < tiled;  // both per unit of K
+}
+
+// Small C, long K: every C element is one long dot product of a row of op(A)
+// and a column of op(B). dot() takes them straight from A (M, K) and B (N, K)
+// as stored in the NT case -- no packing, no padding of M or N to the 6 x 16
+// tile; the other cases first copy each K block of op(A) / op(B) into that
+// layout. The k < K8 (K rounded down to 8) are cut into `chunks` ranges on kb
+// boundaries (split K; the count depends only on the thread count), each with
+// its own accumulators acc (M, N, 8) (8 lanes). Threads take chunks in turn,
+// so one delayed by another process does not hold up the rest. At the end
+// C = alpha * (sum over chunks 0, 1, .. and lanes 0..7, in that order, + the
+// k >= K8 tail) + beta * C: a fixed order for a given thread count.
+void gemm_dot(const Problem& g, gemm::dot_fn dot, int64_t kb, int threads, int64_t chunks) {
+    const int64_t K8 = g.K & ~int64_t(7);
+    const int64_t acc_size = ceil_div(g.M * g.N * 8, 16) * 16;            // (M, N, 8)
+    const int64_t a_size = g.trans_a ? ceil_div(g.M * kb, 16) * 16 : 0;  // (M, kb)
+    const int64_t b_size = g.trans_b ? 0 : ceil_div(g.N * kb, 16) * 16;  // (N, kb)
+    const int64_t copy_size = a_size + b_size + 16;
+    Scratch scratch(static_cast<size_t>(acc_size * chunks + copy_size * threads));
+    float* accs = scratch.get();  // chunks x (M, N, 8)
+    std::atomic<int64_t> next_chunk{0};
+
+    auto run = [&](int t) {
+        float* a_t = accs + acc_size * chunks + copy_size * t;  // (M, kb)
+        float* b_t = a_t + a_size;                              // (N, kb)
+        for (int64_t ch; (ch = next_chunk.fetch_add(1)) < chunks;) {
+            float* acc = accs + ch * acc_size;  // (M, N, 8)
+            for (int64_t x = 0; x < g.M * g.N * 8; ++x) acc[x] = 0.0f;
+            int64_t k0, k1;
+            slice(K8, kb, chunks, ch, &k0, &k1);
+            for (int64_t p0 = k0; p0 < k1; p0 += kb) {
+                const int64_t kc = min64(kb, k1 - p0);
+                const float* a = g.A + p0;  // (M, kc), row stride lda
+                int64_t lda = g.lda;
+                if (g.trans_a) {  // A stored (K, M)
+                    gemm::transpose_block(g.A + p0 * g.lda, g.lda, kc, g.M, a_t, kb);
+                    a = a_t;
+                    lda = kb;
+                }
+                const float* b = g.B + p0;  // (N, kc), row stride ldb
+                int64_t ldb = g.ldb;
+                if (!g.trans_b) {  // B stored (K, N)
+                    gemm::transpose_block(g.B + p0 * g.ldb, g.ldb, kc, g.N, b_t, kb);
+                    b = b_t;
+                    ldb = kb;
+                }
+                dot(g.M, g.N, kc, a, lda, b, ldb, acc);
+            }
+        }
+    };
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        run(omp_get_thread_num());
+    } else {
+        run(0);
+    }
+#else
+    run(0);
+#endif
+    for (int64_t i = 0; i < g.M; ++i) {
+        for (int64_t j = 0; j < g.N; ++j) {
+            float sum = 0.0f;
+            for (int64_t ch = 0; ch < chunks; ++ch) {
+                const float* lanes = accs + ch * acc_size + (i * g.N + j) * 8;  // (8,)
+                sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                       ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+            }
+            for (int64_t p = K8; p < g.K; ++p) {
+                const float a = g.trans_a ? g.A[p * g.lda + i] : g.A[i * g.lda + p];
+                const float b = g.trans_b ? g.B[j * g.ldb + p] : g.B[p * g.ldb + j];
+                sum += a * b;
+            }
+            float* c = g.C + i * g.ldc + j;
+            *c = (g.beta == 0.0f) ? g.alpha * sum : g.alpha * sum + g.beta * *c;
+        }
+    }
+}
+
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -342,6 +450,21 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 #ifdef _OPENMP
     if (!omp_in_parallel()) max_threads = omp_get_max_threads();
 #endif
+    if (use_dot_path(trans_a, trans_b, M, N, K)) {
+        gemm::dot_fn dot = &gemm::dot_block_ref;
+#if FASTCNN_HAVE_AVX2_BUILD
+        // dispatch.cpp picks the ISA; its AVX2 tile kernel means AVX2 + FMA.
+        if (kernels.tile == &gemm::ukernel_avx2) dot = &gemm::dot_block_avx2;
+#endif
+        // Threads: at most one per K block, and only with enough work; K in
+        // kChunksPerThread chunks per thread (M * N <= kDotMaxMN: no overflow).
+        const int64_t blocks = ceil_div(K & ~int64_t(7), kDotKB);
+        int64_t threads = min64(max_threads, blocks);
+        threads = max64(1, min64(threads, M * N * K / kMinWorkPerThread));
+        const int64_t chunks = threads > 1 ? min64(blocks, threads * kChunksPerThread) : 1;
+        gemm_dot(g, dot, kDotKB, static_cast<int>(threads), chunks);
+        return;
+    }
     // The whole-A path when one K block of packed op(A) fits the L2 share of
     // an A block (MC x KC) and all of it stays modest.
     const int64_t m_pad = ceil_div(M, MR) * MR;

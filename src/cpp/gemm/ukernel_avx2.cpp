@@ -1,4 +1,4 @@
-// ukernel_avx2.cpp -- the AVX2 + FMA GEMM micro-kernel (6 x 16 register tile).
+// ukernel_avx2.cpp -- the AVX2 + FMA GEMM micro-kernels (6 x 16 register tile; 3 x 4 dot tile).
 //
 // Size letters: MR x NR = 6 x 16 register tile (blocking.h); kc = inner
 // extent; mr x nr = the part of the tile inside C (edge tiles are smaller).
@@ -19,7 +19,12 @@
 // This is the only file compiled with -mavx2 -mfma. It must not define or
 // instantiate any function another file could also emit (no std::min,
 // std::vector, <cmath>, ...): the linker could keep this AVX2 copy for the
-// portable path. Everything here but ukernel_avx2 has internal linkage.
+// portable path. Everything here but ukernel_avx2, ukernel_pack_avx2 and
+// dot_block_avx2 has internal linkage.
+//
+// dot_block_avx2 (the dot path for a small C with a long K, sgemm.cpp) keeps
+// 3 x 4 dot products in 12 ymm accumulators (lane l sums the k = l mod 8):
+// per 8 values of k, 3 row loads of op(A) + 4 of op(B) feed 12 FMAs.
 #include <immintrin.h>
 
 #include "gemm/gemm_internal.h"
@@ -117,7 +122,63 @@ __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_
     }
 }
 
+// RA rows of op(A) x RB columns of op(B) of the dot kernel: RA*RB ymm
+// accumulators (lane l sums the k with k % 8 == l), loaded from and stored
+// back to acc (m, n, 8) around the k loop.
+template <int RA, int RB>
+__attribute__((always_inline)) inline void dot_tile(int64_t n, int64_t kb, const float* a,
+                                                    int64_t lda, const float* b, int64_t ldb,
+                                                    float* acc) {
+    __m256 s[RA][RB];
+#pragma GCC unroll 3
+    for (int i = 0; i < RA; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < RB; ++j) s[i][j] = _mm256_loadu_ps(acc + (i * n + j) * 8);
+    }
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < kb; p += 8) {
+        __m256 av[RA];
+#pragma GCC unroll 3
+        for (int i = 0; i < RA; ++i) av[i] = _mm256_loadu_ps(a + i * lda + p);
+#pragma GCC unroll 4
+        for (int j = 0; j < RB; ++j) {
+            const __m256 bv = _mm256_loadu_ps(b + j * ldb + p);
+#pragma GCC unroll 3
+            for (int i = 0; i < RA; ++i) s[i][j] = _mm256_fmadd_ps(av[i], bv, s[i][j]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int i = 0; i < RA; ++i) {
+#pragma GCC unroll 4
+        for (int j = 0; j < RB; ++j) _mm256_storeu_ps(acc + (i * n + j) * 8, s[i][j]);
+    }
+}
+
+template <int RA>
+void dot_rows(int64_t n, int64_t kb, const float* a, int64_t lda, const float* b, int64_t ldb,
+              float* acc) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) dot_tile<RA, 4>(n, kb, a, lda, b + j * ldb, ldb, acc + j * 8);
+    switch (n - j) {
+        case 3: dot_tile<RA, 3>(n, kb, a, lda, b + j * ldb, ldb, acc + j * 8); break;
+        case 2: dot_tile<RA, 2>(n, kb, a, lda, b + j * ldb, ldb, acc + j * 8); break;
+        case 1: dot_tile<RA, 1>(n, kb, a, lda, b + j * ldb, ldb, acc + j * 8); break;
+        default: break;
+    }
+}
+
 }  // namespace
+
+void dot_block_avx2(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda,
+                    const float* b, int64_t ldb, float* acc) {
+    int64_t i = 0;
+    for (; i + 3 <= m; i += 3) dot_rows<3>(n, kb, a + i * lda, lda, b, ldb, acc + i * n * 8);
+    switch (m - i) {
+        case 2: dot_rows<2>(n, kb, a + i * lda, lda, b, ldb, acc + i * n * 8); break;
+        case 1: dot_rows<1>(n, kb, a + i * lda, lda, b, ldb, acc + i * n * 8); break;
+        default: break;
+    }
+}
 
 void ukernel_avx2(int64_t kc, const float* a_panel, const float* b_panel,
                   float* c, int64_t ldc, float beta, int64_t mr, int64_t nr) {

@@ -7,7 +7,8 @@
 // restricted to mr x nr. beta == 0: c is only written. Same contracts and
 // signatures as the AVX2 kernels (gemm_internal.h), which these twins are the
 // fallback for and are checked against; ukernel_pack_ref simply packs the B
-// panel first. Written so the compiler can vectorise the j loop with SSE2.
+// panel first; dot_block_ref is the twin of dot_block_avx2 (same lanes).
+// Written so the compiler can vectorise the j (l) loop with SSE2.
 #include <cstring>
 
 #include "gemm/gemm_internal.h"
@@ -50,6 +51,22 @@ void ukernel_pack_ref(int64_t kc, const float* a_panel, const float* b_src, int6
         std::memcpy(b_panel + p * NR, b_src + p * ldb, NR * sizeof(float));  // (NR,)
     }
     ukernel_ref(kc, a_panel, b_panel, c, ldc, beta, mr, NR);
+}
+
+void dot_block_ref(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda,
+                   const float* b, int64_t ldb, float* acc) {
+    for (int64_t i = 0; i < m; ++i) {
+        const float* arow = a + i * lda;  // (kb,)
+        for (int64_t j = 0; j < n; ++j) {
+            const float* brow = b + j * ldb;  // (kb,)
+            float lanes[8];                   // (8,)
+            std::memcpy(lanes, acc + (i * n + j) * 8, sizeof(lanes));
+            for (int64_t p = 0; p < kb; p += 8) {
+                for (int l = 0; l < 8; ++l) lanes[l] += arow[p + l] * brow[p + l];
+            }
+            std::memcpy(acc + (i * n + j) * 8, lanes, sizeof(lanes));
+        }
+    }
 }
 
 }  // namespace gemm
