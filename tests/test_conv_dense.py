@@ -169,21 +169,28 @@ def test_conv2d_threads_agree():
     np.testing.assert_array_equal(results[0][-1], results[1][-1])  # im2col copies exactly
 
 
-def test_conv2d_per_image_path_same_bits_any_thread_count(isa):
+def test_conv2d_per_image_path_threads_agree(isa):
     """On the per-image path (OH*OW >= 256) with 2 threads the images are shared
-    out among the threads and each image's dw is summed in image order, so the
-    results are the very same bits as with 1 thread (chunks 2+2+1 here)."""
+    out among the threads and each image's dw is summed in image order (chunks
+    2+2+1 here). The GEMM may split a long K across threads when it runs outside
+    that region (the last, one-image chunk), which changes the summation order:
+    so 1 and 2 threads agree to float tolerance, and each thread count gives the
+    same bits on every call."""
     x, w, b, dout = _conv_data((5, 3, 30, 26, 4, 7, 1, 3), seed=11)
     before = fastcnn.get_num_threads()
-    results = []
+    results = {}
     try:
-        for t in (1, 2):
+        for t in (1, 2, 2, 1):
             fastcnn.set_num_threads(t)
-            results.append((ops.conv2d(x, w, b, 1, 3), *ops.conv2d_backward(dout, x, w, 1, 3)))
+            got = (ops.conv2d(x, w, b, 1, 3), *ops.conv2d_backward(dout, x, w, 1, 3))
+            if t in results:
+                for first, again in zip(results[t], got):
+                    np.testing.assert_array_equal(again, first)
+            results[t] = got
     finally:
         fastcnn.set_num_threads(before)
-    for one, two in zip(*results):
-        np.testing.assert_array_equal(two, one)
+    for one, two in zip(results[1], results[2]):
+        assert_close(two, one, rtol=1e-4, atol=1e-4)  # float32 sums of ~2,500 terms
 
 
 def test_conv2d_inputs_any_float_dtype_and_layout():

@@ -61,10 +61,11 @@ void dot_block_avx2(int64_t m, int64_t n, int64_t kb, const float* a, int64_t ld
                     const float* b, int64_t ldb, float* acc);
 #endif
 
-// The micro-kernels of the ISA in use (dispatch.cpp), as one pair.
+// The micro-kernels of the ISA in use (dispatch.cpp), chosen together.
 struct Ukernels {
     ukernel_fn tile;
     ukernel_pack_fn tile_pack_b;
+    dot_fn dot;
 };
 Ukernels active_ukernels();
 

@@ -451,18 +451,13 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
     if (!omp_in_parallel()) max_threads = omp_get_max_threads();
 #endif
     if (use_dot_path(trans_a, trans_b, M, N, K)) {
-        gemm::dot_fn dot = &gemm::dot_block_ref;
-#if FASTCNN_HAVE_AVX2_BUILD
-        // dispatch.cpp picks the ISA; its AVX2 tile kernel means AVX2 + FMA.
-        if (kernels.tile == &gemm::ukernel_avx2) dot = &gemm::dot_block_avx2;
-#endif
         // Threads: at most one per K block, and only with enough work; K in
         // kChunksPerThread chunks per thread (M * N <= kDotMaxMN: no overflow).
         const int64_t blocks = ceil_div(K & ~int64_t(7), kDotKB);
         int64_t threads = min64(max_threads, blocks);
         threads = max64(1, min64(threads, M * N * K / kMinWorkPerThread));
         const int64_t chunks = threads > 1 ? min64(blocks, threads * kChunksPerThread) : 1;
-        gemm_dot(g, dot, kDotKB, static_cast<int>(threads), chunks);
+        gemm_dot(g, kernels.dot, kDotKB, static_cast<int>(threads), chunks);
         return;
     }
     // The whole-A path when one K block of packed op(A) fits the L2 share of
