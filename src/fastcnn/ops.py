@@ -200,9 +200,13 @@ def _unary(kernel, x):
     return out
 
 
-def _binary(kernel, dout, t):
-    dout = _f32(dout)
-    t = _f32(t)
+def _binary(kernel, dout, t, t_name):
+    """dx = kernel(dout, t) for an activation's backward; t is its forward
+    input or output (named t_name), of dout's shape."""
+    dout = V.elementwise(dout, "dout")
+    t = V.elementwise(t, t_name)
+    V.same_shape(dout, "dout", t, t_name)
+    dout, t = _f32(dout), _f32(t)
     dx = np.empty_like(dout)
     kernel(dx, dout, t)
     return dx
@@ -215,10 +219,7 @@ def relu(x):
 
 def relu_backward(dout, x):
     """dx = dout where x > 0, else 0 (also 0 where x is NaN)."""
-    dout = V.elementwise(dout, "dout")
-    x = V.elementwise(x)
-    V.same_shape(dout, "dout", x, "x")
-    return _binary(_core.relu_backward, dout, x)
+    return _binary(_core.relu_backward, dout, x, "x")
 
 
 def sigmoid(x):
@@ -228,10 +229,7 @@ def sigmoid(x):
 
 def sigmoid_backward(dout, y):
     """dx = dout * y * (1 - y), where y is the forward OUTPUT sigmoid(x)."""
-    dout = V.elementwise(dout, "dout")
-    y = V.elementwise(y, "y")
-    V.same_shape(dout, "dout", y, "y")
-    return _binary(_core.sigmoid_backward, dout, y)
+    return _binary(_core.sigmoid_backward, dout, y, "y")
 
 
 def tanh(x):
@@ -241,10 +239,7 @@ def tanh(x):
 
 def tanh_backward(dout, y):
     """dx = dout * (1 - y**2), where y is the forward OUTPUT tanh(x)."""
-    dout = V.elementwise(dout, "dout")
-    y = V.elementwise(y, "y")
-    V.same_shape(dout, "dout", y, "y")
-    return _binary(_core.tanh_backward, dout, y)
+    return _binary(_core.tanh_backward, dout, y, "y")
 
 
 def softmax(x):
