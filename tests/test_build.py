@@ -164,3 +164,13 @@ ABSURD = [
 def test_absurd_sizes_are_refused_cleanly(backend, what, call, error, word):
     with pytest.raises(error, match=word):
         call(backend)
+
+
+def test_threadpoolctl_sees_and_limits_our_openmp():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not fastcnn.build_info()["openmp"]:
+        pytest.skip("built without OpenMP")
+    before = fastcnn.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert fastcnn.get_num_threads() == 1
+    assert fastcnn.get_num_threads() == before
