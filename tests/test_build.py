@@ -174,3 +174,27 @@ def test_threadpoolctl_sees_and_limits_our_openmp():
     with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
         assert fastcnn.get_num_threads() == 1
     assert fastcnn.get_num_threads() == before
+
+
+def test_core_stub_matches_the_module():
+    # _core.pyi documents the private module; it must name every function the
+    # module has, with the same argument names in the same order.
+    import ast
+    import re
+    from pathlib import Path
+
+    from fastcnn import _core
+
+    stub = Path(fastcnn.__file__).with_name("_core.pyi")
+    tree = ast.parse(stub.read_text())
+    in_stub = {f.name: [a.arg for a in f.args.args] for f in tree.body
+               if isinstance(f, ast.FunctionDef)}
+    in_module = {}
+    for name in dir(_core):
+        fn = getattr(_core, name)
+        if name.startswith("__") or not callable(fn):
+            continue
+        first = fn.__doc__.split("\n")[0]
+        params = first[first.index("(") + 1:first.rindex(")")]
+        in_module[name] = re.findall(r"(\w+):", params)
+    assert in_stub == in_module
