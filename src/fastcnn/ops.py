@@ -128,6 +128,17 @@ def _pool_forward(kernel, x, size, stride):
     return out
 
 
+def _pool_backward(kernel, dout, x, size, stride, reads_x=True):
+    x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
+    dout = _f32(V.pool_dout(dout, x.shape, out_hw))
+    dx = np.empty(x.shape, np.float32)
+    if reads_x:
+        kernel(dx, dout, _f32(x), kh, kw, sh, sw)
+    else:  # average pooling needs only the shapes
+        kernel(dx, dout, kh, kw, sh, sw)
+    return dx
+
+
 def maxpool2d(x, size, stride=None):
     """out (N, C, OH, OW): the chosen element of each window of x (N, C, H, W); see the NaN rule."""
     return _pool_forward(_core.maxpool2d_forward, x, size, stride)
@@ -135,11 +146,7 @@ def maxpool2d(x, size, stride=None):
 
 def maxpool2d_backward(dout, x, size, stride=None):
     """dx (N, C, H, W): each window's dout sent to its chosen element of x."""
-    x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
-    dout = _f32(V.pool_dout(dout, x.shape, out_hw))
-    dx = np.empty(x.shape, np.float32)
-    _core.maxpool2d_backward(dx, dout, _f32(x), kh, kw, sh, sw)
-    return dx
+    return _pool_backward(_core.maxpool2d_backward, dout, x, size, stride)
 
 
 def avgpool2d(x, size, stride=None):
@@ -149,11 +156,7 @@ def avgpool2d(x, size, stride=None):
 
 def avgpool2d_backward(dout, x, size, stride=None):
     """dx (N, C, H, W): each window's dout spread evenly over the window."""
-    x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
-    dout = _f32(V.pool_dout(dout, x.shape, out_hw))
-    dx = np.empty(x.shape, np.float32)
-    _core.avgpool2d_backward(dx, dout, kh, kw, sh, sw)
-    return dx
+    return _pool_backward(_core.avgpool2d_backward, dout, x, size, stride, reads_x=False)
 
 
 def l2pool2d(x, size, stride=None):
@@ -163,11 +166,7 @@ def l2pool2d(x, size, stride=None):
 
 def l2pool2d_backward(dout, x, size, stride=None):
     """dx (N, C, H, W): dout * x / out per window, 0 where out == 0."""
-    x, (kh, kw), (sh, sw), out_hw = V.pool_args(x, size, stride)
-    dout = _f32(V.pool_dout(dout, x.shape, out_hw))
-    dx = np.empty(x.shape, np.float32)
-    _core.l2pool2d_backward(dx, dout, _f32(x), kh, kw, sh, sw)
-    return dx
+    return _pool_backward(_core.l2pool2d_backward, dout, x, size, stride)
 
 
 def global_avgpool2d(x):
