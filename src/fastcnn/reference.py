@@ -50,23 +50,34 @@ def _common(*arrays) -> np.dtype:
     return np.result_type(*[a for a in arrays if a is not None])
 
 
-def _windows(n_out: int, start: int, step: int) -> slice:
-    """Positions start, start + step, ... (n_out of them): one kernel offset
-    of every output pixel along one axis of the padded image."""
-    return slice(start, start + step * (n_out - 1) + 1, step)
+def _inside(n_out: int, size: int, offset: int, stride: int, pad: int):
+    """Along one axis, kernel offset `offset` of output position o reads input
+    position o*stride - pad + offset. Returns (outputs, inputs): the slice of
+    output positions for which that lies inside [0, size), and the slice of the
+    input positions they read -- or (None, None) if it never does. (Outside,
+    the zero padding contributes nothing, so no padded copy of x is needed.)"""
+    first = max(0, -((offset - pad) // stride))                # ceil((pad - offset) / stride)
+    last = min(n_out - 1, (size - 1 + pad - offset) // stride)
+    if first > last:
+        return None, None
+    start = first * stride - pad + offset
+    return slice(first, last + 1), slice(start, start + (last - first) * stride + 1, stride)
 
 
 def im2col(x, kernel_size, stride=1, padding=0):
     """cols (C*KH*KW, N*OH*OW): row (c*KH + i)*KW + j, column (n*OH + oh)*OW + ow
     holds x[n, c, oh*SH - PH + i, ow*SW - PW + j] (zero outside the image)."""
     x, (kh, kw), (sh, sw), (ph, pw), (oh, ow) = V.im2col_args(x, kernel_size, stride, padding)
-    n, c = x.shape[:2]
-    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    n, c, h, w = x.shape
+    cols = np.zeros((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for i in range(kh):
+        out_rows, in_rows = _inside(oh, h, i, sh, ph)
         for j in range(kw):
-            patch = padded[:, :, _windows(oh, i, sh), _windows(ow, j, sw)]  # (N, C, OH, OW)
-            cols[:, i, j] = patch.transpose(1, 0, 2, 3)
+            out_cols, in_cols = _inside(ow, w, j, sw, pw)
+            if out_rows is None or out_cols is None:
+                continue                                      # this offset sees only padding
+            patch = x[:, :, in_rows, in_cols]                 # (N, C, rows, cols)
+            cols[:, i, j, :, out_rows, out_cols] = patch.transpose(1, 0, 2, 3)
     return cols.reshape(c * kh * kw, n * oh * ow)
 
 
@@ -77,12 +88,16 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
         cols, x_shape, kernel_size, stride, padding)
     n, c, h, w = x_shape
     blocks = cols.reshape(c, kh, kw, n, oh, ow)
-    padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    dx = np.zeros((n, c, h, w), dtype=cols.dtype)
     for i in range(kh):
+        out_rows, in_rows = _inside(oh, h, i, sh, ph)
         for j in range(kw):
-            padded[:, :, _windows(oh, i, sh), _windows(ow, j, sw)] += \
-                blocks[:, i, j].transpose(1, 0, 2, 3)
-    return np.ascontiguousarray(padded[:, :, ph:ph + h, pw:pw + w])
+            out_cols, in_cols = _inside(ow, w, j, sw, pw)
+            if out_rows is None or out_cols is None:
+                continue
+            # Within one offset (i, j) the input positions are distinct: += is safe.
+            dx[:, :, in_rows, in_cols] += blocks[:, i, j, :, out_rows, out_cols].transpose(1, 0, 2, 3)
+    return dx
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):
