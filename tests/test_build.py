@@ -198,3 +198,46 @@ def test_core_stub_matches_the_module():
         params = first[first.index("(") + 1:first.rindex(")")]
         in_module[name] = re.findall(r"(\w+):", params)
     assert in_stub == in_module
+
+
+def test_conv_from_several_python_threads_and_changing_sizes():
+    # Convolutions whose sizes grow and shrink from call to call, and Python
+    # threads running convolutions at once (the GIL is released, so their
+    # OpenMP regions and scratch buffers really overlap), must all still give
+    # the reference's answer.
+    rng = np.random.default_rng(3)
+    shapes = [((2, 1, 9, 9), (3, 1, 3, 3)), ((7, 3, 30, 26), (5, 3, 5, 4)),
+              ((1, 2, 6, 5), (2, 2, 2, 2)), ((9, 4, 17, 19), (6, 4, 3, 3))]
+    jobs = []
+    for xs, ws in shapes:
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal(ws).astype(np.float32)
+        b = rng.standard_normal(ws[0]).astype(np.float32)
+        out = reference.conv2d(*(a.astype(np.float64) for a in (x, w, b)), 1, 1)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        grads = reference.conv2d_backward(*(a.astype(np.float64) for a in (dout, x, w)), 1, 1)
+        jobs.append(((x, w, b, dout), (out,) + grads))
+
+    def check(job):
+        (x, w, b, dout), want = job
+        got = (ops.conv2d(x, w, b, 1, 1),) + ops.conv2d_backward(dout, x, w, 1, 1)
+        for g, r in zip(got, want):
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
+
+    for job in jobs + jobs[::-1]:        # grow, shrink, grow again on one thread
+        check(job)
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                check(jobs[(i + _) % len(jobs)])
+        except AssertionError as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
