@@ -1,0 +1,309 @@
+"""fastcnn.datasets: the MNIST split, its checks on damaged or missing files, and
+the shift augmentations. Expected values are computed here independently: the
+official files are read with gzip + np.frombuffer, shifts with explicit loops."""
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn.datasets import expand_shifts, load_mnist, random_shift
+
+BUNDLED = Path(fastcnn.__file__).parent / "data" / "mnist"
+NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def _read_official(name: str) -> np.ndarray:
+    data = gzip.decompress((BUNDLED / (name + ".gz")).read_bytes())
+    if "images" in name:
+        return np.frombuffer(data, np.uint8, offset=16).reshape(-1, 28, 28)
+    return np.frombuffer(data, np.uint8, offset=8)
+
+
+@pytest.fixture(scope="module")
+def official():
+    """The four bundled files, read without fastcnn."""
+    return {name: _read_official(name) for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+# ----------------------------------------------------------------------------
+# load_mnist: split, dtypes, values
+
+def test_default_split_is_50000_10000_10000(mnist):
+    (xt, yt), (xv, yv), (xs, ys) = mnist
+    assert xt.shape == (50000, 1, 28, 28) and yt.shape == (50000,)
+    assert xv.shape == (10000, 1, 28, 28) and yv.shape == (10000,)
+    assert xs.shape == (10000, 1, 28, 28) and ys.shape == (10000,)
+
+
+def test_float32_images_in_unit_range_and_int64_labels(mnist):
+    for x, y in mnist:
+        assert x.dtype == np.float32 and y.dtype == np.int64
+        assert x.min() == 0.0 and x.max() == 1.0
+        assert set(np.unique(y)) == set(range(10))
+
+
+def test_split_matches_the_official_files(mnist, official):
+    (xt, yt), (xv, yv), (xs, ys) = mnist
+    images, labels = official["train-images-idx3-ubyte"], official["train-labels-idx1-ubyte"]
+    assert np.array_equal(xv[:, 0], images[50000:] / np.float32(255))
+    assert np.array_equal(yv, labels[50000:])
+    assert np.array_equal(xt[:, 0], images[:50000] / np.float32(255))
+    assert np.array_equal(yt, labels[:50000])
+    assert np.array_equal(xs[:, 0], official["t10k-images-idx3-ubyte"] / np.float32(255))
+    assert np.array_equal(ys, official["t10k-labels-idx1-ubyte"])
+
+
+def test_uint8_keeps_the_raw_bytes(official):
+    (xt, yt), (xv, _), (xs, _) = load_mnist(dtype="uint8")
+    assert xt.dtype == xv.dtype == xs.dtype == np.uint8 and yt.dtype == np.int64
+    assert xt.max() == 255
+    assert np.array_equal(xv[:, 0], official["train-images-idx3-ubyte"][50000:])
+
+
+@pytest.mark.parametrize("validation, n_train", [(5000, 55000), (0, 60000), (59999, 1)])
+def test_validation_size_moves_the_split(validation, n_train, official):
+    (xt, yt), (xv, yv), (xs, _) = load_mnist(validation=validation, dtype="uint8")
+    assert xt.shape == (n_train, 1, 28, 28) and yt.shape == (n_train,)
+    assert xv.shape == (validation, 1, 28, 28) and yv.shape == (validation,)
+    assert xs.shape == (10000, 1, 28, 28)
+    assert np.array_equal(yv, official["train-labels-idx1-ubyte"][n_train:])
+
+
+def test_each_call_returns_fresh_arrays():
+    (x, y), _, _ = load_mnist(dtype="uint8")
+    x[:] = 7
+    y[:] = 7
+    (x2, y2), _, _ = load_mnist(dtype="uint8")
+    assert x2.max() == 255 and set(np.unique(y2)) == set(range(10))
+    assert x2.flags.writeable and x2.flags.c_contiguous
+
+
+@pytest.mark.parametrize("validation, error", [
+    (-1, ValueError), (60000, ValueError), (10**9, ValueError),
+    (1.5, TypeError), (10000.0, TypeError), ("10", TypeError), (True, TypeError), (None, TypeError),
+])
+def test_bad_validation_is_rejected(validation, error):
+    with pytest.raises(error, match="validation"):
+        load_mnist(validation=validation)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int64", "nonsense", None])
+def test_bad_dtype_is_rejected(dtype):
+    with pytest.raises(ValueError, match="dtype"):
+        load_mnist(dtype=dtype)
+
+
+# ----------------------------------------------------------------------------
+# load_mnist(path=...): raw files, damaged files, missing files
+
+def _link_bundled(directory: Path, except_name: str | None = None) -> None:
+    """Symlink the bundled gz files into directory (all but except_name)."""
+    for name in NAMES:
+        if name != except_name:
+            (directory / (name + ".gz")).symlink_to(BUNDLED / (name + ".gz"))
+
+
+def test_path_with_decompressed_files(tmp_path, mnist):
+    for name in NAMES:
+        (tmp_path / name).write_bytes(gzip.decompress((BUNDLED / (name + ".gz")).read_bytes()))
+    got = load_mnist(path=tmp_path)
+    for (x, y), (x_ref, y_ref) in zip(got, mnist):
+        assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+
+
+def test_gz_preferred_when_both_are_there(tmp_path):
+    _link_bundled(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"not an IDX file")
+    _, _, (_, ys) = load_mnist(path=str(tmp_path), dtype="uint8")
+    assert ys.shape == (10000,)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_flipped_byte_in_decompressed_file_fails_checksum(tmp_path, name):
+    _link_bundled(tmp_path, except_name=name)
+    data = bytearray(gzip.decompress((BUNDLED / (name + ".gz")).read_bytes()))
+    data[len(data) // 2] ^= 0x01
+    (tmp_path / name).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{name}' failed its SHA-256 check"):
+        load_mnist(path=tmp_path, dtype="uint8")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_truncated_gz_file_is_a_clear_error(tmp_path, name):
+    _link_bundled(tmp_path, except_name=name)
+    packed = (BUNDLED / (name + ".gz")).read_bytes()
+    (tmp_path / (name + ".gz")).write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(ValueError, match=f"{name}.gz' could not be decompressed"):
+        load_mnist(path=tmp_path, dtype="uint8")
+
+
+def test_recompressed_damaged_gz_fails_checksum(tmp_path):
+    name = "t10k-labels-idx1-ubyte"
+    _link_bundled(tmp_path, except_name=name)
+    data = bytearray(gzip.decompress((BUNDLED / (name + ".gz")).read_bytes()))
+    data[-1] = (data[-1] + 1) % 10  # still a valid label, still a valid IDX file
+    (tmp_path / (name + ".gz")).write_bytes(gzip.compress(bytes(data)))
+    with pytest.raises(ValueError, match=f"{name}.gz' failed its SHA-256 check"):
+        load_mnist(path=tmp_path)
+
+
+def test_truncated_decompressed_file_fails_checksum(tmp_path):
+    name = "train-labels-idx1-ubyte"
+    _link_bundled(tmp_path, except_name=name)
+    data = gzip.decompress((BUNDLED / (name + ".gz")).read_bytes())
+    (tmp_path / name).write_bytes(data[:-100])
+    with pytest.raises(ValueError, match=f"{name}' failed its SHA-256 check"):
+        load_mnist(path=tmp_path)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_missing_file_names_file_and_directory(tmp_path, name):
+    _link_bundled(tmp_path, except_name=name)
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(path=tmp_path)
+    assert name in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_mnist(path=tmp_path / "nowhere")
+
+
+def test_damaged_copy_does_not_poison_the_bundled_load(tmp_path, official):
+    # The cache is keyed by path: a failed load elsewhere leaves later loads intact.
+    name = "train-labels-idx1-ubyte"
+    _link_bundled(tmp_path, except_name=name)
+    shutil.copy(BUNDLED / (name + ".gz"), tmp_path / (name + ".gz"))
+    with open(tmp_path / (name + ".gz"), "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(ValueError):
+        load_mnist(path=tmp_path)
+    (_, yt), _, _ = load_mnist(validation=0, dtype="uint8")
+    assert np.array_equal(yt, official[name])
+
+
+# ----------------------------------------------------------------------------
+# Shifts. Expected images are built with loops over pixels.
+
+def _shifted(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """img (C, H, W) with pixel (r, c) moved to (r + dy, c + dx), zero elsewhere."""
+    out = np.zeros_like(img)
+    _, h, w = img.shape
+    for r in range(h):
+        for c in range(w):
+            if 0 <= r + dy < h and 0 <= c + dx < w:
+                out[:, r + dy, c + dx] = img[:, r, c]
+    return out
+
+
+def _one_pixel(h, w, r, c, dtype=np.float32):
+    img = np.zeros((1, h, w), dtype)
+    img[0, r, c] = 1
+    return img
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_expand_shifts_moves_a_lit_pixel(dtype):
+    r, c = 2, 3
+    x = _one_pixel(5, 6, r, c, dtype)[None]
+    x5, y5 = expand_shifts(x, np.array([4]))
+    assert x5.shape == (5, 1, 5, 6) and x5.dtype == dtype
+    expected = [(r, c), (r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)]  # self, up, down, left, right
+    for k, (er, ec) in enumerate(expected):
+        assert np.array_equal(x5[k], _one_pixel(5, 6, er, ec, dtype)), k
+    assert list(y5) == [4] * 5
+
+
+def test_expand_shifts_drops_border_pixels_and_zero_fills():
+    x = np.ones((1, 1, 4, 5), np.float32)
+    x5, _ = expand_shifts(x, [0])
+    up, down, left, right = x5[1, 0], x5[2, 0], x5[3, 0], x5[4, 0]
+    assert np.all(up[:3] == 1) and np.all(up[3] == 0)
+    assert np.all(down[0] == 0) and np.all(down[1:] == 1)
+    assert np.all(left[:, :4] == 1) and np.all(left[:, 4] == 0)
+    assert np.all(right[:, 0] == 0) and np.all(right[:, 1:] == 1)
+    # A pixel on the top edge leaves the image in the "up" copy.
+    x5, _ = expand_shifts(_one_pixel(4, 5, 0, 2)[None], [0])
+    assert not x5[1].any() and x5[2, 0, 1, 2] == 1
+
+
+def test_expand_shifts_many_images_and_channels():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(3, 2, 6, 7), dtype=np.uint8)
+    x_before = x.copy()
+    y = np.array([7, 1, 9], np.int64)
+    x5, y5 = expand_shifts(x, y)
+    assert x5.shape == (15, 2, 6, 7) and x5.dtype == np.uint8
+    assert y5.tolist() == [7] * 5 + [1] * 5 + [9] * 5 and y5.dtype == np.int64
+    for i in range(3):
+        for k, (dy, dx) in enumerate([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]):
+            assert np.array_equal(x5[5 * i + k], _shifted(x[i], dy, dx)), (i, k)
+    assert np.array_equal(x, x_before)
+
+
+def test_expand_shifts_on_mnist_labels(mnist):
+    (xt, yt), _, _ = mnist
+    x5, y5 = expand_shifts(xt[:4], yt[:4])
+    assert x5.shape == (20, 1, 28, 28) and x5.dtype == np.float32
+    assert np.array_equal(y5, np.repeat(yt[:4], 5))
+
+
+def test_expand_shifts_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"x .*\(4, 784\)"):
+        expand_shifts(np.zeros((4, 784), np.float32), np.zeros(4))
+    with pytest.raises(ValueError, match=r"y .*\(3,\).*\(3, 1, 5, 5\).*\(4,\)"):
+        expand_shifts(np.zeros((3, 1, 5, 5), np.float32), np.zeros(4))
+
+
+@pytest.mark.parametrize("max_shift", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_random_shift_is_some_shift_in_range(dtype, max_shift):
+    data = np.random.default_rng(1)
+    # Every pixel nonzero and distinct within an image: only one shift can match.
+    x = np.stack([data.permutation(np.arange(1, 65)).reshape(1, 8, 8) for _ in range(300)])
+    x = x.astype(dtype)
+    x_before = x.copy()
+    out = random_shift(x, np.random.default_rng(2), max_shift=max_shift)
+    assert out.shape == x.shape and out.dtype == dtype
+    span = range(-max_shift, max_shift + 1)
+    seen = set()
+    for img, res in zip(x, out):
+        matches = [(dy, dx) for dy in span for dx in span if np.array_equal(res, _shifted(img, dy, dx))]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == {(dy, dx) for dy in span for dx in span}  # 300 draws reach them all
+    assert np.array_equal(x, x_before)
+
+
+def test_random_shift_is_reproducible_with_a_seed():
+    x = np.random.default_rng(3).random((50, 1, 28, 28), dtype=np.float32)
+    a = random_shift(x, np.random.default_rng(42))
+    b = random_shift(x, np.random.default_rng(42))
+    c = random_shift(x, np.random.default_rng(43))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_random_shift_zero_is_a_copy_and_bad_arguments_fail():
+    x = np.arange(2 * 1 * 3 * 3, dtype=np.float32).reshape(2, 1, 3, 3)
+    out = random_shift(x, np.random.default_rng(0), max_shift=0)
+    assert np.array_equal(out, x) and out is not x
+    with pytest.raises(TypeError, match="rng"):
+        random_shift(x, 0)
+    with pytest.raises(ValueError, match="max_shift"):
+        random_shift(x, np.random.default_rng(0), max_shift=-1)
+    with pytest.raises(TypeError, match="max_shift"):
+        random_shift(x, np.random.default_rng(0), max_shift=1.0)
+    with pytest.raises(ValueError, match=r"x .*\(3, 3\)"):
+        random_shift(x[0, 0], np.random.default_rng(0))
