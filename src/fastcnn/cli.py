@@ -1,0 +1,236 @@
+"""The command line: `python -m fastcnn` or `fastcnn`.
+
+  train [PRESET]       train a preset on the bundled MNIST and print its test accuracy
+                       (no PRESET: the quick main job, conv2-relu for 3 epochs)
+  evaluate MODEL.npz   accuracy of a saved model on the MNIST validation and test sets
+  reproduce            the chapter-6 table: train the book's rows (and the Keras
+                       models) with their published hyper-parameters, and print our
+                       accuracy beside the book's; finished runs are kept and reused
+  selfcheck            build information and a check of every native op against NumPy
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+QUICK = dict(preset="conv2-relu", epochs=3)
+DEFAULT_ROWS = ["conv", "conv2", "conv2-relu", "keras-cnn"]
+ALL_ROWS = ["fc100", "conv", "conv2", "conv2-relu", "conv2-relu-expanded", "dropout",
+            "ensemble", "keras-cnn", "keras-fcn"]
+ENSEMBLE_SIZE = 5
+
+
+def _parser():
+    from . import presets
+    p = argparse.ArgumentParser(prog="fastcnn", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="train a preset model on MNIST")
+    t.add_argument("preset", nargs="?", choices=list(presets.PRESETS),
+                   help="model (default: conv2-relu for 3 epochs, the quick main job)")
+    t.add_argument("--epochs", type=int, help="default: the preset's published value")
+    t.add_argument("--batch-size", type=int, help="mini-batch size")
+    t.add_argument("--lr", type=float, help="learning rate (the book's eta)")
+    t.add_argument("--lmbda", type=float, help="L2 regularisation (book presets)")
+    t.add_argument("--seed", type=int, default=0)
+    _common(t)
+    t.add_argument("--save", metavar="MODEL.npz", help="save the trained model here")
+
+    e = sub.add_parser("evaluate", help="evaluate a saved model on MNIST")
+    e.add_argument("model", metavar="MODEL.npz")
+    _common(e)
+
+    r = sub.add_parser("reproduce", help="train the book's table and compare")
+    r.add_argument("--rows", default=",".join(DEFAULT_ROWS),
+                   help=f"comma-separated presets, or 'all' ({','.join(ALL_ROWS)}); "
+                        f"default {','.join(DEFAULT_ROWS)}")
+    r.add_argument("--out", default="fastcnn-reproduce",
+                   help="directory for models and results (reused by later runs)")
+    r.add_argument("--fresh", action="store_true", help="retrain runs already finished")
+    r.add_argument("--epochs", type=int, help="override every row's epochs (quick checks)")
+    r.add_argument("--seed", type=int, default=0)
+    _common(r)
+
+    sub.add_parser("selfcheck", help="print build info and check every native op")
+    return p
+
+
+def _common(p):
+    p.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
+    p.add_argument("--backend", choices=["native", "reference"], default="native")
+    p.add_argument("--data", metavar="DIR", help="directory of the four MNIST IDX files "
+                                                   "(default: the bundled copy)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 0
+    if args.command == "selfcheck":
+        return _selfcheck()
+    import fastcnn
+    if args.threads is not None:
+        fastcnn.set_num_threads(args.threads)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        return _reproduce(args)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"fastcnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _selfcheck() -> int:
+    import fastcnn
+    from . import selfcheck
+    print("fastcnn", fastcnn.__version__)
+    for key, value in fastcnn.build_info().items():
+        print(f"  {key:14s} {value}")
+    print()
+    return 0 if selfcheck.run() else 1
+
+
+def _train(args) -> int:
+    from . import presets
+    import fastcnn
+    preset, epochs = args.preset, args.epochs
+    if preset is None:
+        preset = QUICK["preset"]
+        epochs = QUICK["epochs"] if epochs is None else epochs
+    spec = presets.PRESETS[preset]
+    n_epochs = spec["epochs"] if epochs is None else epochs
+    if not args.quiet:
+        print(f"fastcnn {fastcnn.__version__}: training {preset} on MNIST for {n_epochs} "
+              f"epochs ({args.backend} backend, {fastcnn.get_num_threads()} threads)",
+              flush=True)
+    res = presets.train(preset, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                        lmbda=args.lmbda, seed=args.seed, backend=args.backend,
+                        data_path=args.data, verbose=not args.quiet, save=args.save)
+    if res["stop_reason"]:
+        print(res["stop_reason"], file=sys.stderr)
+    print(f"{preset}: test accuracy {_fmt(res['test_accuracy'])} at the epoch of best "
+          f"validation accuracy ({res['best_epoch']}), {_fmt(res['final_test_accuracy'])} "
+          f"after the last; {res['seconds']:.0f} s")
+    if args.save:
+        print(f"saved to {args.save}")
+    return 0 if res["test_accuracy"] is not None else 1
+
+
+def _fmt(pct):
+    return "n/a" if pct is None else f"{pct:.2f}%"
+
+
+def _evaluate(args) -> int:
+    import fastcnn
+    from . import datasets
+    model = fastcnn.load(args.model, backend=args.backend)
+    _, (xv, yv), (xt, yt) = datasets.load_mnist(args.data)
+    val = model.evaluate(xv, yv)["accuracy"]
+    test = model.evaluate(xt, yt)["accuracy"]
+    print(f"{args.model}: validation accuracy {val:.2%} (last 10000 training images), "
+          f"test accuracy {test:.2%} (the 10000 test images)")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from . import presets
+    rows = ALL_ROWS if args.rows == "all" else [r.strip() for r in args.rows.split(",")]
+    for r in rows:
+        if r not in presets.PRESETS and r != "ensemble":
+            raise ValueError(f"--rows: unknown row {r!r}; known: {', '.join(ALL_ROWS)}")
+    os.makedirs(args.out, exist_ok=True)
+    results = []
+    for r in rows:
+        if r == "ensemble":
+            results.append(_ensemble(args))
+        else:
+            results.append(_run_once(args, r, args.seed))
+        _write_results(args.out, results)
+    print()
+    print(table(results))
+    print(f"\n(results in {os.path.join(args.out, 'results.md')} and results.json)")
+    return 0
+
+
+def _run_once(args, preset, seed):
+    """Train one preset, or reuse the result of an earlier run with the same settings."""
+    from . import presets
+    stem = os.path.join(args.out, f"{preset}-seed{seed}" +
+                        (f"-e{args.epochs}" if args.epochs else ""))
+    if not args.fresh and os.path.exists(stem + ".json") and os.path.exists(stem + ".npz"):
+        with open(stem + ".json") as f:
+            res = json.load(f)
+        print(f"== {preset} (seed {seed}): reusing the finished run in {stem}.json")
+        return res
+    print(f"== {preset} (seed {seed})", flush=True)
+    res = presets.train(preset, epochs=args.epochs, seed=seed, backend=args.backend,
+                        data_path=args.data, verbose=not args.quiet, save=stem + ".npz")
+    _atomic_write(stem + ".json", json.dumps(res, indent=1))
+    print(f"== {preset}: test accuracy {_fmt(res['test_accuracy'])} (book "
+          f"{res['book']:.2f}%), {res['seconds']:.0f} s", flush=True)
+    return res
+
+
+def _ensemble(args):
+    """Row 9: a plurality vote of five row-8 (dropout) nets, seeds seed..seed+4."""
+    import fastcnn
+    from . import datasets
+    members = [_run_once(args, "dropout", args.seed + i) for i in range(ENSEMBLE_SIZE)]
+    models = []
+    for i in range(ENSEMBLE_SIZE):
+        stem = os.path.join(args.out, f"dropout-seed{args.seed + i}" +
+                            (f"-e{args.epochs}" if args.epochs else ""))
+        models.append(fastcnn.load(stem + ".npz", backend=args.backend))
+    _, _, (xt, yt) = datasets.load_mnist(args.data)
+    acc = fastcnn.Ensemble(models, method="vote").evaluate(xt, yt)["accuracy"]
+    return {"preset": "ensemble", "row": 9, "book": 99.67,
+            "epochs": members[0]["epochs"], "epochs_run": members[0]["epochs_run"],
+            "test_accuracy": round(100 * acc, 2), "final_test_accuracy": round(100 * acc, 2),
+            "best_epoch": None, "seconds": round(sum(m["seconds"] for m in members), 1),
+            "seed": args.seed, "backend": args.backend}
+
+
+def table(results) -> str:
+    """A Markdown table of reproduce results."""
+    lines = ["| row | preset | book | fastcnn | difference | epochs | best epoch | wall time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        ours = r.get("test_accuracy")
+        diff = "" if ours is None else f"{ours - r['book']:+.2f}"
+        row = r["row"] if r["row"] is not None else "Keras"
+        best = r.get("best_epoch") or ""
+        mins = r["seconds"] / 60
+        lines.append(f"| {row} | {r['preset']} | {r['book']:.2f} | {_fmt(ours)} | {diff} | "
+                     f"{r['epochs_run']} | {best} | {mins:.1f} min |")
+    return "\n".join(lines)
+
+
+def _write_results(out, results):
+    _atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
+    _atomic_write(os.path.join(out, "results.md"), table(results) + "\n")
+
+
+def _atomic_write(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastcnn-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
