@@ -35,6 +35,7 @@ class History:
         parts = [f"epochs={self.epochs}"]
         if self.best_epoch is not None:
             parts.append(f"best_epoch={self.best_epoch}")
+        if self.best_val_accuracy is not None:  # None when fit had test_data only
             parts.append(f"best_val_accuracy={self.best_val_accuracy:.4f}")
         if self.test_accuracy is not None:
             parts.append(f"test_accuracy={self.test_accuracy:.4f}")

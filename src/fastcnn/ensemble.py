@@ -18,14 +18,24 @@ class Ensemble:
             raise ValueError(f"method must be 'vote' or 'mean', got {method!r}")
         self.method = method
 
+    def _check_outputs(self):
+        """Members must agree on the number of classes (checked once each is built)."""
+        shapes = [tuple(m.output_shape) for m in self.models]
+        if len(set(shapes)) > 1:
+            raise ValueError(f"the models of an Ensemble must have the same output shape, "
+                             f"got {', '.join(map(str, shapes))}")
+        return shapes[0]
+
     def predict_proba(self, x, batch_size=1000):
         """Mean of the members' outputs (N, classes)."""
-        return np.mean([m.predict_proba(x, batch_size) for m in self.models], axis=0)
+        outs = [m.predict_proba(x, batch_size) for m in self.models]
+        self._check_outputs()
+        return np.mean(outs, axis=0)
 
     def votes(self, x, batch_size=1000):
         """(N, classes): how many members chose each class."""
         preds = [m.predict(x, batch_size) for m in self.models]
-        k = self.models[0].output_shape[0]
+        k = self._check_outputs()[0]
         counts = np.zeros((preds[0].shape[0], k), dtype=np.int64)
         for p in preds:
             counts[np.arange(p.shape[0]), p] += 1

@@ -114,9 +114,16 @@ class Layer:
     def n_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
+    def _describe(self) -> list:
+        """The short arguments repr shows (defaults left out)."""
+        return [f"{k}={v!r}" for k, v in self.config().items()]
+
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
+        return f"{type(self).__name__}({', '.join(self._describe())})"
+
+
+def _x(pair) -> str:
+    return f"{pair[0]}x{pair[1]}"
 
 
 class _Affine(Layer):
@@ -143,6 +150,14 @@ class _Affine(Layer):
             n = w_shape[0] if len(w_shape) == 4 else w_shape[1]
             b = rng.normal(0.0, 1.0, size=n) if self.init == "book" else np.zeros(n)
             self.params["b"] = b.astype(dtype)
+
+    def _tail(self) -> list:
+        tail = [] if self.activation == "linear" else [self.activation]
+        if self.init != "glorot":
+            tail.append(f"init={self.init}")
+        if not self.use_bias:
+            tail.append("use_bias=False")
+        return tail
 
     def _finish(self, ops, z, head):
         """(y, saved): the activation applied, unless this is the head; saved is
@@ -214,6 +229,14 @@ class Conv2D(_Affine):
             grads["b"] = db
         return dx, grads
 
+    def _describe(self):
+        parts = [str(self.filters), _x(self.kernel_size)]
+        if self.stride != (1, 1):
+            parts.append(f"stride={_x(self.stride)}")
+        if self.padding != (0, 0):
+            parts.append(f"padding={_x(self.padding)}")
+        return parts + self._tail()
+
     def config(self):
         return {"filters": self.filters, "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": list(self.padding),
@@ -252,6 +275,9 @@ class Dense(_Affine):
             grads["b"] = db
         return (None if dx is None else dx.reshape(x_shape)), grads
 
+    def _describe(self):
+        return [str(self.units)] + self._tail()
+
     def config(self):
         return {"units": self.units, "activation": self.activation, "init": self.init,
                 "use_bias": self.use_bias}
@@ -275,6 +301,9 @@ class Activation(Layer):
         if cache is None:
             return dout, {}
         return activation_backward(ops, self.activation, dout, cache[0]), {}
+
+    def _describe(self):
+        return [repr(self.activation)] if type(self) is Activation else []
 
     def config(self):
         return {"activation": self.activation}
@@ -335,6 +364,9 @@ class _Pool(Layer):
 
     def backward(self, ops, dout, x, need_dx=True):
         return getattr(ops, self._op + "_backward")(dout, x, self.size, self.stride), {}
+
+    def _describe(self):
+        return [_x(self.size)] + ([] if self.stride == self.size else [f"stride={_x(self.stride)}"])
 
     def config(self):
         return {"size": list(self.size), "stride": list(self.stride)}
@@ -418,6 +450,9 @@ class Dropout(Layer):
             return dout, {}
         scale = self._keep() if self.inverted else 1.0
         return ops.dropout_backward(dout, mask, scale), {}
+
+    def _describe(self):
+        return [repr(self.rate)] + ([] if self.inverted else ["inverted=False"])
 
     def config(self):
         return {"rate": self.rate, "inverted": self.inverted}

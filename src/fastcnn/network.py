@@ -139,8 +139,8 @@ class Sequential:
 
     def _batch(self, x):
         """A mini-batch in the model's dtype: uint8 pixels become values in [0, 1]."""
-        if x.dtype == np.uint8:
-            return np.multiply(x, self.dtype.type(1 / 255), dtype=self.dtype)
+        if x.dtype == np.uint8:  # divide, not multiply by 1/255: the same values as load_mnist
+            return np.divide(x, self.dtype.type(255), dtype=self.dtype)
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     # ---------------------------------------------------- forward/backward --
@@ -290,6 +290,13 @@ class Sequential:
                                         acc=f"{correct / seen:.2%}", refresh=False)
             if bar is not None:
                 bar.close()
+            if not self.stop_training and not all(np.isfinite(p).all() for p, _ in params):
+                # an update overflowed after the last loss was seen (e.g. the last batch)
+                self.stop_training = True
+                self.stop_reason = (f"the parameters became non-finite (Inf or NaN) in epoch "
+                                    f"{epoch}: training stopped (try a smaller learning rate "
+                                    "or check the inputs)")
+            diverged = self.stop_reason if self.stop_training else None
             if seen == 0:  # stopped in the first batch
                 break
             logs = self._end_epoch(history, epoch, loss_sum / seen, correct / seen, val, test,
@@ -298,6 +305,8 @@ class Sequential:
                 print(_epoch_line(epoch, epochs, logs, history), flush=True)
             for cb in callbacks:
                 cb.on_epoch_end(self, epoch, logs)
+            if diverged:  # a callback (say EarlyStopping) must not hide why training stopped
+                self.stop_training, self.stop_reason = True, diverged
             if self.stop_training:
                 break
         history.stop_reason = self.stop_reason

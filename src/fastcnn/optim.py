@@ -23,7 +23,7 @@ def _number(v, name: str, lo: float, hi: float = math.inf, lo_open=False, hi_ope
     bad = (not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo)
            or (hi_open and v == hi))
     if bad:
-        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        left, right = "(" if lo_open else "[", ")" if hi_open or math.isinf(hi) else "]"
         raise ValueError(f"{name} must lie in {left}{lo}, {hi}{right}, got {v!r}")
     return v
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -62,7 +62,10 @@ def save_model(model, path) -> None:
     }
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastcnn-", suffix=".npz.tmp", dir=directory)
+    tmp = os.path.join(directory, f".fastcnn-{os.getpid()}-{secrets.token_hex(8)}.npz.tmp")
+    # created like any new file (mode 0o666 less the umask; mkstemp would make it 0o600),
+    # O_EXCL: never an existing file
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, header=blob, **arrays)
@@ -77,24 +80,36 @@ def save_model(model, path) -> None:
         raise
 
 
+class _Refused(ValueError):
+    """A file load_model will not read (already names the file)."""
+
+
 def _refuse(path, why):
-    return ValueError(f"cannot load {path!r}: {why}")
+    return _Refused(f"cannot load {path!r}: {why}")
 
 
 def load_model(path, backend="native"):
     """A Sequential model from a file written by Sequential.save."""
-    from . import layers as L
-    from . import optim
-    from .network import Sequential
+    from .network import BACKENDS
 
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}")
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        # our own handle: np.load would leave its own open when the zip is damaged
+        with open(path, "rb") as f:
+            npz = np.load(f, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):   # a bare .npy array
+                arrays = None
+            else:
+                with npz:
+                    arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
         raise _refuse(path, f"not a readable .npz file (truncated or damaged?): {e}") from None
+    if arrays is None:
+        raise _refuse(path, "it holds a single .npy array, not a .npz archive of a model")
     if "header" not in arrays or arrays["header"].dtype != np.uint8:
         raise _refuse(path, "it has no fastcnn header; it was not written by fastcnn's save")
     try:
@@ -114,44 +129,53 @@ def load_model(path, backend="native"):
             raise _refuse(path, f"array {k!r} does not match its checksum (the file was "
                                 "modified or damaged)")
     try:
-        try:
-            layer_list = [L.from_config(d["type"], d["config"]) for d in header["layers"]]
-        except ValueError as e:
-            raise _refuse(path, str(e)) from None
-        model = Sequential(layer_list, input_shape=header["input_shape"], backend="reference",
-                           dtype=header["dtype"], seed=header.get("seed") or 0)
-        model.backend = backend
-        from . import losses
-        model.loss = losses.get(header["loss"])
-        for i, layer in enumerate(model.layers):
-            for name, p in layer.params.items():
-                a = arrays.get(f"param/{i}/{name}")
-                if a is None or a.shape != p.shape:
-                    got = None if a is None else a.shape
-                    raise _refuse(path, f"parameter {name!r} of layer {i} ({layer!r}) should "
-                                        f"have shape {p.shape}, the file holds {got}")
-                p[...] = a
-        spec = header.get("optimizer")
-        if spec is not None:
-            opt = optim.from_config(spec["type"], spec["config"])
-            opt.steps = int(spec["steps"])
-            params = model.parameters()
-            states = []
-            for j, (p, _) in enumerate(params):
-                st = {n: arrays.get(f"opt/{j}/{n}") for n in opt.state_names}
-                if any(a is None for a in st.values()):
-                    states = []
-                    break
-                for n, a in st.items():
-                    if a.shape != p.shape:
-                        raise _refuse(path, f"optimizer state {n!r} of parameter {j} should "
-                                            f"have shape {p.shape}, the file holds {a.shape}")
-                    st[n] = a.astype(p.dtype)
-                states.append(st)
-            opt.state = states
-            model.optimizer = opt
+        return _rebuild(path, header, arrays, backend)
+    except _Refused:
+        raise
+    except ValueError as e:   # a value in the header that a layer, optimizer... refuses
+        raise _refuse(path, str(e)) from None
     except (KeyError, TypeError) as e:
         raise _refuse(path, f"its header is incomplete or malformed ({e!r})") from None
+
+
+def _rebuild(path, header, arrays, backend):
+    """The model the (checked) header and arrays describe."""
+    from . import layers as L
+    from . import losses, optim
+    from .network import Sequential
+
+    layer_list = [L.from_config(d["type"], d["config"]) for d in header["layers"]]
+    model = Sequential(layer_list, input_shape=header["input_shape"], backend="reference",
+                       dtype=header["dtype"], seed=header.get("seed") or 0)
+    model.backend = backend
+    model.loss = losses.get(header["loss"])
+    for i, layer in enumerate(model.layers):
+        for name, p in layer.params.items():
+            a = arrays.get(f"param/{i}/{name}")
+            if a is None or a.shape != p.shape:
+                got = None if a is None else a.shape
+                raise _refuse(path, f"parameter {name!r} of layer {i} ({layer!r}) should "
+                                    f"have shape {p.shape}, the file holds {got}")
+            p[...] = a
+    spec = header.get("optimizer")
+    if spec is not None:
+        opt = optim.from_config(spec["type"], spec["config"])
+        opt.steps = int(spec["steps"])
+        params = model.parameters()
+        states = []
+        for j, (p, _) in enumerate(params):
+            st = {n: arrays.get(f"opt/{j}/{n}") for n in opt.state_names}
+            if any(a is None for a in st.values()):
+                states = []
+                break
+            for n, a in st.items():
+                if a.shape != p.shape:
+                    raise _refuse(path, f"optimizer state {n!r} of parameter {j} should "
+                                        f"have shape {p.shape}, the file holds {a.shape}")
+                st[n] = a.astype(p.dtype)
+            states.append(st)
+        opt.state = states
+        model.optimizer = opt
     return model
 
 
