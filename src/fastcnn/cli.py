@@ -23,6 +23,17 @@ ALL_ROWS = ["fc100", "conv", "conv2", "conv2-relu", "conv2-relu-expanded", "drop
 ENSEMBLE_SIZE = 5
 
 
+def _positive_int(text):
+    """argparse type: an integer >= 1 (0 would silently mean "the default" further on)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {v}")
+    return v
+
+
 def _parser():
     from . import presets
     p = argparse.ArgumentParser(prog="fastcnn", description=__doc__.split("\n\n")[0])
@@ -31,8 +42,9 @@ def _parser():
     t = sub.add_parser("train", help="train a preset model on MNIST")
     t.add_argument("preset", nargs="?", choices=list(presets.PRESETS),
                    help="model (default: conv2-relu for 3 epochs, the quick main job)")
-    t.add_argument("--epochs", type=int, help="default: the preset's published value")
-    t.add_argument("--batch-size", type=int, help="mini-batch size")
+    t.add_argument("--epochs", type=_positive_int,
+                   help="default: the preset's published value")
+    t.add_argument("--batch-size", type=_positive_int, help="mini-batch size")
     t.add_argument("--lr", type=float, help="learning rate (the book's eta)")
     t.add_argument("--lmbda", type=float, help="L2 regularisation (book presets)")
     t.add_argument("--seed", type=int, default=0)
@@ -50,7 +62,8 @@ def _parser():
     r.add_argument("--out", default="fastcnn-reproduce",
                    help="directory for models and results (reused by later runs)")
     r.add_argument("--fresh", action="store_true", help="retrain runs already finished")
-    r.add_argument("--epochs", type=int, help="override every row's epochs (quick checks)")
+    r.add_argument("--epochs", type=_positive_int,
+                   help="override every row's epochs (quick checks)")
     r.add_argument("--seed", type=int, default=0)
     _common(r)
 
@@ -59,7 +72,7 @@ def _parser():
 
 
 def _common(p):
-    p.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
+    p.add_argument("--threads", type=_positive_int, help="OpenMP threads (default: all cores)")
     p.add_argument("--backend", choices=["native", "reference"], default="native")
     p.add_argument("--data", metavar="DIR", help="directory of the four MNIST IDX files "
                                                    "(default: the bundled copy)")
@@ -74,9 +87,12 @@ def main(argv=None) -> int:
     if args.command == "selfcheck":
         return _selfcheck()
     import fastcnn
-    if args.threads is not None:
-        fastcnn.set_num_threads(args.threads)
     try:
+        if args.threads is not None:
+            if args.threads > fastcnn.MAX_THREADS:
+                raise ValueError(f"--threads must be at most {fastcnn.MAX_THREADS}, "
+                                 f"got {args.threads}")
+            fastcnn.set_num_threads(args.threads)
         if args.command == "train":
             return _train(args)
         if args.command == "evaluate":
@@ -108,8 +124,8 @@ def _train(args) -> int:
     n_epochs = spec["epochs"] if epochs is None else epochs
     if not args.quiet:
         print(f"fastcnn {fastcnn.__version__}: training {preset} on MNIST for {n_epochs} "
-              f"epochs ({args.backend} backend, {fastcnn.get_num_threads()} threads)",
-              flush=True)
+              f"epoch{'' if n_epochs == 1 else 's'} ({args.backend} backend, "
+              f"{fastcnn.get_num_threads()} threads)", flush=True)
     res = presets.train(preset, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
                         lmbda=args.lmbda, seed=args.seed, backend=args.backend,
                         data_path=args.data, verbose=not args.quiet, save=args.save)
@@ -132,6 +148,8 @@ def _evaluate(args) -> int:
     from . import datasets
     model = fastcnn.load(args.model, backend=args.backend)
     _, (xv, yv), (xt, yt) = datasets.load_mnist(args.data)
+    if len(model.input_shape) == 1:  # a model of flat rows (fc100, network3's first FC layer)
+        xv, xt = xv.reshape(len(xv), -1), xt.reshape(len(xt), -1)
     val = model.evaluate(xv, yv)["accuracy"]
     test = model.evaluate(xt, yt)["accuracy"]
     print(f"{args.model}: validation accuracy {val:.2%} (last 10000 training images), "
