@@ -21,6 +21,7 @@ import pytest
 from helpers import assert_close
 
 import fastcnn
+from fastcnn import network3
 from fastcnn.network3 import (ConvPoolLayer, FullyConnectedLayer, Network, ReLU, SoftmaxLayer,
                               linear, load_data_shared, sigmoid, size, tanh)
 
@@ -549,8 +550,13 @@ def test_load_data_shared_shapes(mnist):
 
 
 def test_load_data_shared_expanded_uint8(mnist):
-    (x, y), va, te = load_data_shared(expanded=True, dtype="uint8")
-    assert x.shape == (250000, 784) and x.dtype == np.uint8 and size((x, y)) == 250000
+    (xs, ys), va, te = load_data_shared(expanded=True, dtype="uint8")
+    assert xs.shape == (250000, 784) and xs.dtype == np.uint8 and size((xs, ys)) == 250000
+    # shuffled once, as the book's expand_mnist.py does; undo the fixed permutation
+    assert not np.array_equal(ys, np.repeat(mnist[0][1], 5))
+    order = np.random.default_rng(network3.EXPANDED_SHUFFLE_SEED).permutation(250000)
+    x, y = np.empty_like(xs), np.empty_like(ys)
+    x[order], y[order] = xs, ys
     np.testing.assert_array_equal(y, np.repeat(mnist[0][1], 5))
     # row 5 i is image i itself; rows 5 i + 1..4 are its shifts (same ink, moved)
     np.testing.assert_array_equal(x[0::5][:100] / np.float32(255), mnist[0][0][:100])
@@ -572,8 +578,11 @@ def test_load_data_shared_from_book_pickle(tmp_path):
         np.testing.assert_array_equal(gx, x)
         np.testing.assert_array_equal(gy, y)
         assert gx.dtype == np.float32 and size((gx, gy)) == len(x)
-    (ex, ey), _, _ = load_data_shared(str(path), expanded=True)
-    assert ex.shape == (30, 784)
+    (exs, eys), _, _ = load_data_shared(str(path), expanded=True)
+    assert exs.shape == (30, 784)
+    order = np.random.default_rng(network3.EXPANDED_SHUFFLE_SEED).permutation(30)
+    ex, ey = np.empty_like(exs), np.empty_like(eys)
+    ex[order], ey[order] = exs, eys
     np.testing.assert_array_equal(ex[0::5], sets[0][0])
     np.testing.assert_array_equal(ey, np.repeat(sets[0][1], 5))
 

@@ -308,7 +308,8 @@ def load_data_shared(filename=None, expanded=False, dtype="float32"):
     A file: the book's mnist.pkl.gz (or mnist_expanded.pkl.gz) -- a Python pickle,
     and loading a pickle can run code from the file, so only give a file you trust.
     expanded=True: the training set with each image's four 1-pixel shifts
-    (250000 images, as the book's expand_mnist.py). dtype="uint8" keeps pixels as
+    (250000 images), shuffled once with a fixed seed, as the book's
+    expand_mnist.py does. dtype="uint8" keeps pixels as
     bytes (a quarter of the memory; fastcnn scales them per mini-batch).
     """
     if filename is not None and os.path.isfile(filename):
@@ -319,14 +320,25 @@ def load_data_shared(filename=None, expanded=False, dtype="float32"):
     else:
         (xt, yt), (xv, yv), (xs, ys) = datasets.load_mnist(path=filename, dtype=dtype)
         if expanded:
-            xt, yt = datasets.expand_shifts(xt, yt)
-        out = [(x.reshape(x.shape[0], -1), y) for x, y in ((xt, yt), (xv, yv), (xs, ys))]
-        return out
+            xt, yt = _expanded(xt, yt)
+        return [(x.reshape(x.shape[0], -1), y) for x, y in ((xt, yt), (xv, yv), (xs, ys))]
     if expanded:
         x, y = out[0]
-        x, y = datasets.expand_shifts(x.reshape(-1, 1, 28, 28), y)
+        x, y = _expanded(x.reshape(-1, 1, 28, 28), y)
         out[0] = (x.reshape(x.shape[0], -1), y)
     return out
+
+
+EXPANDED_SHUFFLE_SEED = 0
+
+
+def _expanded(x, y):
+    """The book's expanded set: every image and its four 1-pixel shifts, shuffled
+    once (as the book's expand_mnist.py does before saving its pickle; network3
+    itself never shuffles), here with a fixed seed so every run sees the same order."""
+    x, y = datasets.expand_shifts(x, y)
+    order = np.random.default_rng(EXPANDED_SHUFFLE_SEED).permutation(x.shape[0])
+    return x[order], y[order]
 
 
 def size(data):
