@@ -785,13 +785,6 @@ void bind_misc(py::module_& m) {
         fastcnn::set_num_threads(n);
     }, py::arg("n"));
     m.def("get_num_threads", &fastcnn::get_num_threads);
-    m.def("_tune_malloc", [](long mmap_threshold, long trim_threshold) {
-        if (mmap_threshold < 0 || trim_threshold < 0 || mmap_threshold > (1L << 30) ||
-            trim_threshold > (1L << 30)) {
-            throw py::value_error("malloc thresholds must lie in [0, 2**30]");
-        }
-        return fastcnn::tune_malloc(mmap_threshold, trim_threshold);
-    }, py::arg("mmap_threshold"), py::arg("trim_threshold"));
     m.def("simd_level", &fastcnn::simd_level);
     m.def("_set_isa", [](const std::string& name) {
         if (!fastcnn::set_isa(name.c_str())) {

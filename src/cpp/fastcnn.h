@@ -52,14 +52,6 @@ bool cpu_has_avx2_fma();       // what the CPU offers, whatever is in use
 // ------------------------------------------------------------- threads ----
 void set_num_threads(int n);   // omp_set_num_threads; no-op without OpenMP
 int get_num_threads();         // omp_get_max_threads; 1 without OpenMP
-
-// Keep freed arrays of up to `mmap_threshold` bytes in the malloc heap instead of
-// returning them to the OS, and trim the heap only past `trim_threshold` bytes
-// (glibc mallopt). A training step frees and reallocates the same ~0.5 MB arrays
-// every call; with glibc's defaults each one is mapped, page-faulted from every
-// thread and unmapped again, which made a 2-thread step ~5x slower. Returns false
-// (and does nothing) where the C library is not glibc.
-bool tune_malloc(long mmap_threshold, long trim_threshold);
 bool openmp_enabled();
 
 // -------------------------------------------------------- im2col / conv ----

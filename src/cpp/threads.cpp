@@ -3,13 +3,8 @@
 // agree with fastcnn about it. Without OpenMP everything is single-threaded.
 #include "fastcnn.h"
 
-#include <cstdlib>  // defines __GLIBC__ on glibc systems
-
 #ifdef _OPENMP
 #include <omp.h>
-#endif
-#if defined(__GLIBC__)
-#include <malloc.h>
 #endif
 
 namespace fastcnn {
@@ -27,18 +22,6 @@ int get_num_threads() {
     return omp_get_max_threads();
 #else
     return 1;
-#endif
-}
-
-bool tune_malloc(long mmap_threshold, long trim_threshold) {
-#if defined(__GLIBC__)
-    // Setting either disables glibc's dynamic adjustment of both, by design.
-    return mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold)) == 1 &&
-           mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold)) == 1;
-#else
-    (void)mmap_threshold;
-    (void)trim_threshold;
-    return false;
 #endif
 }
 

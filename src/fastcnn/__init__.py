@@ -6,23 +6,12 @@ Two backends with the same op names and signatures:
 """
 from __future__ import annotations
 
-import os as _os
-
 from . import _core
-
-# A training step frees and reallocates the same few ~0.5 MB arrays on every call.
-# With glibc's default thresholds each of them is mmap'ed, page-faulted from every
-# OpenMP thread and unmapped again: a 2-thread training step ran ~5x slower. Keep
-# such blocks in the heap (up to 32 MiB) and trim the heap only past 256 MiB.
-# FASTCNN_TUNE_MALLOC=0 leaves malloc alone. See README "Threads and SIMD".
-MALLOC_TUNED = (_os.environ.get("FASTCNN_TUNE_MALLOC", "1") != "0"
-                and bool(_core._tune_malloc(32 << 20, 256 << 20)))
-
-from . import ops, reference  # noqa: E402
-from . import callbacks, datasets, layers, losses, optim  # noqa: E402
-from .ensemble import Ensemble  # noqa: E402
-from .network import Sequential  # noqa: E402
-from .saving import load_model as load  # noqa: E402
+from . import ops, reference
+from . import callbacks, datasets, layers, losses, optim
+from .ensemble import Ensemble
+from .network import Sequential
+from .saving import load_model as load
 
 __version__ = "0.1.0"
 

@@ -152,10 +152,6 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The OpenMP thread count (omp_get_max_threads); 1 without OpenMP."""
 
-def _tune_malloc(mmap_threshold: int, trim_threshold: int) -> bool:
-    """glibc mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD), each in [0, 2**30] bytes;
-    False where the C library is not glibc."""
-
 def simd_level() -> str:
     """The SIMD path in use: "avx2" or "generic"."""
 
