@@ -285,10 +285,17 @@ class Dense(_Affine):
 
 class Activation(Layer):
     """An activation on its own: 'linear', 'relu', 'sigmoid', 'tanh' or 'softmax'
-    (softmax only as the last layer, over the class axis)."""
+    (softmax only as the last layer, over the class axis). The subclasses ReLU(),
+    Sigmoid(), Tanh() and Softmax() fix the name."""
 
-    def __init__(self, activation):
+    fixed = None  # set by the subclasses
+
+    def __init__(self, activation=None):
         super().__init__()
+        if self.fixed is not None:
+            if activation is not None:
+                raise TypeError(f"{type(self).__name__}() takes no arguments")
+            activation = self.fixed
         self.activation = _choice(activation, "activation", ACTIVATIONS)
 
     def forward(self, ops, x, training=False, rng=None, head=False):
@@ -303,42 +310,26 @@ class Activation(Layer):
         return activation_backward(ops, self.activation, dout, cache[0]), {}
 
     def _describe(self):
-        return [repr(self.activation)] if type(self) is Activation else []
+        return [] if self.fixed else [repr(self.activation)]
 
     def config(self):
-        return {"activation": self.activation}
+        return {} if self.fixed else {"activation": self.activation}
 
 
 class ReLU(Activation):
-    def __init__(self):
-        super().__init__("relu")
-
-    def config(self):
-        return {}
+    fixed = "relu"
 
 
 class Sigmoid(Activation):
-    def __init__(self):
-        super().__init__("sigmoid")
-
-    def config(self):
-        return {}
+    fixed = "sigmoid"
 
 
 class Tanh(Activation):
-    def __init__(self):
-        super().__init__("tanh")
-
-    def config(self):
-        return {}
+    fixed = "tanh"
 
 
 class Softmax(Activation):
-    def __init__(self):
-        super().__init__("softmax")
-
-    def config(self):
-        return {}
+    fixed = "softmax"
 
 
 class _Pool(Layer):
