@@ -617,6 +617,18 @@ def test_bad_data():
         _small().predict(_x(shape=(2, 6, 5)))
 
 
+def test_flat_rows_and_images_are_reshaped_when_the_sizes_agree():
+    image_model = _small()
+    x = np.random.default_rng(0).random((4, 1, 6, 5), dtype=np.float32)
+    np.testing.assert_array_equal(image_model.predict_proba(x.reshape(4, 30)),
+                                  image_model.predict_proba(x))
+    row_model = Sequential([L.Dense(3, activation="softmax")], input_shape=(30,))
+    np.testing.assert_array_equal(row_model.predict_proba(x), row_model.predict_proba(
+        x.reshape(4, 30)))
+    with pytest.raises(ValueError, match=re.escape("(N, 30)") + ".*" + re.escape("(4, 1, 6, 4)")):
+        row_model.predict(x[..., :4])
+
+
 def test_bad_training_arguments():
     x, y = _x(), np.zeros(4, int)
     _fit_error("batch_size", x, y, batch_size=0)

@@ -111,7 +111,9 @@ class Sequential:
             self.build(x.shape[1:])
         want = self.input_shape
         if x.shape[1:] != want:
-            if x.ndim >= 2 and int(np.prod(x.shape[1:])) == int(np.prod(want)) and x.ndim == 2:
+            # flat rows for an image model, or images for a model of flat rows
+            same_size = x.ndim >= 2 and int(np.prod(x.shape[1:])) == int(np.prod(want))
+            if same_size and (x.ndim == 2 or len(want) == 1):
                 x = x.reshape((x.shape[0],) + want)
             else:
                 raise ValueError(f"{name} must be shaped (N, {', '.join(map(str, want))}) for "

@@ -255,6 +255,8 @@ class Network:
 
 
 def _whole_batches(data, mbs, name):
+    """(x, y) cut to whole mini-batches. Slicing keeps x's dtype, so uint8 pixels stay
+    bytes until fastcnn scales each mini-batch."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise ValueError(f"{name} must be a pair (x, y) as load_data_shared returns")
     x, y = data
