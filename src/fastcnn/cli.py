@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 QUICK = dict(preset="conv2-relu", epochs=3)
 DEFAULT_ROWS = ["conv", "conv2", "conv2-relu", "keras-cnn"]
@@ -236,18 +235,8 @@ def _write_results(out, results):
 
 
 def _atomic_write(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastcnn-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .saving import atomic_write
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 if __name__ == "__main__":

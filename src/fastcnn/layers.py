@@ -33,7 +33,9 @@ def _choice(value, name: str, allowed) -> str:
     return value.lower()
 
 
-def _positive_int(v, name: str) -> int:
+def positive_int(v, name: str) -> int:
+    """A count (filters, units, epochs, batch size...): an int >= 1, else ValueError
+    (the model API reports every bad hyper-parameter as a ValueError)."""
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name} must be a positive integer, got {v!r}")
     return int(v)
@@ -181,7 +183,7 @@ class Conv2D(_Affine):
     def __init__(self, filters, kernel_size, stride=1, padding=0, activation="linear",
                  init="glorot", use_bias=True):
         super().__init__(activation, init, use_bias)
-        self.filters = _positive_int(filters, "filters")
+        self.filters = positive_int(filters, "filters")
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
         if isinstance(padding, str):
@@ -249,7 +251,7 @@ class Dense(_Affine):
 
     def __init__(self, units, activation="linear", init="glorot", use_bias=True):
         super().__init__(activation, init, use_bias)
-        self.units = _positive_int(units, "units")
+        self.units = positive_int(units, "units")
 
     def _output_shape(self, s):
         return (self.units,)

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from . import layers as L
+from .layers import positive_int
 from . import losses, optim
 from .callbacks import History
 
@@ -32,12 +33,6 @@ def _backend_module(name):
         return ops
     from . import reference
     return reference
-
-
-def _count(v, name: str, lo: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
 
 
 class Sequential:
@@ -80,7 +75,7 @@ class Sequential:
         self._backend, self.ops = name, ops
 
     def build(self, input_shape):
-        shape = tuple(_count(s, "input_shape") for s in np.atleast_1d(input_shape))
+        shape = tuple(positive_int(s, "input_shape") for s in np.atleast_1d(input_shape))
         if len(shape) not in (1, 3):
             raise ValueError(f"input_shape must be (C, H, W) or (features,), got {input_shape!r}")
         self.input_shape = s = shape
@@ -187,7 +182,7 @@ class Sequential:
 
     def _outputs(self, x, batch_size, head=False):
         x = self._check_x(x)
-        batch_size = _count(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         outs = [self.forward(self._batch(x[i:i + batch_size]), head=head)[0]
                 for i in range(0, x.shape[0], batch_size)]
         return np.concatenate(outs)
@@ -205,7 +200,7 @@ class Sequential:
         loss = losses.get(loss or self.loss)
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
-        batch_size = _count(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         head = self._head(loss)
         total, correct = 0.0, 0
         for i in range(0, x.shape[0], batch_size):
@@ -222,7 +217,7 @@ class Sequential:
             verbose=1, augment=None, drop_last=False):
         """Train by mini-batch gradient descent; returns a History.
 
-        optimizer: an fastcnn.optim optimizer or a name; None keeps the model's
+        optimizer: a fastcnn.optim optimizer or a name; None keeps the model's
         current one (or SGD(lr=0.1) the first time). loss: 'log_likelihood',
         'binary_cross_entropy', 'quadratic' or a Loss. validation_data / test_data:
         (x, y) pairs, evaluated after each epoch; the test accuracy is measured
@@ -234,8 +229,8 @@ class Sequential:
         """
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
-        epochs = _count(epochs, "epochs")
-        batch_size = _count(batch_size, "batch_size")
+        epochs = positive_int(epochs, "epochs")
+        batch_size = positive_int(batch_size, "batch_size")
         if drop_last and batch_size > x.shape[0]:
             raise ValueError(f"batch_size {batch_size} exceeds the {x.shape[0]} training "
                              "examples and drop_last is set: no batch would run")

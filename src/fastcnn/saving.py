@@ -61,14 +61,21 @@ def save_model(model, path) -> None:
         "sha256": {k: _digest(a) for k, a in arrays.items()},
     }
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    atomic_write(path, lambda f: np.savez(f, header=blob, **arrays))
+
+
+def atomic_write(path, write) -> None:
+    """Call write(binary file) on a temporary file beside `path`, flush it to disk
+    and rename it over `path`: readers see the old file or the whole new one, never
+    a half-written one. On any failure the temporary file is removed."""
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".fastcnn-{os.getpid()}-{secrets.token_hex(8)}.npz.tmp")
+    tmp = os.path.join(directory, f".fastcnn-{os.getpid()}-{secrets.token_hex(8)}.tmp")
     # created like any new file (mode 0o666 less the umask; mkstemp would make it 0o600),
     # O_EXCL: never an existing file
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, header=blob, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -179,4 +186,4 @@ def _rebuild(path, header, arrays, backend):
     return model
 
 
-__all__ = ["save_model", "load_model"]
+__all__ = ["save_model", "load_model", "atomic_write"]
