@@ -29,7 +29,7 @@ NETWORK_SHAPES = [(20, 5760, 25), (40, 640, 500), (500, 640, 40), (40, 500, 640)
 # into near-equal blocks <= KC), else "blocked" (BLIS loops with MC/KC/NC).
 # Sizes just below, at and above each block, and across several blocks:
 WHOLE_A_SHAPES = [(MC - 1, 37, KC + 1), (MC, NR * 3, KC), (MC + 1, 50, 2 * KC + 3),
-                  (2 * MC + 5, 33, 7), (13, NC + 3, 9), (MC + 7, NC + 21, KC + 5)]
+                  (2 * MC + 5, 33, 17), (17, NC + 3, 9), (MC + 7, NC + 21, KC + 5)]
 BLOCKED_SHAPES = [(301, 37, 257), (MC + 6, 600, KC), (2 * MC + 1, 45, KC + 1),
                   (MC + 6, NC + 120, KC), (1024, 64, 64)]
 
@@ -45,6 +45,25 @@ WGRAD_SHAPES = [(20, 25, 36864), (32, 9, 36864), (40, 500, 4096), (20, 25, 5760)
 DOT_SHAPES = [(7, 5, 40001), (1, 1, 263), (3, 4, 256), (2, 3, 257), (13, 11, 1031),
               (5, 1, 2000), (1, 33, 777), (31, 17, 4099), (64, 64, 300), (30, 60, 2050)]
 DOT_KB, DOT_MAX_MN = 256, 4096  # src/cpp/gemm/sgemm.cpp
+
+
+# Streaming paths (sgemm.cpp, a dense layer at a small mini-batch): "small M"
+# (M <= 16, N >= 64: out = x . w, and dx = dout . w^T with B transposed,
+# K >= 8) and "small K" (K <= 16, M >= 64, B not transposed: dw = x^T . dout).
+# N and M around the 64-column thread chunks, the 512-column blocks and the
+# 16/32-wide vector loops; K around the 4-row and 8-lane steps.
+STREAM_SHAPES = [(10, 1000, 1000), (10, 1000, 640), (10, 100, 640), (1, 64, 1), (16, 513, 9),
+                 (3, 545, 8), (7, 1000, 10), (15, 97, 31), (1000, 1000, 10), (640, 1000, 10),
+                 (64, 65, 16), (100, 9, 1), (1000, 10, 10), (513, 33, 3)]
+STREAM_MAX_M, STREAM_MIN_N, STREAM_MAX_K = 16, 64, 16
+
+
+def uses_stream_path(m, n, k, trans_a, trans_b):
+    """Mirror of stream_path in sgemm.cpp."""
+    if m <= STREAM_MAX_M and n >= STREAM_MIN_N:
+        if not trans_b or (k >= 8 and not uses_dot_path(m, n, k, trans_a, trans_b)):
+            return True
+    return k <= STREAM_MAX_K and not trans_b and m >= STREAM_MIN_N and n >= 8
 
 
 def uses_dot_path(m, n, k, trans_a, trans_b):
@@ -70,6 +89,9 @@ def test_shape_lists_cover_both_paths():
         assert sum(uses_dot_path(*s, ta, tb) for s in DOT_SHAPES) >= 7
     assert sum(uses_dot_path(*s, False, True) for s in WGRAD_SHAPES) == 4
     assert sum(uses_dot_path(*s, False, False) for s in WGRAD_SHAPES) == 4
+    for ta, tb in [(False, False), (False, True), (True, False), (True, True)]:
+        assert sum(uses_stream_path(*s, ta, tb) for s in STREAM_SHAPES) >= 5
+    assert not any(uses_stream_path(*s, False, False) for s in WHOLE_A_SHAPES + BLOCKED_SHAPES)
 
 
 def operands(rng, m, n, k, trans_a, trans_b, dtype=np.float32):
@@ -167,6 +189,39 @@ def test_threads_agree_bitwise(isa, shape):
         for t in (1, 2):
             fastcnn.set_num_threads(t)
             results.append(ops.gemm(a, b, c0.copy(), alpha=0.5, beta=-1.5))
+    finally:
+        fastcnn.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False),
+                                              (True, True)])
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.03, 1.0), (2.0, -0.5)])
+@pytest.mark.parametrize("shape", STREAM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_stream_shapes(isa, threads, shape, trans_a, trans_b, alpha, beta):
+    rng = np.random.default_rng(sum(shape))
+    a, b = operands(rng, *shape, trans_a, trans_b)
+    c = rng.standard_normal(shape[:2]).astype(np.float32)
+    if beta == 0.0:
+        c[0, -1] = np.nan  # write-only C: must not leak
+    check(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize("shape", [(10, 1000, 640), (7, 1000, 10), (1000, 1000, 10),
+                                   (513, 33, 3)], ids=lambda s: "x".join(map(str, s)))
+def test_stream_threads_agree_bitwise(isa, shape, trans_a, trans_b):
+    """Each C value of a streaming path is computed by one thread in a fixed order."""
+    rng = np.random.default_rng(5)
+    a, b = operands(rng, *shape, trans_a, trans_b)
+    c0 = rng.standard_normal(shape[:2]).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2):
+            fastcnn.set_num_threads(t)
+            results.append(ops.gemm(a, b, c0.copy(), alpha=-0.25, beta=1.0,
+                                    trans_a=trans_a, trans_b=trans_b))
     finally:
         fastcnn.set_num_threads(before)
     np.testing.assert_array_equal(results[0], results[1])

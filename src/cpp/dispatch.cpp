@@ -87,9 +87,11 @@ namespace gemm {
 
 Ukernels active_ukernels() {
 #if FASTCNN_HAVE_AVX2_BUILD
-    if (isa_in_use() == kAvx2) return {&ukernel_avx2, &ukernel_pack_avx2, &dot_block_avx2};
+    if (isa_in_use() == kAvx2) return {&ukernel_avx2, &ukernel_pack_avx2, &dot_block_avx2,
+                                              &stream_nn_avx2, &stream_nt_avx2, &stream_tn_avx2};
 #endif
-    return {&ukernel_ref, &ukernel_pack_ref, &dot_block_ref};
+    return {&ukernel_ref, &ukernel_pack_ref, &dot_block_ref,
+            &stream_nn_ref, &stream_nt_ref, &stream_tn_ref};
 }
 
 }  // namespace gemm

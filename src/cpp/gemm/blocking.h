@@ -37,6 +37,13 @@ constexpr int64_t MC = 144;
 constexpr int64_t KC = 256;
 constexpr int64_t NC = 4080;
 
+// Streaming paths (stream_*.cpp): C columns per block, so a block of C rows
+// (M <= kStreamMaxM of them, 2 KiB each) stays in L1 while rows of B stream
+// past. A multiple of 32 (the widest vector loop there).
+constexpr int64_t kStreamColumns = 512;
+constexpr int64_t kStreamMaxM = 16;
+
+static_assert(kStreamColumns % 32 == 0, "kStreamColumns must be a multiple of 32");
 static_assert(MC % MR == 0, "MC must be a multiple of MR");
 static_assert(NC % NR == 0, "NC must be a multiple of NR");
 

@@ -61,11 +61,43 @@ void dot_block_avx2(int64_t m, int64_t n, int64_t kb, const float* a, int64_t ld
                     const float* b, int64_t ldb, float* acc);
 #endif
 
+// Streaming kernels (sgemm.cpp, "small M" and "small K" paths): no packing,
+// every row of B read front to back. `a` / `at` already hold alpha * op(A).
+// beta == 0: C is write-only. Rows of C are computed one p (k) at a time, in
+// order, so a C value does not depend on where a thread's range starts.
+//   stream_nn: C[0:M, j0:j1] = a (M, K; row stride lda) . B[:, j0:j1] (B (K, N)) + beta C
+//   stream_nt: C[0:M, j0:j1] = a (M, K) . B[j0:j1, :]^T (B (N, K)) + beta C,
+//              each value a dot product in 8 lanes (K rounded down to 8) + the tail
+//   stream_tn: C[i0:i1, 0:N] = at[:, i0:i1]^T (at (K, M), row stride ldat) . B (K, N) + beta C
+using stream_fn = void (*)(int64_t M, int64_t K, int64_t j0, int64_t j1, const float* a,
+                           int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                           int64_t ldc);
+using stream_tn_fn = void (*)(int64_t K, int64_t i0, int64_t i1, int64_t N, const float* at,
+                              int64_t ldat, const float* B, int64_t ldb, float beta, float* C,
+                              int64_t ldc);
+void stream_nn_ref(int64_t M, int64_t K, int64_t j0, int64_t j1, const float* a, int64_t lda,
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void stream_nt_ref(int64_t M, int64_t K, int64_t j0, int64_t j1, const float* a, int64_t lda,
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void stream_tn_ref(int64_t K, int64_t i0, int64_t i1, int64_t N, const float* at, int64_t ldat,
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+#if FASTCNN_HAVE_AVX2_BUILD
+void stream_nn_avx2(int64_t M, int64_t K, int64_t j0, int64_t j1, const float* a, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void stream_nt_avx2(int64_t M, int64_t K, int64_t j0, int64_t j1, const float* a, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void stream_tn_avx2(int64_t K, int64_t i0, int64_t i1, int64_t N, const float* at, int64_t ldat,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+#endif
+
 // The micro-kernels of the ISA in use (dispatch.cpp), chosen together.
 struct Ukernels {
     ukernel_fn tile;
     ukernel_pack_fn tile_pack_b;
     dot_fn dot;
+    stream_fn stream_nn;
+    stream_fn stream_nt;
+    stream_tn_fn stream_tn;
 };
 Ukernels active_ukernels();
 

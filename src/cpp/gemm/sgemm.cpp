@@ -430,6 +430,71 @@ void gemm_dot(const Problem& g, gemm::dot_fn dot, int64_t kb, int threads, int64
     }
 }
 
+// ----------------------------------------------------------- streaming ----
+//
+// A fully connected layer at mini-batch ~10: out = x . w (M = batch, small),
+// dx = dout . w^T (M small, B transposed), dw = x^T . dout (K = batch, small).
+// Each weight is used only ~M (or K) times, so these GEMMs are bound by
+// reading (and for dw writing) the big matrix; the tiled paths' strided
+// panel reads ran at a few GB/s from DRAM. The stream kernels
+// (gemm_internal.h) go through B and C row by row instead, with op(A) (tiny)
+// first copied as alpha * op(A) when it is not already in the needed layout.
+// Threads take ranges of columns (rows for small K) in turn; each C value is
+// computed by one thread in a fixed order, so the result does not depend on
+// the thread count.
+
+// Fewest columns worth the small-M path, and the largest K of the small-K path.
+constexpr int64_t kStreamMinN = 64;
+constexpr int64_t kStreamMaxK = 16;
+constexpr int64_t kStreamChunk = 64;  // columns (rows) per thread task; multiple of 32
+
+enum class Stream { none, nn, nt, tn };
+
+Stream stream_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
+    if (M <= gemm::kStreamMaxM && N >= kStreamMinN) {
+        if (!trans_b) return Stream::nn;
+        if (K >= 8 && !use_dot_path(trans_a, trans_b, M, N, K)) return Stream::nt;
+    }
+    if (K <= kStreamMaxK && !trans_b && M >= kStreamMinN && N >= 8) return Stream::tn;
+    return Stream::none;
+}
+
+void gemm_stream(const Problem& g, const gemm::Ukernels& kernels, Stream path, int max_threads) {
+    // The operand op(A) as the kernel wants it, times alpha: a (M, K) for nn/nt,
+    // at (K, M) for tn. Used in place when it already is (alpha == 1).
+    const bool want_t = (path == Stream::tn);  // at (K, M)
+    const bool in_place = g.alpha == 1.0f && (g.trans_a == want_t);
+    Scratch copy(in_place ? 0 : static_cast<size_t>(g.M * g.K));
+    const float* a = g.A;
+    int64_t lda = g.lda;
+    if (!in_place) {
+        float* dst = copy.get();
+        const int64_t rows = want_t ? g.K : g.M, cols = want_t ? g.M : g.K;
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < cols; ++c)
+                dst[r * cols + c] = g.alpha * (g.trans_a == want_t ? g.A[r * g.lda + c]
+                                                                   : g.A[c * g.lda + r]);
+        a = dst;
+        lda = cols;
+    }
+    const int64_t extent = want_t ? g.M : g.N;  // what the threads share out
+    const int64_t tasks = ceil_div(extent, kStreamChunk);
+    const int64_t threads = max64(1, min64(min64(max_threads, tasks),
+                                           g.M * g.N * g.K / kMinWorkPerThread));
+    auto task = [&](int64_t t) {
+        const int64_t lo = t * kStreamChunk, hi = min64(extent, lo + kStreamChunk);
+        if (path == Stream::nn) {
+            kernels.stream_nn(g.M, g.K, lo, hi, a, lda, g.B, g.ldb, g.beta, g.C, g.ldc);
+        } else if (path == Stream::nt) {
+            kernels.stream_nt(g.M, g.K, lo, hi, a, lda, g.B, g.ldb, g.beta, g.C, g.ldc);
+        } else {
+            kernels.stream_tn(g.K, lo, hi, g.N, a, lda, g.B, g.ldb, g.beta, g.C, g.ldc);
+        }
+    };
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
+    for (int64_t t = 0; t < tasks; ++t) task(t);
+}
+
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -450,6 +515,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 #ifdef _OPENMP
     if (!omp_in_parallel()) max_threads = omp_get_max_threads();
 #endif
+    const Stream stream = stream_path(trans_a, trans_b, M, N, K);
+    if (stream != Stream::none) {
+        gemm_stream(g, kernels, stream, max_threads);
+        return;
+    }
     if (use_dot_path(trans_a, trans_b, M, N, K)) {
         // Threads: at most one per K block, and only with enough work; K in
         // kChunksPerThread chunks per thread (M * N <= kDotMaxMN: no overflow).
