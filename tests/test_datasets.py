@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastcnn
+from fastcnn import datasets
 from fastcnn.datasets import expand_shifts, load_mnist, random_shift
 
 BUNDLED = Path(fastcnn.__file__).parent / "data" / "mnist"
@@ -264,6 +265,87 @@ def test_expand_shifts_rejects_bad_shapes():
         expand_shifts(np.zeros((4, 784), np.float32), np.zeros(4))
     with pytest.raises(ValueError, match=r"y .*\(3,\).*\(3, 1, 5, 5\).*\(4,\)"):
         expand_shifts(np.zeros((3, 1, 5, 5), np.float32), np.zeros(4))
+
+
+# expand_shifts(..., order=...): the shuffled set built in place. The oracle is
+# the straightforward construction it replaces: build all 5N rows in order, then
+# index them by the permutation. Shifts here come from a zero border and a crop.
+
+def _expand_then_shuffle(x, y, order):
+    n, c, h, w = x.shape
+    padded = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1)])  # pixel (r, c) at (r + 1, c + 1)
+    x5 = np.empty((n, 5, c, h, w), x.dtype)
+    for k, (dy, dx) in enumerate([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]):
+        x5[:, k] = padded[:, :, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+    return x5.reshape(5 * n, c, h, w)[order], np.repeat(y, 5)[order]
+
+
+def test_expand_then_shuffle_oracle_agrees_with_the_pixel_loops():
+    x = np.random.default_rng(5).integers(1, 256, size=(2, 1, 4, 5), dtype=np.uint8)
+    x5, y5 = _expand_then_shuffle(x, np.array([3, 8]), np.arange(10))
+    for i in range(2):
+        for k, (dy, dx) in enumerate([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]):
+            assert np.array_equal(x5[5 * i + k], _shifted(x[i], dy, dx)), (i, k)
+    assert y5.tolist() == [3] * 5 + [8] * 5
+
+
+def test_expand_shifts_shuffled_matches_expand_then_index():
+    (xt, yt), _, _ = load_mnist(dtype="uint8")
+    x, y = xt[:300], yt[:300]
+    order = np.random.default_rng(0).permutation(1500)
+    want_x, want_y = _expand_then_shuffle(x, y, order)
+    got_x, got_y = expand_shifts(x, y, order=order)
+    assert got_x.shape == (1500, 1, 28, 28) and got_x.dtype == np.uint8
+    assert got_y.dtype == np.int64 and got_x.flags.c_contiguous
+    np.testing.assert_array_equal(got_x, want_x)
+    np.testing.assert_array_equal(got_y, want_y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_expand_shifts_shuffled_across_chunks(monkeypatch, dtype):
+    # Chunks of 7 images: several full chunks and a short last one.
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 256, size=(40, 2, 5, 6)).astype(dtype)
+    y = rng.integers(0, 10, size=40)
+    x_before = x.copy()
+    monkeypatch.setattr(datasets, "_CHUNK_BYTES", 7 * x[0].nbytes)
+    for order in (rng.permutation(200), np.arange(200), np.arange(200)[::-1]):
+        want_x, want_y = _expand_then_shuffle(x, y, order)
+        got_x, got_y = expand_shifts(x, y, order=order)
+        assert got_x.dtype == dtype
+        np.testing.assert_array_equal(got_x, want_x)
+        np.testing.assert_array_equal(got_y, want_y)
+    assert np.array_equal(x, x_before)
+
+
+def test_expand_shifts_identity_order_is_the_plain_expansion():
+    x = np.random.default_rng(4).random((9, 1, 4, 4), dtype=np.float32)
+    y = np.arange(9)
+    plain = expand_shifts(x, y)
+    ordered = expand_shifts(x, y, order=np.arange(45))
+    np.testing.assert_array_equal(ordered[0], plain[0])
+    np.testing.assert_array_equal(ordered[1], plain[1])
+
+
+def test_expand_shifts_rejects_bad_orders():
+    x, y = np.zeros((3, 1, 4, 4), np.uint8), np.zeros(3, np.int64)
+    with pytest.raises(ValueError, match=r"permutation of range\(15\).*shape \(14,\)"):
+        expand_shifts(x, y, order=np.arange(14))
+    with pytest.raises(ValueError, match=r"permutation of range\(15\).*float64"):
+        expand_shifts(x, y, order=np.arange(15.0))
+    with pytest.raises(ValueError, match=r"values in \[-1, 13\]"):
+        expand_shifts(x, y, order=np.arange(15) - 1)
+    with pytest.raises(ValueError, match=r"repeats values \(e.g. 14 is missing\)"):
+        expand_shifts(x, y, order=np.r_[np.arange(14), 0])
+
+
+def test_clear_cache_keeps_loads_and_returned_arrays_intact(official):
+    (xt, _), _, _ = load_mnist(dtype="uint8")
+    datasets.clear_cache()
+    assert not datasets._cache
+    assert np.array_equal(xt[:, 0], official["train-images-idx3-ubyte"][:50000])
+    (xt2, _), _, _ = load_mnist(dtype="uint8")  # read and checked again
+    assert np.array_equal(xt2, xt) and datasets._cache
 
 
 @pytest.mark.parametrize("max_shift", [1, 2])

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import copy
 import gzip
+import hashlib
 import pickle
 import re
 import runpy
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -564,6 +566,28 @@ def test_load_data_shared_expanded_uint8(mnist):
     np.testing.assert_array_equal(up[:-1], x[0].reshape(28, 28)[1:])
     assert va[0].shape == (10000, 784) and te[0].shape == (10000, 784)
     assert va[0].dtype == np.uint8
+
+
+# SHA-256 of the expanded uint8 training set (images, int64 labels) as first
+# published: the same permutation and order of shifts keep earlier results valid.
+EXPANDED_SHA256 = ("de1d5291b929b6acc55fe44ce039750f1357a95172d9f30f2149301cdbec368a",
+                   "25967c0cd42bb156642860cde3176983c1d6aae05d20879e7de677c5e0d9d617")
+
+
+def test_load_data_shared_expanded_is_unchanged_and_holds_one_copy():
+    tracemalloc.start()
+    try:
+        (xs, ys), _, _ = load_data_shared(expanded=True, dtype="uint8")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (hashlib.sha256(xs.tobytes()).hexdigest(),
+            hashlib.sha256(ys.tobytes()).hexdigest()) == EXPANDED_SHA256
+    # The set itself is 196 MB; the 50000 source images, validation and test sets
+    # add 55 MB. Building it unshuffled and then indexing would need 196 MB more.
+    assert xs.nbytes == 196_000_000
+    assert peak < 300e6, f"load_data_shared(expanded=True) peaked at {peak / 1e6:.0f} MB"
+    assert xs.base is not None and xs.base.nbytes == xs.nbytes  # a view, not a copy
 
 
 def test_load_data_shared_from_book_pickle(tmp_path):

@@ -20,9 +20,16 @@ load_mnist(path=None, validation=10000, dtype="float32")
     (keyed by resolved path, size and modification time), so a second call
     costs only the copy.
 
-expand_shifts(x, y) -> (x5, y5)
+clear_cache()
+    Drops those cached files (about 55 MB for MNIST), e.g. before a long
+    training run that will not load MNIST again; the next load_mnist re-reads
+    and re-checks them (a fraction of a second).
+
+expand_shifts(x, y, order=None) -> (x5, y5)
     The book's expanded training set: each image followed by its four 1-pixel
-    shifts (order: itself, up, down, left, right), vacated pixels zero.
+    shifts (order: itself, up, down, left, right), vacated pixels zero. With a
+    permutation `order` of the 5N rows, returns (x5[order], y5[order]) built
+    directly in that order, without ever holding the unshuffled x5.
 
 random_shift(x, rng, max_shift=1) -> x_shifted
     The memory-light alternative, applied per mini-batch: each image moved by
@@ -41,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_mnist", "expand_shifts", "random_shift"]
+__all__ = ["load_mnist", "clear_cache", "expand_shifts", "random_shift"]
 
 BUNDLED_DIR = Path(__file__).parent / "data" / "mnist"
 SUMS_FILE = BUNDLED_DIR / "SHA256SUMS.raw"
@@ -88,6 +95,12 @@ def load_mnist(path=None, validation=10000, dtype="float32"):
         (_to_images(train_x[n_train:], dtype), _to_labels(train_y[n_train:])),
         (_to_images(test_x, dtype), _to_labels(test_y)),
     )
+
+
+def clear_cache() -> None:
+    """Forget the checked files load_mnist keeps; arrays it returned are unaffected
+    (they are copies)."""
+    _cache.clear()
 
 
 def _image_dtype(dtype) -> np.dtype:
@@ -202,23 +215,68 @@ def _parse_idx(data: bytes, file: Path, magic: int, ndim: int) -> np.ndarray:
 # ----------------------------------------------------------------------------
 # Augmentation
 
-def expand_shifts(x, y):
+# (dy, dx) of the five rows each image becomes: itself, then up, down, left, right.
+_SHIFTS = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
+
+# Bytes of images shifted at once when expand_shifts fills a shuffled result.
+_CHUNK_BYTES = 4 << 20
+
+
+def expand_shifts(x, y, order=None):
     """Images x (N, C, H, W) and labels y (N,) -> (x5 (5N, C, H, W), y5 (5N,)).
 
     Image i becomes rows 5i..5i+4 of x5: itself, then shifted one pixel up,
     down, left and right (pixel (r, c) moves to (r-1, c), (r+1, c), (r, c-1),
     (r, c+1)); pixels shifted off the edge are lost and vacated ones are zero.
     y5 repeats each label 5 times. x5 has x's dtype, y5 has y's.
+
+    order: None, or a permutation of range(5N). Then the result is
+    (x5[order], y5[order]), but each shifted image is written straight to its
+    final row, so memory holds one 5N-image array plus a few MB, not two.
     """
     x = _image_batch(x)
     y = np.asarray(y)
     if y.shape != (len(x),):
         raise ValueError(f"y must have shape ({len(x)},) to match x {x.shape}, got {y.shape}")
     n, c, h, w = x.shape
-    out = np.zeros((n, 5, c, h, w), dtype=x.dtype)
-    for k, (dy, dx) in enumerate([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]):
-        _shift_into(out[:, k], x, dy, dx)
-    return out.reshape(n * 5, c, h, w), np.repeat(y, 5)
+    if order is None:
+        out = np.zeros((n, 5, c, h, w), dtype=x.dtype)
+        for k, (dy, dx) in enumerate(_SHIFTS):
+            _shift_into(out[:, k], x, dy, dx)
+        return out.reshape(n * 5, c, h, w), np.repeat(y, 5)
+
+    # Row 5i+k of the unshuffled set (image i, shift k) goes to row dest[i, k]
+    # of the result: result[j] = unshuffled[order[j]], so dest is order's inverse.
+    dest = _inverse_permutation(order, 5 * n).reshape(n, 5)
+    x_out = np.empty((5 * n, c, h, w), dtype=x.dtype)  # every row is written once below
+    y_out = np.empty(5 * n, dtype=y.dtype)
+    chunk = max(1, _CHUNK_BYTES // max(1, x[:1].nbytes))
+    for start in range(0, n, chunk):
+        images = x[start:start + chunk]  # a view
+        rows = dest[start:start + chunk]
+        for k, (dy, dx) in enumerate(_SHIFTS):
+            shifted = np.zeros_like(images)
+            _shift_into(shifted, images, dy, dx)
+            x_out[rows[:, k]] = shifted
+            y_out[rows[:, k]] = y[start:start + chunk]
+    return x_out, y_out
+
+
+def _inverse_permutation(order, n: int) -> np.ndarray:
+    """inv with inv[order[j]] = j, after checking order is a permutation of range(n)."""
+    order = np.asarray(order)
+    if order.shape != (n,) or (n and order.dtype.kind not in "iu"):
+        raise ValueError(f"order must be a permutation of range({n}): integers of shape "
+                         f"({n},), got shape {order.shape} and dtype {order.dtype}")
+    if n and (order.min() < 0 or order.max() >= n):
+        raise ValueError(f"order must be a permutation of range({n}), but it holds values in "
+                         f"[{order.min()}, {order.max()}]")
+    inv = np.full(n, -1, dtype=np.intp)
+    inv[order] = np.arange(n, dtype=np.intp)
+    if n and inv.min() < 0:  # some index repeated, so another one is missing
+        raise ValueError(f"order must be a permutation of range({n}), but it repeats "
+                         f"values (e.g. {int(np.flatnonzero(inv < 0)[0])} is missing)")
+    return inv
 
 
 def random_shift(x, rng, max_shift=1):
