@@ -5,7 +5,7 @@
 //   H W  image height/width   KH KW  kernel height/width   SH SW  stride
 //   PH PW  zero padding   OH OW  output height/width, OH = (H + 2*PH - KH) / SH + 1
 //   CKK = C*KH*KW (one column of im2col)   OHW = OH*OW (output pixels per image)
-//   NB  images per chunk   q = nb*OHW  columns of one chunk (nb <= NB images)
+//   G  images per group   S  images per sub-chunk (S <= G)   q = s*OHW columns of a sub-chunk
 //
 // Contract (see fastcnn.h): buffers are float32, C-contiguous, owned by the
 // caller; the caller (bindings.cpp) has checked every size. Outputs are
@@ -16,82 +16,116 @@
 //             dw (K,C,KH,KW)  = sum over n of dout[n] (K, OHW) . cols[n]^T (OHW, CKK)
 //             dx (N,C,H,W)    = col2im of w^T (CKK, K) . dout[n] (K, OHW)  [may be null: skipped]
 //
-// Chunks: the batch runs in chunks of NB images; per chunk im2col writes
-// cols (CKK, nb*OHW) and the GEMMs read it back. NB is chosen so the chunk's
-// scratch is about kChunkBytes = 1 MiB (at least 1 image): cols stays in the
-// caches between im2col and the GEMMs. Measured on the nets' layers at batch
-// 64 (1 thread): 1 MiB is 25-30% faster than one 32 MiB chunk, and 0.5 to 2 MiB
-// are all within noise of it.
+// Parallelism over the batch. The batch is cut into groups of G images, with
+// G depending only on N (at most kMaxGroups groups), and the groups are the
+// tasks threads take in turn: each runs im2col, its GEMMs (single-threaded:
+// the GEMMs of a mini-batch of 10 are too small to split well), the scatter
+// or gather and col2im for its own images, with its own scratch. One parallel
+// region per call; a thread delayed by another process on this shared
+// machine does not hold up the others' tasks. With one group (or one thread)
+// the groups run in order on the calling thread and the GEMMs may use every
+// thread instead.
 //
-// Two ways to run the GEMMs of a chunk, picked by OHW:
+// Within a group, images go in sub-chunks of S so a sub-chunk's scratch is
+// about kChunkBytes = 1 MiB (cols stays in the caches between im2col and the
+// GEMMs; measured earlier: 25-30% faster than one 32 MiB chunk). Two ways to
+// run the GEMMs of a sub-chunk, picked by OHW:
 //   per image (OHW >= kPerImageMinOHW, e.g. first layers on 28x28 images):
-//     one GEMM per image reading dout[n] / writing out[n] in place, as both are
-//     (K, OHW) matrices already. No copy of out or dout. The GEMM adds the
-//     bias: w gets b as one more column, cols one more row of ones (a separate
-//     pass over out for the bias cost 10% of the forward time). With more than
-//     one thread, the images of a chunk are shared out among the threads
-//     (each image's GEMMs on one thread: these GEMMs are too small to split
-//     well, e.g. dw of a first layer is K x CKK = 20 x 25), dynamically, as
-//     a core may be busy with another process. Each image's dw goes to its
-//     own slot of dw_image, summed into dw in image order after the chunk: dw
-//     does not depend on the thread count or on which thread ran which image.
-//   batched (small OHW, e.g. 8x8 outputs): per image the GEMMs would be too
-//     narrow (OHW columns) to run fast, so one GEMM per chunk over a K-row
-//     matrix (K, q): forward writes it and then scatters it into out adding the
-//     bias; backward first gathers dout into it.
-// Scratch: cols (CKK, NB*OHW) (one more row of ones for the bias, forward per
-// image), plus the K-row matrix on the batched path, or w_bias (K, CKK+1)
-// forward and dw_image (NB, K, CKK) backward on the per-image path.
-// It is allocated before any parallel region (may throw std::bad_alloc).
+//     one GEMM per image reading dout[n] / writing out[n] in place, as both
+//     are (K, OHW) matrices already. The forward GEMM adds the bias: w gets b
+//     as one more column, cols one more row of ones.
+//   batched (small OHW, e.g. 8x8 outputs): one GEMM over a K-row matrix
+//     (K, q): forward writes it and scatters it into out adding the bias;
+//     backward first gathers dout into it.
+//
+// dw: each group sums its images' contributions into its own slot of
+// dw_parts (the GEMMs accumulate, image by image or sub-chunk by sub-chunk),
+// and the slots are added in group order at the end. The grouping depends on
+// N only, so dw does not depend on the thread count or on which thread ran
+// which group.
 //
 // db: per (image, k) a float sum of OHW values in 8 interleaved partial sums
 // (vectorised, error ~ OHW/8 roundings), then summed over images in float.
+//
+// Scratch (allocated before any parallel region; may throw std::bad_alloc):
+// per thread cols (CKK+1, S*OHW) and on the batched path the K-row matrix
+// (K, S*OHW); w_bias (K, CKK+1) forward per image; dw_parts (groups, K, CKK).
 #include "fastcnn.h"
 
 #include <algorithm>
 #include <exception>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace fastcnn {
 
 namespace {
 
-constexpr int64_t kChunkBytes = int64_t(1) << 20;  // scratch per chunk, see above
+constexpr int64_t kChunkBytes = int64_t(1) << 20;  // scratch per sub-chunk, see above
 
 // The per-image GEMMs need this many output pixels (columns) to be efficient.
 // Measured: per image is 10-35% faster on 24x24 / 26x26 outputs (576 / 676
 // columns), 5-10% slower on 8x8 / 11x11 (64 / 121).
 constexpr int64_t kPerImageMinOHW = 256;
 
+// At most this many groups (tasks) per call: 16 balances 2 threads well at
+// any batch (a batch of 10 is 10 groups of 1). And at most kPartsBytes of dw
+// slots, so a large layer gets fewer, larger groups.
+constexpr int64_t kMaxGroups = 16;
+constexpr int64_t kPartsBytes = int64_t(8) << 20;
+
 // Below this many values, a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
 
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 struct Plan {
-    bool per_image;  // GEMMs per image, else per chunk with a K-row matrix
-    int64_t NB;      // images per chunk
+    bool per_image;   // GEMMs per image, else per sub-chunk with a K-row matrix
+    int64_t G;        // images per group
+    int64_t groups;   // ceil(N / G)
+    int64_t S;        // images per sub-chunk
+    int threads;      // threads sharing the groups (1: in order on this thread)
 };
 
 Plan make_plan(int64_t N, int64_t CKK, int64_t K, int64_t OHW) {
-    const bool per_image = OHW >= kPerImageMinOHW;
-    // Scratch per image: its columns, plus its slot of dw_image or its part
-    // of the K-row matrix.
-    const int64_t per_image_floats = per_image ? CKK * OHW + K * CKK : (CKK + K) * OHW;
+    Plan p{};
+    p.per_image = OHW >= kPerImageMinOHW;
+    const int64_t max_groups = std::max<int64_t>(
+        1, std::min(kMaxGroups, kPartsBytes / static_cast<int64_t>(sizeof(float)) / (K * CKK)));
+    p.G = ceil_div(N, std::min(N, max_groups));
+    p.groups = ceil_div(N, p.G);
+    // Scratch per image of a sub-chunk: its columns (+ the row of ones), plus
+    // its part of the K-row matrix on the batched path.
+    const int64_t per_image_floats = p.per_image ? (CKK + 1) * OHW : (CKK + K) * OHW;
     const int64_t fit = kChunkBytes / static_cast<int64_t>(sizeof(float)) / per_image_floats;
-    return {per_image, std::max<int64_t>(1, std::min(N, fit))};
+    p.S = std::max<int64_t>(1, std::min(p.G, fit));
+    const int64_t threads = get_num_threads();
+    p.threads = static_cast<int>(std::min<int64_t>(threads, p.groups));
+    return p;
 }
 
-// Runs body(nn) for the images nn in [0, count): with 2+ threads and 2+ images
-// shared out among the threads (each sgemm then runs on its calling thread
-// alone), else in order on this thread (each sgemm may use all threads).
-// sgemm may throw std::bad_alloc: caught inside the parallel region, rethrown here.
+int thread_id() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+// Runs body(g, t) for the groups g in [0, plan.groups), t = the thread's
+// index (for its scratch): shared out dynamically among plan.threads threads,
+// or in order here. Exceptions (sgemm's std::bad_alloc) are caught inside the
+// parallel region and rethrown here.
 template <class Body>
-void for_each_image(int64_t count, Body body) {
-    const bool parallel = get_num_threads() > 1 && count >= 2;
+void for_each_group(const Plan& plan, Body body) {
     std::exception_ptr error = nullptr;
-#pragma omp parallel for schedule(dynamic) if (parallel)
-    for (int64_t nn = 0; nn < count; ++nn) {
+#pragma omp parallel for schedule(dynamic) num_threads(plan.threads) if (plan.threads > 1)
+    for (int64_t g = 0; g < plan.groups; ++g) {
         try {
-            body(nn);
+            body(g, plan.threads > 1 ? thread_id() : 0);
         } catch (...) {
 #pragma omp critical(fastcnn_conv_error)
             if (!error) error = std::current_exception();
@@ -123,7 +157,7 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
     const int64_t OHW = OH * OW;
     const int64_t CKK = C * KH * KW;
     const Plan plan = make_plan(N, CKK, K, OHW);
-    const int64_t NB = plan.NB;
+    const int64_t S = plan.S;
 
     // Per-image path with a bias: the GEMM adds it, as one more inner step:
     // w_bias (K, CKK+1) = [w | b] times cols with one more row of ones.
@@ -136,39 +170,41 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
     }
     const float* w_gemm = bias_in_gemm ? w_bias.data() : w;  // (K, KB)
 
-    std::vector<float> cols(static_cast<size_t>(KB * NB * OHW));          // (KB, NB*OHW)
-    std::vector<float> out_mat(plan.per_image ? 0 : static_cast<size_t>(K * NB * OHW));
-                                                                           // (K, NB*OHW)
-    for (int64_t n0 = 0; n0 < N; n0 += NB) {
-        const int64_t nb = std::min(NB, N - n0);  // images in this chunk
-        const int64_t q = nb * OHW;               // columns in this chunk
-        float* out_chunk = out + n0 * K * OHW;    // (nb, K, OH, OW)
-        im2col(cols.data(), x + n0 * C * H * W, nb, C, H, W, KH, KW, SH, SW, PH, PW);
+    const int64_t cols_size = KB * S * OHW;                       // (KB, S*OHW)
+    const int64_t mat_size = plan.per_image ? 0 : K * S * OHW;    // (K, S*OHW)
+    std::vector<float> scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
 
-        if (plan.per_image) {
-            if (bias_in_gemm) std::fill(cols.data() + CKK * q, cols.data() + KB * q, 1.0f);
-            for_each_image(nb, [&](int64_t nn) {
-                // out[n0+nn] (K, OHW) = w_gemm (K, KB) . cols[:, nn*OHW ...] (KB, OHW; ld q)
-                sgemm(false, false, K, OHW, KB, 1.0f, w_gemm, KB, cols.data() + nn * OHW, q,
-                      0.0f, out_chunk + nn * K * OHW, OHW);
-            });
-            continue;
+    for_each_group(plan, [&](int64_t g, int t) {
+        float* cols = scratch.data() + (cols_size + mat_size) * t;
+        float* mat = cols + cols_size;
+        const int64_t n_end = std::min(N, (g + 1) * plan.G);
+        for (int64_t n0 = g * plan.G; n0 < n_end; n0 += S) {
+            const int64_t s = std::min(S, n_end - n0);  // images in this sub-chunk
+            const int64_t q = s * OHW;                  // its columns
+            float* out_chunk = out + n0 * K * OHW;      // (s, K, OH, OW)
+            im2col(cols, x + n0 * C * H * W, s, C, H, W, KH, KW, SH, SW, PH, PW);
+            if (plan.per_image) {
+                if (bias_in_gemm) std::fill(cols + CKK * q, cols + KB * q, 1.0f);
+                for (int64_t nn = 0; nn < s; ++nn) {
+                    // out[n0+nn] (K, OHW) = w_gemm (K, KB) . cols[:, nn*OHW ...] (KB, OHW; ld q)
+                    sgemm(false, false, K, OHW, KB, 1.0f, w_gemm, KB, cols + nn * OHW, q,
+                          0.0f, out_chunk + nn * K * OHW, OHW);
+                }
+                continue;
+            }
+            // mat (K, q) = w (K, CKK) . cols (CKK, q); then mat[k][nn*OHW + p]
+            // goes to out[n0 + nn][k][p], plus b[k].
+            sgemm(false, false, K, q, CKK, 1.0f, w, CKK, cols, q, 0.0f, mat, q);
+            for (int64_t nn = 0; nn < s; ++nn) {
+                for (int64_t k = 0; k < K; ++k) {
+                    const float* src = mat + k * q + nn * OHW;        // (OHW)
+                    float* dst = out_chunk + (nn * K + k) * OHW;      // out[n0+nn][k] (OHW)
+                    const float bias = b ? b[k] : 0.0f;
+                    for (int64_t p = 0; p < OHW; ++p) dst[p] = src[p] + bias;
+                }
+            }
         }
-
-        // out_mat (K, q) = w (K, CKK) . cols (CKK, q)
-        sgemm(false, false, K, q, CKK, 1.0f, w, CKK, cols.data(), q, 0.0f, out_mat.data(), q);
-        // Scatter out_mat[k][nn*OHW + p] to out[n0 + nn][k][p], adding b[k].
-        const float* mat = out_mat.data();
-#pragma omp parallel for schedule(static) if (K * q >= kParallelMin)
-        for (int64_t t = 0; t < nb * K; ++t) {
-            const int64_t nn = t / K;
-            const int64_t k = t % K;
-            const float* src = mat + k * q + nn * OHW;        // (OHW)
-            float* dst = out_chunk + t * OHW;                 // out[n0+nn][k] (OHW)
-            const float bias = b ? b[k] : 0.0f;
-            for (int64_t p = 0; p < OHW; ++p) dst[p] = src[p] + bias;
-        }
-    }
+    });
 }
 
 void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
@@ -180,7 +216,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
     const int64_t OHW = OH * OW;
     const int64_t CKK = C * KH * KW;
     const Plan plan = make_plan(N, CKK, K, OHW);
-    const int64_t NB = plan.NB;
+    const int64_t S = plan.S;
 
     // db[k] = sum over images of the float sum of dout[n][k] (OHW).
     if (db) {
@@ -192,58 +228,64 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
         }
     }
 
-    std::vector<float> dw_image(plan.per_image ? static_cast<size_t>(NB * K * CKK) : 0);
-                                                                   // (NB, K, CKK)
-    std::vector<float> cols(static_cast<size_t>(CKK * NB * OHW));  // (CKK, NB*OHW), then dcols
-    std::vector<float> dout_mat(plan.per_image ? 0 : static_cast<size_t>(K * NB * OHW));
-                                                                   // (K, NB*OHW)
-    for (int64_t n0 = 0; n0 < N; n0 += NB) {
-        const int64_t nb = std::min(NB, N - n0);  // images in this chunk
-        const int64_t q = nb * OHW;               // columns in this chunk
-        const float* dout_chunk = dout + n0 * K * OHW;  // (nb, K, OH, OW)
-        im2col(cols.data(), x + n0 * C * H * W, nb, C, H, W, KH, KW, SH, SW, PH, PW);
+    const int64_t cols_size = CKK * S * OHW;                      // (CKK, S*OHW), then dcols
+    const int64_t mat_size = plan.per_image ? 0 : K * S * OHW;    // (K, S*OHW)
+    std::vector<float> scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
+    // One dw slot per group; a single group writes dw itself.
+    std::vector<float> dw_parts(plan.groups > 1 ? static_cast<size_t>(plan.groups * K * CKK) : 0);
 
-        if (plan.per_image) {
-            for_each_image(nb, [&](int64_t nn) {
-                const float* dout_n = dout_chunk + nn * K * OHW;     // dout[n0+nn] (K, OHW)
-                float* cols_n = cols.data() + nn * OHW;              // (CKK, OHW; ld q)
-                // dw_image[nn] (K, CKK) = dout_n (K, OHW) . cols_n^T (OHW, CKK)
-                sgemm(false, true, K, CKK, OHW, 1.0f, dout_n, OHW, cols_n, q,
-                      0.0f, dw_image.data() + nn * K * CKK, CKK);
-                if (dx) {
-                    // dcols_n (CKK, OHW; ld q) = w^T (CKK, K) . dout_n (K, OHW), over cols_n.
-                    sgemm(true, false, CKK, OHW, K, 1.0f, w, CKK, dout_n, OHW, 0.0f, cols_n, q);
+    for_each_group(plan, [&](int64_t g, int t) {
+        float* cols = scratch.data() + (cols_size + mat_size) * t;
+        float* mat = cols + cols_size;
+        float* dw_g = plan.groups > 1 ? dw_parts.data() + g * K * CKK : dw;  // (K, CKK)
+        float beta = 0.0f;  // the group's first GEMM overwrites its slot, the rest add
+        const int64_t n_end = std::min(N, (g + 1) * plan.G);
+        for (int64_t n0 = g * plan.G; n0 < n_end; n0 += S) {
+            const int64_t s = std::min(S, n_end - n0);      // images in this sub-chunk
+            const int64_t q = s * OHW;                      // its columns
+            const float* dout_chunk = dout + n0 * K * OHW;  // (s, K, OH, OW)
+            im2col(cols, x + n0 * C * H * W, s, C, H, W, KH, KW, SH, SW, PH, PW);
+            if (plan.per_image) {
+                for (int64_t nn = 0; nn < s; ++nn) {
+                    const float* dout_n = dout_chunk + nn * K * OHW;  // dout[n0+nn] (K, OHW)
+                    float* cols_n = cols + nn * OHW;                  // (CKK, OHW; ld q)
+                    // dw_g (K, CKK) (+)= dout_n (K, OHW) . cols_n^T (OHW, CKK)
+                    sgemm(false, true, K, CKK, OHW, 1.0f, dout_n, OHW, cols_n, q, beta, dw_g, CKK);
+                    beta = 1.0f;
+                    if (dx) {
+                        // dcols_n (CKK, OHW; ld q) = w^T (CKK, K) . dout_n (K, OHW), over cols_n.
+                        sgemm(true, false, CKK, OHW, K, 1.0f, w, CKK, dout_n, OHW, 0.0f, cols_n, q);
+                    }
                 }
-            });
-            // dw (K, CKK) (+)= dw_image[0] + dw_image[1] + ..., in image order; image 0 overwrites.
-            for (int64_t nn = 0; nn < nb; ++nn) {
-                const float* part = dw_image.data() + nn * K * CKK;  // (K, CKK)
-                if (n0 + nn == 0) {
-                    std::copy(part, part + K * CKK, dw);
-                } else {
-                    for (int64_t e = 0; e < K * CKK; ++e) dw[e] += part[e];
+            } else {
+                // Gather dout[n0 + nn][k][p] into mat[k][nn*OHW + p].
+                for (int64_t nn = 0; nn < s; ++nn) {
+                    for (int64_t k = 0; k < K; ++k) {
+                        const float* src = dout_chunk + (nn * K + k) * OHW;  // (OHW)
+                        std::copy(src, src + OHW, mat + k * q + nn * OHW);
+                    }
+                }
+                // dw_g (K, CKK) (+)= mat (K, q) . cols^T (q, CKK)
+                sgemm(false, true, K, CKK, q, 1.0f, mat, q, cols, q, beta, dw_g, CKK);
+                beta = 1.0f;
+                if (dx) {
+                    // dcols (CKK, q) = w^T (CKK, K) . mat (K, q), into the cols buffer.
+                    sgemm(true, false, CKK, q, K, 1.0f, w, CKK, mat, q, 0.0f, cols, q);
                 }
             }
-            if (dx) col2im(dx + n0 * C * H * W, cols.data(), nb, C, H, W, KH, KW, SH, SW, PH, PW);
-            continue;
+            if (dx) col2im(dx + n0 * C * H * W, cols, s, C, H, W, KH, KW, SH, SW, PH, PW);
         }
+    });
 
-        // Gather dout[n0 + nn][k][p] into dout_mat[k][nn*OHW + p].
-        float* mat = dout_mat.data();
-#pragma omp parallel for schedule(static) if (K * q >= kParallelMin)
-        for (int64_t t = 0; t < nb * K; ++t) {
-            const int64_t nn = t / K;
-            const int64_t k = t % K;
-            const float* src = dout_chunk + t * OHW;          // dout[n0+nn][k] (OHW)
-            std::copy(src, src + OHW, mat + k * q + nn * OHW);
-        }
-        // dw (K, CKK) (+)= dout_mat (K, q) . cols^T (q, CKK); the first chunk overwrites.
-        sgemm(false, true, K, CKK, q, 1.0f, mat, q, cols.data(), q,
-              n0 == 0 ? 0.0f : 1.0f, dw, CKK);
-        if (dx) {
-            // dcols (CKK, q) = w^T (CKK, K) . dout_mat (K, q), into the cols buffer.
-            sgemm(true, false, CKK, q, K, 1.0f, w, CKK, mat, q, 0.0f, cols.data(), q);
-            col2im(dx + n0 * C * H * W, cols.data(), nb, C, H, W, KH, KW, SH, SW, PH, PW);
+    if (plan.groups > 1) {
+        // dw = slot 0 + slot 1 + ..., in group order, for every value.
+        const int64_t n = K * CKK;
+        const float* parts = dw_parts.data();
+#pragma omp parallel for schedule(static) if (n * plan.groups >= kParallelMin)
+        for (int64_t e = 0; e < n; ++e) {
+            float acc = parts[e];
+            for (int64_t g = 1; g < plan.groups; ++g) acc += parts[g * n + e];
+            dw[e] = acc;
         }
     }
 }
