@@ -325,6 +325,70 @@ def test_dense(n, i, o, threads, isa):
     assert_close(no_dx[2], rdb, **_tol(n), name="db (need_dx=False)")
 
 
+# Fused backward + SGD step: the small-batch streaming GEMM shapes (batch <= 16,
+# 64+ columns) and the tiled ones (batch 64), with and without bias, decay, dx.
+DENSE_SGD_CASES = [(10, 640, 1000), (10, 1000, 10), (7, 33, 70), (1, 5, 65), (16, 100, 64),
+                   (64, 130, 100), (3, 7, 5)]
+
+
+@pytest.mark.parametrize("n,i,o", DENSE_SGD_CASES)
+@pytest.mark.parametrize("bias, wd, need_dx", [(True, 0.0, True), (False, 0.05, True),
+                                               (True, 0.01, False)])
+def test_dense_backward_sgd(n, i, o, bias, wd, need_dx, threads, isa):
+    rng = np.random.default_rng(n * 7 + i + o)
+    x = rng.standard_normal((n, i)).astype(np.float32)
+    w = rng.standard_normal((i, o)).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32) if bias else None
+    dout = rng.standard_normal((n, o)).astype(np.float32)
+    lr = 0.03
+    # The oracle: float64 gradients by the reference, then the SGD step by hand.
+    rdx, rdw, rdb = reference.dense_backward(*as64(dout, x, w))
+    want_w = w.astype(np.float64) - lr * (rdw + wd * w.astype(np.float64))
+    want_b = None if b is None else b.astype(np.float64) - lr * rdb
+    w_got, b_got = w.copy(), None if b is None else b.copy()
+    dx = ops.dense_backward_sgd(dout, x, w_got, b_got, lr=lr, weight_decay=wd, need_dx=need_dx)
+    if need_dx:
+        assert_close(dx, rdx, **_tol(o), name="dx")
+    else:
+        assert dx is None
+    assert_close(w_got, want_w, rtol=1e-5, atol=lr * 1e-6 * max(n, 1) * 10, name="w")
+    if b is not None:
+        assert_close(b_got, want_b, rtol=1e-5, atol=lr * 1e-6 * n * 10, name="b")
+    # The reference op itself, in float64, agrees with the hand-made step.
+    w64, b64 = w.astype(np.float64), None if b is None else b.astype(np.float64)
+    rdx2 = reference.dense_backward_sgd(*as64(dout, x), w64, b64, lr=lr, weight_decay=wd,
+                                        need_dx=need_dx)
+    np.testing.assert_allclose(w64, want_w, rtol=1e-12, atol=1e-12)
+    if need_dx:
+        np.testing.assert_allclose(rdx2, rdx, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", [ops, reference], ids=["ops", "reference"])
+def test_dense_backward_sgd_bad_input(backend):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    w = rng.standard_normal((6, 3)).astype(np.float32)
+    b = np.zeros(3, np.float32)
+    dout = rng.standard_normal((4, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="dout has shape"):
+        backend.dense_backward_sgd(dout[:, :2], x, w, b, lr=0.1)
+    with pytest.raises(ValueError, match="b has shape"):
+        backend.dense_backward_sgd(dout, x, w, np.zeros(4, np.float32), lr=0.1)
+    with pytest.raises(ValueError, match="lr"):
+        backend.dense_backward_sgd(dout, x, w, b, lr=-1.0)
+    with pytest.raises(TypeError, match="w must be a numpy.ndarray"):
+        backend.dense_backward_sgd(dout, x, w.tolist(), b, lr=0.1)
+    ro = w.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="w must be writeable"):
+        backend.dense_backward_sgd(dout, x, ro, b, lr=0.1)
+    with pytest.raises(ValueError, match="must not share memory"):
+        backend.dense_backward_sgd(dout, x, w, dout[0], lr=0.1)  # b is a row of dout
+    if backend is ops:
+        with pytest.raises(TypeError, match="float32"):
+            backend.dense_backward_sgd(dout, x, w.astype(np.float64), b, lr=0.1)
+
+
 def test_reference_dtype_follows_inputs():
     x, w, b, dout = _conv_data((2, 2, 5, 5, 3, 3, 1, 1))
     for dtype in (np.float32, np.float64):

@@ -346,6 +346,14 @@ def dense_backward_case(c: Case):
     return (c.array((n, o)), c.array((n, i)), c.array((i, o)), c.draw(st.booleans())), {}, ()
 
 
+def dense_backward_sgd_case(c: Case):
+    n, i, o = c.dim(1, 5), c.dim(1, 6), c.dim(1, 6)
+    b = c.array((o,), inplace=True) if c.draw(st.booleans()) else None
+    kw = dict(lr=hyper(c, 0.0, 1.0), weight_decay=hyper(c, 0.0, 0.1),
+              need_dx=c.draw(st.booleans()))
+    return (c.array((n, o)), c.array((n, i)), c.array((i, o), inplace=True), b), kw, (2, 3)
+
+
 def any_shape(c: Case, min_ndim=0):
     return tuple(c.dim(1, 4) for _ in range(c.dim(min_ndim, 3)))
 
@@ -467,6 +475,7 @@ CASES = {
     "global_avgpool2d_backward": global_pool_backward_case,
     "dense": dense_case,
     "dense_backward": dense_backward_case,
+    "dense_backward_sgd": dense_backward_sgd_case,
     "relu": unary_case,
     "sigmoid": unary_case,
     "tanh": unary_case,

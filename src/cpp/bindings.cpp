@@ -408,6 +408,30 @@ void bind_conv_dense(py::module_& m) {
         fastcnn::dense_backward(dxp, dwp, dbp, gp, xp, wp, d.N, d.I, d.O);
     }, py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("dout"), py::arg("x"), py::arg("w"),
        "dx (or None), dw, db (or None) <- gradients of dense from dout (N,O); overwritten.");
+
+    m.def("dense_backward_sgd", [](py::handle dx, py::handle w, py::handle b, py::handle dout,
+                                   py::handle x, float lr, float weight_decay) {
+        const float* xp = in_f32(x, "x", 2);
+        float* wp = out_f32(w, "w", 2);
+        const DenseDims d = dense_dims(x, w);
+        const float* gp = in_f32(dout, "dout", 2);
+        require_shape(dout, "dout", {d.N, d.O}, "(N, O)");
+        float* dxp = out_f32_opt(dx, "dx", 2);
+        if (dxp) require_shape(dx, "dx", {d.N, d.I}, "x's shape");
+        float* bp = out_f32_opt(b, "b", 1);
+        if (bp) require_shape(b, "b", {d.O}, "one per output feature");
+        const py::handle outs[] = {dx, w, b};
+        const char* out_names[] = {"dx", "w", "b"};
+        for (int o = 0; o < 3; ++o) {
+            require_apart(outs[o], out_names[o], dout, "dout");
+            require_apart(outs[o], out_names[o], x, "x");
+            for (int p = o + 1; p < 3; ++p) require_apart(outs[o], out_names[o], outs[p], out_names[p]);
+        }
+        py::gil_scoped_release nogil;
+        fastcnn::dense_backward_sgd(dxp, wp, bp, gp, xp, d.N, d.I, d.O, lr, weight_decay);
+    }, py::arg("dx"), py::arg("w"), py::arg("b"), py::arg("dout"), py::arg("x"),
+       py::arg("lr"), py::arg("weight_decay"),
+       "dx (or None) <- dout . w^T; then w, b (or None) updated in place by one SGD step.");
 }
 
 // =========================================================== pooling ======

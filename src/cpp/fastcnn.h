@@ -108,6 +108,13 @@ void dense_forward(float* out, const float* x, const float* w, const float* b,
 void dense_backward(float* dx, float* dw, float* db, const float* dout,
                     const float* x, const float* w, int64_t N, int64_t I, int64_t O);
 
+// One plain-SGD step of a dense layer fused with its backward pass, so dw is
+// never stored: dx (N,I) [may be null] = dout . w^T with the old w; then
+// w = (1 - lr*weight_decay) * w - lr * x^T . dout, and b [may be null]
+// -= lr * column sums of dout (in double). w is read once and written once.
+void dense_backward_sgd(float* dx, float* w, float* b, const float* dout, const float* x,
+                        int64_t N, int64_t I, int64_t O, float lr, float weight_decay);
+
 // --------------------------------------------------------- activations ----
 // Elementwise over n values; out may alias x (in place).
 // relu(NaN) = NaN; relu_backward passes dout where x > 0, else 0.

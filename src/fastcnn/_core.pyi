@@ -45,6 +45,9 @@ def dense_forward(out: np.ndarray, x: np.ndarray, w: np.ndarray,
 def dense_backward(dx: Optional[np.ndarray], dw: np.ndarray, db: Optional[np.ndarray],
                    dout: np.ndarray, x: np.ndarray, w: np.ndarray) -> None:
     """dx (or None), dw, db (or None) <- dense gradients from dout (N, O); overwritten."""
+def dense_backward_sgd(dx: Optional[np.ndarray], w: np.ndarray, b: Optional[np.ndarray],
+                       dout: np.ndarray, x: np.ndarray, lr: float, weight_decay: float) -> None:
+    """dx (or None) <- dout . w^T; then w, b (or None) updated in place by one SGD step."""
 
 # --------------------------------------------------------------- pooling --
 

@@ -285,6 +285,23 @@ def dense_dout(dout, n: int, o: int) -> np.ndarray:
     return dout
 
 
+def dense_sgd_args(dout, x, w, b, lr, wd, native: bool):
+    """dense_backward_sgd: returns (dout, x, lr, weight_decay); w and b are
+    updated in place, so they are checked, never converted."""
+    writable(w, "w", None, native)
+    x, w, _ = dense_args(x, w, None)
+    if b is not None:
+        writable(b, "b", (w.shape[1],), native)
+    dout = dense_dout(dout, x.shape[0], w.shape[1])
+    for name, a in (("w", w), ("b", b)):
+        for other_name, other in (("x", x), ("dout", dout)):
+            if a is not None and np.may_share_memory(a, other):
+                raise ValueError(f"{name} must not share memory with {other_name}")
+    if b is not None and np.may_share_memory(w, b):
+        raise ValueError("w and b must not share memory")
+    return dout, x, learning_rate(lr), weight_decay(wd)
+
+
 def elementwise(x, name: str = "x") -> np.ndarray:
     x = floating(x, name)
     nonempty(x, name)

@@ -113,6 +113,16 @@ class Layer:
     def config(self) -> dict:
         return {}
 
+    def backward_sgd(self, ops, dout, cache, need_dx, lr, weight_decay):
+        """backward, then one plain-SGD step of this layer's parameters (weight
+        decay on the decayed ones); returns dx. Layers that can fuse the two
+        (Dense) override it."""
+        dx, grads = self.backward(ops, dout, cache, need_dx)
+        for name, g in grads.items():
+            ops.sgd_update(self.params[name], g, None, lr=lr,
+                           weight_decay=weight_decay if name in self.decayed else 0.0)
+        return dx
+
     def n_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
@@ -276,6 +286,14 @@ class Dense(_Affine):
         if self.use_bias:
             grads["b"] = db
         return (None if dx is None else dx.reshape(x_shape)), grads
+
+    def backward_sgd(self, ops, dout, cache, need_dx, lr, weight_decay):
+        # One op: the weight gradient goes straight into w, never stored.
+        x2, x_shape, saved = cache
+        dz = self._unfinish(ops, dout, saved)
+        dx = ops.dense_backward_sgd(dz, x2, self.params["w"], self.params.get("b"), lr=lr,
+                                    weight_decay=weight_decay, need_dx=need_dx)
+        return None if dx is None else dx.reshape(x_shape)
 
     def _describe(self):
         return [str(self.units)] + self._tail()

@@ -117,6 +117,17 @@ def dense_backward(dout, x, w, need_dx=True):
     return dx, dw, db
 
 
+def dense_backward_sgd(dout, x, w, b=None, *, lr, weight_decay=0.0, need_dx=True):
+    """One plain-SGD step of dense fused with its backward pass: returns dx (None
+    when need_dx is false), computed with w as it was; then, in place,
+    w -= lr * (x.T @ dout + weight_decay * w) and b -= lr * dout.sum(0).
+    The weight gradient is never stored (see fastcnn.reference)."""
+    dout, x, lr, weight_decay = V.dense_sgd_args(dout, x, w, b, lr, weight_decay, native=True)
+    dx = np.empty(x.shape, dtype=np.float32) if need_dx else None
+    _core.dense_backward_sgd(dx, w, b, _f32(dout), _f32(x), lr, weight_decay)
+    return dx
+
+
 # ================================================================ pooling ==
 
 

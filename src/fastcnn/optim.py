@@ -32,6 +32,9 @@ class Optimizer:
     """Base class. Subclasses set `state_names` and implement `_update`."""
 
     state_names: tuple = ()
+    # True when the update needs no state and only lr and weight_decay, so a
+    # layer may apply it during the backward pass (Sequential._backward_sgd).
+    fusable = False
 
     def __init__(self, lr, weight_decay=0.0):
         self.lr = _number(lr, "lr", 0.0, lo_open=True)
@@ -39,12 +42,16 @@ class Optimizer:
         self.state: list[dict] = []   # one {name: array} per parameter
         self.steps = 0
 
-    def step(self, ops, params, grads):
+    def ensure_state(self, params):
+        """Create the state arrays on first use; check they fit `params`."""
         if not self.state:
             self.state = [{k: np.zeros_like(p) for k in self.state_names} for p, _ in params]
         if len(self.state) != len(params):
             raise ValueError(f"optimizer state holds {len(self.state)} parameters, "
                              f"the model has {len(params)}")
+
+    def step(self, ops, params, grads):
+        self.ensure_state(params)
         self.steps += 1
         for (p, decayed), g, st in zip(params, grads, self.state):
             self._update(ops, p, g, st, self.weight_decay if decayed else 0.0)
@@ -70,6 +77,10 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.state_names = ("velocity",) if self.momentum else ()
+
+    @property
+    def fusable(self):
+        return self.momentum == 0.0
 
     def _update(self, ops, p, g, st, wd):
         ops.sgd_update(p, g, st.get("velocity"), lr=self.lr, momentum=self.momentum,
