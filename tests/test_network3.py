@@ -538,6 +538,45 @@ def test_without_test_data_no_test_lines(capsys, mnist):
     assert out.splitlines()[-2] == "Finished training network."
 
 
+def test_sgd_continues_an_interrupted_run(capsys, mnist):
+    """SGD(..., initial_epoch=1, history=h) after one epoch: the same weights, History
+    and printout (epochs 1 and 2, then the summary of all three) as one call for
+    three epochs; the dropout masks continue from the model's Generator."""
+    def net():
+        return Network([FullyConnectedLayer(784, 30, p_dropout=0.5),
+                        SoftmaxLayer(30, 10, p_dropout=0.5)], 10, seed=3)
+    data, val, test = _head(mnist[0], 300), _head(mnist[1], 100), _head(mnist[2], 100)
+    ref = net()
+    h_ref = ref.SGD(data, 3, 10, 0.2, val, test, lmbda=0.5)
+    ref_lines = capsys.readouterr().out.splitlines()
+
+    cont = net()
+    h = cont.SGD(data, 3, 10, 0.2, val, test, lmbda=0.5, verbose=False,
+                 callbacks=[_StopAfter(1)])
+    assert h.epochs == 1 and capsys.readouterr().out == ""
+    opt = cont.model.optimizer
+    h2 = cont.SGD(data, 3, 10, 0.2, val, test, lmbda=0.5, initial_epoch=1, history=h)
+    lines = capsys.readouterr().out.splitlines()
+    assert h2 is h and cont.model.optimizer is opt and opt.steps == 3 * 30
+    assert lines == ref_lines[ref_lines.index(next(ln for ln in ref_lines
+                                                   if ln.startswith("Epoch 1:"))):]
+    for k in h_ref.history:
+        if k != "seconds":
+            assert h.history[k] == h_ref.history[k]
+    assert (h.best_epoch, h.test_accuracy) == (h_ref.best_epoch, h_ref.test_accuracy)
+    for p, q in zip(cont.params, ref.params):
+        np.testing.assert_array_equal(p, q)
+
+
+class _StopAfter(fastcnn.callbacks.Callback):
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, model, epoch, logs):
+        if epoch == self.epochs:
+            model.stop_training = True
+
+
 # ---------------------------------------------------------------------------
 # load_data_shared and size
 

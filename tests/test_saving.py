@@ -323,3 +323,41 @@ def test_load_never_unpickles(saved, tmp_path):
     (tmp_path / "p.npz").write_bytes(pickle.dumps(_Trap()))
     _load_error(tmp_path / "p.npz")
     assert UNPICKLED == []
+
+
+# ---------------------------------------------------------------------------
+# Training checkpoints: a model file with a JSON state in its header
+
+def test_checkpoint_round_trip(tmp_path):
+    model = _trained(optim.Adam(0.01))
+    rng = np.random.default_rng(12345)
+    rng.random(7)
+    state = {"epoch": 3, "rng": rng.bit_generator.state, "loss": [0.1 / 3, float("nan")],
+             "best": None}
+    path = tmp_path / "run.partial.npz"
+    fastcnn.saving.save_checkpoint(model, path, state)
+    back, got = fastcnn.saving.load_checkpoint(path)
+    assert got["epoch"] == 3 and got["best"] is None and got["loss"][0] == 0.1 / 3
+    assert np.isnan(got["loss"][1])
+    again = np.random.default_rng()
+    again.bit_generator.state = got["rng"]          # 128-bit integers survive JSON
+    assert np.array_equal(again.random(5), rng.random(5))
+    for p, q in zip(_params(back), _params(model)):
+        np.testing.assert_array_equal(p, q)
+    assert back.optimizer.steps == model.optimizer.steps
+    for a, b in zip(back.optimizer.state, model.optimizer.state):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    # a checkpoint is also a model file
+    assert np.array_equal(fastcnn.load(path).predict_proba(_data()[0]),
+                          model.predict_proba(_data()[0]))
+
+
+def test_a_model_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "model.npz"
+    _trained().save(path)
+    with pytest.raises(ValueError, match=re.escape(f"cannot load {str(path)!r}: it is a saved "
+                                                   "model, not a training checkpoint")):
+        fastcnn.saving.load_checkpoint(path)
+    with pytest.raises(TypeError, match="checkpoint must be a dict"):
+        fastcnn.saving.save_checkpoint(_trained(), path, [1, 2])

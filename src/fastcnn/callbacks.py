@@ -7,6 +7,8 @@ A callback may define any of:
   on_train_end(model, history)
 To stop training, set model.stop_training = True (and, to say why,
 model.stop_reason). Learning-rate schedules change model.optimizer.lr.
+model.history is the History fit is filling (in on_epoch_end it holds that
+epoch too).
 """
 from __future__ import annotations
 
@@ -31,6 +33,33 @@ class History:
     def epochs(self) -> int:
         return len(self.history["loss"])
 
+    def to_dict(self) -> dict:
+        """Everything in the History as JSON-able values (numbers as Python floats,
+        which JSON writes and reads back exactly)."""
+        return {"history": {k: [_plain(v) for v in vs] for k, vs in self.history.items()},
+                "best_epoch": self.best_epoch,
+                "best_val_accuracy": _plain(self.best_val_accuracy),
+                "test_accuracy": _plain(self.test_accuracy),
+                "stop_reason": self.stop_reason}
+
+    @classmethod
+    def from_dict(cls, d) -> "History":
+        """The History to_dict described; ValueError if d is not such a dict."""
+        h = cls()
+        try:
+            lists = d["history"]
+            if not isinstance(lists, dict) or set(lists) != set(h.history):
+                raise ValueError(f"not a History: per-epoch lists {lists!r:.200}")
+            if not all(isinstance(v, list) for v in lists.values()) \
+                    or len({len(v) for v in lists.values()}) != 1:
+                raise ValueError("not a History: the per-epoch lists differ in length")
+            h.history = {k: list(lists[k]) for k in h.history}
+            h.best_epoch, h.best_val_accuracy = d["best_epoch"], d["best_val_accuracy"]
+            h.test_accuracy, h.stop_reason = d["test_accuracy"], d["stop_reason"]
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a History: missing or malformed {e}") from None
+        return h
+
     def __repr__(self):
         parts = [f"epochs={self.epochs}"]
         if self.best_epoch is not None:
@@ -42,6 +71,13 @@ class History:
         if self.stop_reason:
             parts.append(f"stop_reason={self.stop_reason!r}")
         return f"History({', '.join(parts)})"
+
+
+def _plain(v):
+    """A number as a Python float (numpy scalars included); anything else unchanged."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    return float(v)
 
 
 class Callback:

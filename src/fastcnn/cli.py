@@ -5,7 +5,8 @@
   evaluate MODEL.npz   accuracy of a saved model on the MNIST validation and test sets
   reproduce            the chapter-6 table: train the book's rows (and the Keras
                        models) with their published hyper-parameters, and print our
-                       accuracy beside the book's; finished runs are kept and reused
+                       accuracy beside the book's; finished runs are kept and reused,
+                       an interrupted run resumes from its last finished epoch
   selfcheck            build information and a check of every native op against NumPy
 """
 from __future__ import annotations
@@ -60,7 +61,9 @@ def _parser():
                         f"default {','.join(DEFAULT_ROWS)}")
     r.add_argument("--out", default="fastcnn-reproduce",
                    help="directory for models and results (reused by later runs)")
-    r.add_argument("--fresh", action="store_true", help="retrain runs already finished")
+    r.add_argument("--fresh", action="store_true",
+                   help="retrain runs already finished, and discard the checkpoints of "
+                        "interrupted ones instead of resuming them")
     r.add_argument("--epochs", type=_positive_int,
                    help="override every row's epochs (quick checks)")
     r.add_argument("--seed", type=int, default=0)
@@ -164,35 +167,57 @@ def _reproduce(args) -> int:
             raise ValueError(f"--rows: unknown row {r!r}; known: {', '.join(ALL_ROWS)}")
     os.makedirs(args.out, exist_ok=True)
     results = []
-    for r in rows:
-        if r == "ensemble":
-            results.append(_ensemble(args))
-        else:
-            results.append(_run_once(args, r, args.seed))
-        _write_results(args.out, results)
+    try:
+        for r in rows:
+            if r == "ensemble":
+                results.append(_ensemble(args))
+            else:
+                results.append(_run_once(args, r, args.seed))
+            _write_results(args.out, results)
+    except KeyboardInterrupt:
+        print(f"\nfastcnn reproduce: interrupted. Finished runs are kept in {args.out}; "
+              "the run in progress resumes from its last finished epoch when the same "
+              "command is run again.", file=sys.stderr, flush=True)
+        return 130
     print()
-    print(table(results))
+    print(table(results) + _notes(results))
     print(f"\n(results in {os.path.join(args.out, 'results.md')} and results.json)")
     return 0
 
 
 def _run_once(args, preset, seed):
-    """Train one preset, or reuse the result of an earlier run with the same settings."""
+    """Train one preset, or reuse the result of an earlier run with the same settings.
+    While it trains, <stem>.partial.npz holds its state after the last finished
+    epoch; a later call resumes from there (--fresh: starts over)."""
     from . import presets
     stem = os.path.join(args.out, f"{preset}-seed{seed}" +
                         (f"-e{args.epochs}" if args.epochs else ""))
+    partial = stem + ".partial.npz"
     if not args.fresh and os.path.exists(stem + ".json") and os.path.exists(stem + ".npz"):
         with open(stem + ".json") as f:
             res = json.load(f)
         print(f"== {preset} (seed {seed}): reusing the finished run in {stem}.json")
+        _remove(partial)   # left over if a run stopped between its results and clean-up
         return res
+    if args.fresh and os.path.exists(partial):
+        print(f"== {preset} (seed {seed}): discarding the interrupted run in {partial}")
+        os.remove(partial)
     print(f"== {preset} (seed {seed})", flush=True)
     res = presets.train(preset, epochs=args.epochs, seed=seed, backend=args.backend,
-                        data_path=args.data, verbose=not args.quiet, save=stem + ".npz")
+                        data_path=args.data, verbose=not args.quiet, save=stem + ".npz",
+                        checkpoint=partial)
     _atomic_write(stem + ".json", json.dumps(res, indent=1))
+    _remove(partial)
     print(f"== {preset}: test accuracy {_fmt(res['test_accuracy'])} (book "
           f"{res['book']:.2f}%), {res['seconds']:.0f} s", flush=True)
     return res
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def _ensemble(args):
@@ -229,9 +254,19 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
+def _notes(results) -> str:
+    """What the table needs said about its runs: resumed runs' wall time."""
+    resumed = [r["preset"] for r in results if r.get("segments", 1) > 1]
+    if not resumed:
+        return ""
+    return (f"\n\nResumed after an interruption: {', '.join(resumed)}. The wall time of a "
+            "resumed run is the sum of its segments' (each from its start, data loading "
+            "included, to its last finished epoch).")
+
+
 def _write_results(out, results):
     _atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
-    _atomic_write(os.path.join(out, "results.md"), table(results) + "\n")
+    _atomic_write(os.path.join(out, "results.md"), table(results) + _notes(results) + "\n")
 
 
 def _atomic_write(path, text):

@@ -24,6 +24,14 @@ from .callbacks import History
 
 BACKENDS = ("native", "reference")
 
+# Mini-batch of the evaluations fit runs after each epoch. The activations of a
+# whole batch are held at once: for the book's row-8 net 1000 images add ~99 MB
+# to the peak memory, 200 only ~16 MB. Accuracies do not depend on it; the
+# native GEMM may sum a layer's products in another order for another batch
+# size (the 10-way output layer: last-bit differences), so the loss can differ
+# in its last digits from evaluate(batch_size=1000).
+FIT_EVAL_BATCH = 200
+
 
 def _backend_module(name):
     if name not in BACKENDS:
@@ -57,6 +65,7 @@ class Sequential:
         self.loss = losses.get("log_likelihood")
         self.input_shape = None
         self.stop_training, self.stop_reason = False, None
+        self.history = None   # the History of the current (or last) fit
         if input_shape is not None:
             self.build(input_shape)
 
@@ -168,6 +177,18 @@ class Sequential:
             dout, grads[i] = self.layers[i].backward(self.ops, dout, caches[i], i > 0)
         return grads
 
+    def _backward_sgd(self, dout, caches):
+        """backward and a plain-SGD step in one sweep: each layer updates its own
+        parameters as soon as it has passed dx on (computed with its old weights),
+        so a Dense layer's weight gradient is never stored. The same step as
+        backward + optimizer.step, up to float rounding."""
+        opt = self.optimizer
+        opt.ensure_state(self.parameters())
+        for i in range(len(self.layers) - 1, -1, -1):
+            dout = self.layers[i].backward_sgd(self.ops, dout, caches[i], i > 0, opt.lr,
+                                               opt.weight_decay)
+        opt.steps += 1
+
     def loss_and_grads(self, x, y, loss="log_likelihood", rng=None, training=True):
         """(loss, output, [grads per layer]) for one batch -- one training step
         without the update. Useful to compare backends and to check gradients."""
@@ -214,7 +235,7 @@ class Sequential:
 
     def fit(self, x, y, epochs=1, batch_size=32, optimizer=None, loss="log_likelihood",
             validation_data=None, test_data=None, shuffle=True, callbacks=(), seed=None,
-            verbose=1, augment=None, drop_last=False):
+            verbose=1, augment=None, drop_last=False, initial_epoch=0, history=None):
         """Train by mini-batch gradient descent; returns a History.
 
         optimizer: a fastcnn.optim optimizer or a name; None keeps the model's
@@ -226,11 +247,31 @@ class Sequential:
         applied to each training batch (e.g. fastcnn.datasets.random_shift).
         drop_last: skip a final partial batch. verbose: 0 silent, 1 progress bar
         (on a terminal) and a line per epoch, 2 a line per epoch only.
+
+        To continue a run (as Keras): initial_epoch, the epochs already done,
+        makes fit train epochs initial_epoch + 1 .. epochs; history, the History
+        of those epochs, is continued (best epoch and test accuracy included)
+        instead of a new one. With the model's parameters, optimizer and Generator
+        state as they were after epoch initial_epoch, the run continues exactly as
+        if it had never stopped. While fit runs, model.history is the History being
+        filled (a callback's on_epoch_end sees it complete up to that epoch).
         """
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         epochs = positive_int(epochs, "epochs")
         batch_size = positive_int(batch_size, "batch_size")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
+                or not 0 <= initial_epoch <= epochs:
+            raise ValueError(f"initial_epoch must be an integer in [0, epochs] = [0, {epochs}], "
+                             f"got {initial_epoch!r}")
+        initial_epoch = int(initial_epoch)
+        if history is None:
+            history = History()
+        elif not isinstance(history, History):
+            raise TypeError(f"history must be a fastcnn History, got {type(history).__name__}")
+        elif history.epochs != initial_epoch:
+            raise ValueError(f"history holds {history.epochs} epochs, but initial_epoch is "
+                             f"{initial_epoch}: give the History of the epochs already done")
         if drop_last and batch_size > x.shape[0]:
             raise ValueError(f"batch_size {batch_size} exceeds the {x.shape[0]} training "
                              "examples and drop_last is set: no batch would run")
@@ -246,12 +287,12 @@ class Sequential:
 
         n = x.shape[0]
         n_batches = n // batch_size if drop_last else -(-n // batch_size)
-        history = History()
+        self.history = history
         self.stop_training, self.stop_reason = False, None
         for cb in callbacks:
             cb.on_train_begin(self)
-        iteration = 0
-        for epoch in range(1, epochs + 1):
+        iteration = initial_epoch * n_batches
+        for epoch in range(initial_epoch + 1, epochs + 1):
             start = time.perf_counter()
             order = rng.permutation(n) if shuffle else None
             bar = _progress(n_batches, f"epoch {epoch}/{epochs}", verbose)
@@ -273,10 +314,13 @@ class Sequential:
                                         f"{b + 1}: training stopped (try a smaller learning "
                                         "rate or check the inputs)")
                     break
-                grads = self.backward(dout, caches)
-                self.optimizer.step(self.ops, params,
-                                    [g[k] for layer, g in zip(self.layers, grads)
-                                     for k in layer.params])
+                if getattr(self.optimizer, "fusable", False):
+                    self._backward_sgd(dout, caches)
+                else:
+                    grads = self.backward(dout, caches)
+                    self.optimizer.step(self.ops, params,
+                                        [g[k] for layer, g in zip(self.layers, grads)
+                                         for k in layer.params])
                 loss_sum += value * out.shape[0]
                 correct += _n_correct(out, yb)
                 seen += out.shape[0]
@@ -325,14 +369,15 @@ class Sequential:
         h = history.history
         logs = {"loss": loss, "accuracy": acc, "lr": self.optimizer.lr, "seconds": seconds}
         if val is not None:
-            r = self.evaluate(*val)
+            r = self.evaluate(*val, batch_size=FIT_EVAL_BATCH)
             logs["val_loss"], logs["val_accuracy"] = r["loss"], r["accuracy"]
         best = val is None or (history.best_val_accuracy is None
                                or logs["val_accuracy"] >= history.best_val_accuracy)
         if val is not None and best:
             history.best_epoch, history.best_val_accuracy = epoch, logs["val_accuracy"]
         if test is not None and best:
-            logs["test_accuracy"] = history.test_accuracy = self.evaluate(*test)["accuracy"]
+            logs["test_accuracy"] = history.test_accuracy = \
+                self.evaluate(*test, batch_size=FIT_EVAL_BATCH)["accuracy"]
             if val is None:
                 history.best_epoch = epoch
         logs["best"] = best

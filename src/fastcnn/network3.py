@@ -30,7 +30,8 @@ This module reproduces network3's own semantics (they differ from Keras'):
     then, and the final summary.
 
 Extensions (keyword arguments the book's scripts do not use): Network(...,
-seed=0, backend="native"); SGD(..., verbose=True) returns the fastcnn History;
+seed=0, backend="native"); SGD(..., verbose=True) returns the fastcnn History,
+and SGD(..., initial_epoch=k, history=h, callbacks=[...]) continues a run;
 load_data_shared(expanded=False, dtype="float32").
 """
 from __future__ import annotations
@@ -217,10 +218,17 @@ class Network:
                                  f"before gives {tuple(got)}")
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, validation_data,  # noqa: N802
-            test_data=None, lmbda=0.0, verbose=True):
+            test_data=None, lmbda=0.0, verbose=True, initial_epoch=0, history=None,
+            callbacks=()):
         """Train with mini-batch SGD, printing as network3 does. Returns a History.
         verbose: True prints network3's lines; False nothing; 2 prints fastcnn's
-        progress bar and one line per epoch instead."""
+        progress bar and one line per epoch instead.
+
+        Extensions to continue an interrupted run (see Sequential.fit):
+        initial_epoch, the epochs already done, and history, their History. With
+        initial_epoch > 0 the model's optimizer is continued when it is an SGD with
+        these hyper-parameters (as restored from a checkpoint), else a new one
+        starts. callbacks: more fastcnn callbacks, called after the printout's."""
         if mini_batch_size != self.mini_batch_size:
             raise ValueError(f"mini_batch_size {mini_batch_size} differs from the network's "
                              f"{self.mini_batch_size} (network3 fixes it when the net is built)")
@@ -233,12 +241,16 @@ class Network:
             raise ValueError(f"lmbda must be a number >= 0, got {lmbda!r}")
         # 0.5 * lmbda * sum(w^2) / n_batches in the cost = weight decay lmbda / n_batches.
         opt = _SGD(lr=eta, weight_decay=lmbda / n_batches)
+        current = self.model.optimizer
+        if initial_epoch and type(current) is _SGD and current.config() == opt.config():
+            opt = current  # a restored optimizer: keep its state and step count
         fastcnn_style = verbose == 2 and verbose is not True
         printer = _Printout(n_batches, bool(verbose) and not fastcnn_style)
         self.history = self.model.fit(
             train[0], train[1], epochs=epochs, batch_size=mbs, optimizer=opt,
             loss="log_likelihood", validation_data=val, test_data=test, shuffle=False,
-            callbacks=[printer], verbose=1 if fastcnn_style else 0, drop_last=True)
+            callbacks=[printer, *callbacks], verbose=1 if fastcnn_style else 0,
+            drop_last=True, initial_epoch=initial_epoch, history=history)
         return self.history
 
     def accuracy(self, data):
@@ -276,6 +288,13 @@ class _Printout(Callback):
     def _print(self, *a):
         if self.verbose:
             print(*a, flush=True)
+
+    def on_train_begin(self, model):
+        h = model.history   # a continued run: what the epochs already done found
+        if h is not None and h.best_epoch is not None:
+            self.best_val = h.best_val_accuracy
+            self.best_iteration = self.n_batches * h.best_epoch - 1
+            self.test_accuracy = h.test_accuracy
 
     def on_batch_begin(self, model, iteration):
         if iteration % 1000 == 0:

@@ -8,6 +8,12 @@ File layout (a plain numpy .npz; read with allow_pickle=False):
   param/<i>/<name>  parameter <name> of layer i
   opt/<j>/<name>    optimizer state <name> of parameter j (in model.parameters() order)
 
+A training checkpoint (save_checkpoint / load_checkpoint: what `reproduce` writes
+after every epoch to resume an interrupted run) is the same file with one more
+header entry, "checkpoint": a JSON object of whatever the trainer needs to
+continue (history, epochs done, Generator state...). load_model reads it as the
+model it holds; load_checkpoint refuses a file without that entry.
+
 Loading builds layers only from fastcnn's own registry, checks every array's shape
 against the rebuilt model and its checksum against the header, and refuses
 anything else with a ValueError naming the file. Saving writes a temporary file
@@ -32,7 +38,9 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def save_model(model, path) -> None:
+def save_model(model, path, checkpoint=None) -> None:
+    """Write model to path (.npz), atomically. checkpoint: a JSON-able dict stored
+    in the header (see save_checkpoint)."""
     from . import __version__
 
     if model.input_shape is None:
@@ -60,6 +68,10 @@ def save_model(model, path) -> None:
             "type": type(opt).__name__, "config": opt.config(), "steps": opt.steps},
         "sha256": {k: _digest(a) for k, a in arrays.items()},
     }
+    if checkpoint is not None:
+        if not isinstance(checkpoint, dict):
+            raise TypeError(f"checkpoint must be a dict, got {type(checkpoint).__name__}")
+        header["checkpoint"] = checkpoint
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, header=blob, **arrays))
 
@@ -95,8 +107,30 @@ def _refuse(path, why):
     return _Refused(f"cannot load {path!r}: {why}")
 
 
+def save_checkpoint(model, path, state) -> None:
+    """The model (parameters, optimizer state) and `state`, a JSON-able dict of
+    whatever else a trainer needs to continue, in one .npz, written atomically."""
+    save_model(model, path, checkpoint=state)
+
+
+def load_checkpoint(path, backend="native"):
+    """(model, state) from a file save_checkpoint wrote; a ValueError naming the
+    file for a damaged file or one that is not a checkpoint."""
+    path = os.fspath(path)
+    model, header = _load(path, backend)
+    state = header.get("checkpoint")
+    if not isinstance(state, dict):
+        raise _refuse(path, "it is a saved model, not a training checkpoint")
+    return model, state
+
+
 def load_model(path, backend="native"):
     """A Sequential model from a file written by Sequential.save."""
+    return _load(path, backend)[0]
+
+
+def _load(path, backend):
+    """(model, header) from a checked file."""
     from .network import BACKENDS
 
     if backend not in BACKENDS:
@@ -136,7 +170,7 @@ def load_model(path, backend="native"):
             raise _refuse(path, f"array {k!r} does not match its checksum (the file was "
                                 "modified or damaged)")
     try:
-        return _rebuild(path, header, arrays, backend)
+        return _rebuild(path, header, arrays, backend), header
     except _Refused:
         raise
     except ValueError as e:   # a value in the header that a layer, optimizer... refuses
@@ -186,4 +220,4 @@ def _rebuild(path, header, arrays, backend):
     return model
 
 
-__all__ = ["save_model", "load_model", "atomic_write"]
+__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "atomic_write"]
