@@ -104,6 +104,24 @@ def test_conv2d_forward(case, threads, isa):
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
+def test_conv2d_forward_relu(case, threads, isa):
+    """relu=True is relu of the plain output (both paths: per image and batched),
+    NaN kept, and about half the values clipped to exactly 0."""
+    x, w, b, _ = _conv_data(case)
+    s, p = case[6], case[7]
+    x.flat[len(x.flat) // 3] = np.nan
+    want = reference.relu(reference.conv2d(*as64(x, w, b), stride=s, padding=p))
+    got = ops.conv2d(x, w, b, stride=s, padding=p, relu=True)
+    assert_close(got, want, **_tol(w[0].size), name="relu(out)")
+    assert np.array_equal(got == 0, want == 0)
+    assert_close(reference.conv2d(*as64(x, w, b), stride=s, padding=p, relu=True), want,
+                 rtol=0, atol=0, name="reference relu=True")
+    for backend in (ops, reference):
+        with pytest.raises(TypeError, match="relu must be a bool"):
+            backend.conv2d(x, w, b, stride=s, padding=p, relu=1)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
 def test_conv2d_backward(case, threads, isa):
     x, w, _, dout = _conv_data(case)
     s, p = case[6], case[7]

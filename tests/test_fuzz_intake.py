@@ -297,7 +297,9 @@ def conv_geometry(c: Case):
 def conv2d_case(c: Case):
     n, ch, h, w, kf, kh, kw, s, p = conv_geometry(c)
     b = c.array((kf,)) if c.draw(st.booleans()) else None
-    return (c.array((n, ch, h, w)), c.array((kf, ch, kh, kw)), b, c.size(s), c.size(p, 0)), {}, ()
+    kw_ = {"relu": c.draw(st.sampled_from([False, True, np.bool_(True), 1, None]))} \
+        if c.draw(st.booleans()) else {}
+    return (c.array((n, ch, h, w)), c.array((kf, ch, kh, kw)), b, c.size(s), c.size(p, 0)), kw_, ()
 
 
 def conv2d_backward_case(c: Case):

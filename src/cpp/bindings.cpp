@@ -330,7 +330,7 @@ void bind_conv_dense(py::module_& m) {
        "dx (N,C,H,W) <- col2im(cols (C*KH*KW, N*OH*OW)); dx is overwritten.");
 
     m.def("conv2d_forward", [](py::handle out, py::handle x, py::handle w, py::handle b,
-                               int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw, bool relu) {
         const float* xp = in_f32(x, "x", 4);
         const float* wp = in_f32(w, "w", 4);
         const float* bp = in_f32_opt(b, "b", 1);
@@ -345,10 +345,10 @@ void bind_conv_dense(py::module_& m) {
         require_apart(out, "out", b, "b");
         py::gil_scoped_release nogil;
         fastcnn::conv2d_forward(op, xp, wp, bp, g.N, g.C, g.H, g.W, K, g.KH, g.KW, g.SH, g.SW,
-                                g.PH, g.PW);
+                                g.PH, g.PW, relu);
     }, py::arg("out"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("sh"), py::arg("sw"),
-       py::arg("ph"), py::arg("pw"),
-       "out (N,K,OH,OW) <- conv(x (N,C,H,W), w (K,C,KH,KW)) + b (K or None).");
+       py::arg("ph"), py::arg("pw"), py::arg("relu") = false,
+       "out (N,K,OH,OW) <- conv(x (N,C,H,W), w (K,C,KH,KW)) + b (K or None), then relu if asked.");
 
     m.def("conv2d_backward", [](py::handle dx, py::handle dw, py::handle db, py::handle dout,
                                 py::handle x, py::handle w, int64_t sh, int64_t sw, int64_t ph,

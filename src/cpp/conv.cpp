@@ -10,7 +10,10 @@
 // Contract (see fastcnn.h): buffers are float32, C-contiguous, owned by the
 // caller; the caller (bindings.cpp) has checked every size. Outputs are
 // OVERWRITTEN, nothing accumulates across calls.
-//   forward:  out (N,K,OH,OW) = w (K,C,KH,KW) * x (N,C,H,W) + b (K) [b may be null]
+//   forward:  out (N,K,OH,OW) = w (K,C,KH,KW) * x (N,C,H,W) + b (K) [b may be null],
+//             or relu of it (relu = true): applied to each image's output right
+//             after its GEMM (per image) or in the scatter (batched), so the
+//             output is not read and written once more by a separate relu pass
 //   backward: from dout (N,K,OH,OW):
 //             db (K)          = sum of dout over n, oh, ow            [may be null]
 //             dw (K,C,KH,KW)  = sum over n of dout[n] (K, OHW) . cols[n]^T (OHW, CKK)
@@ -134,6 +137,13 @@ void for_each_group(const Plan& plan, Body body) {
     if (error) std::rethrow_exception(error);
 }
 
+// relu as relu_forward computes it (activations.cpp): NaN stays NaN.
+inline float relu_value(float v) { return v > 0.f ? v : (v != v ? v : 0.f); }
+
+void relu_in_place(float* v, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) v[i] = relu_value(v[i]);
+}
+
 // Sum of v[0..count) in float: 8 interleaved partial sums, combined pairwise.
 float sum_floats(const float* v, int64_t count) {
     float lane[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
@@ -151,7 +161,8 @@ float sum_floats(const float* v, int64_t count) {
 
 void conv2d_forward(float* out, const float* x, const float* w, const float* b,
                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
-                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
+                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                    bool relu) {
     const int64_t OH = (H + 2 * PH - KH) / SH + 1;
     const int64_t OW = (W + 2 * PW - KW) / SW + 1;
     const int64_t OHW = OH * OW;
@@ -187,8 +198,10 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
                 if (bias_in_gemm) std::fill(cols + CKK * q, cols + KB * q, 1.0f);
                 for (int64_t nn = 0; nn < s; ++nn) {
                     // out[n0+nn] (K, OHW) = w_gemm (K, KB) . cols[:, nn*OHW ...] (KB, OHW; ld q)
+                    float* out_n = out_chunk + nn * K * OHW;
                     sgemm(false, false, K, OHW, KB, 1.0f, w_gemm, KB, cols + nn * OHW, q,
-                          0.0f, out_chunk + nn * K * OHW, OHW);
+                          0.0f, out_n, OHW);
+                    if (relu) relu_in_place(out_n, K * OHW);  // still in L2
                 }
                 continue;
             }
@@ -200,7 +213,11 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
                     const float* src = mat + k * q + nn * OHW;        // (OHW)
                     float* dst = out_chunk + (nn * K + k) * OHW;      // out[n0+nn][k] (OHW)
                     const float bias = b ? b[k] : 0.0f;
-                    for (int64_t p = 0; p < OHW; ++p) dst[p] = src[p] + bias;
+                    if (relu) {
+                        for (int64_t p = 0; p < OHW; ++p) dst[p] = relu_value(src[p] + bias);
+                    } else {
+                        for (int64_t p = 0; p < OHW; ++p) dst[p] = src[p] + bias;
+                    }
                 }
             }
         }

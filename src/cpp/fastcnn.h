@@ -64,10 +64,13 @@ void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64
             int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
 
 // out (N,K,OH,OW) = conv(x (N,C,H,W), w (K,C,KH,KW)) + b (K) [b may be null].
-// Large batches run in chunks so the column buffer stays bounded.
+// Large batches run in chunks so the column buffer stays bounded. relu: out =
+// relu(conv + b) (as relu_forward: NaN stays NaN), applied while the output is
+// still in the caches.
 void conv2d_forward(float* out, const float* x, const float* w, const float* b,
                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
-                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
+                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                    bool relu = false);
 // dx (N,C,H,W) [may be null: not computed], dw (K,C,KH,KW), db (K) [may be null],
 // from dout (N,K,OH,OW), x, w. All outputs overwritten.
 void conv2d_backward(float* dx, float* dw, float* db, const float* dout,

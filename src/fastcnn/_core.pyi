@@ -30,8 +30,9 @@ def col2im(dx: np.ndarray, cols: np.ndarray, kh: int, kw: int, sh: int, sw: int,
     """dx (N, C, H, W) <- col2im(cols (C*KH*KW, N*OH*OW)); dx is overwritten."""
 
 def conv2d_forward(out: np.ndarray, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray],
-                   sh: int, sw: int, ph: int, pw: int) -> None:
-    """out (N, K, OH, OW) <- conv(x (N, C, H, W), w (K, C, KH, KW)) + b (K,) or no bias."""
+                   sh: int, sw: int, ph: int, pw: int, relu: bool = False) -> None:
+    """out (N, K, OH, OW) <- conv(x (N, C, H, W), w (K, C, KH, KW)) + b (K,) or no bias;
+    then relu when asked."""
 
 def conv2d_backward(dx: Optional[np.ndarray], dw: np.ndarray, db: Optional[np.ndarray],
                     dout: np.ndarray, x: np.ndarray, w: np.ndarray,

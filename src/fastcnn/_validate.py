@@ -285,6 +285,13 @@ def dense_dout(dout, n: int, o: int) -> np.ndarray:
     return dout
 
 
+def flag(v, name: str) -> bool:
+    """A yes/no argument: a bool (or numpy bool), nothing else."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {v!r}")
+    return bool(v)
+
+
 def dense_sgd_args(dout, x, w, b, lr, wd, native: bool):
     """dense_backward_sgd: returns (dout, x, lr, weight_decay); w and b are
     updated in place, so they are checked, never converted."""

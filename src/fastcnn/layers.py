@@ -227,7 +227,13 @@ class Conv2D(_Affine):
         return out
 
     def forward(self, ops, x, training=False, rng=None, head=False):
-        z = ops.conv2d(x, self.params["w"], self.params.get("b"), self.stride, self.padding)
+        w, b = self.params["w"], self.params.get("b")
+        if self.activation == "relu" and not head:
+            # relu inside the conv op (one pass over the output fewer). Its backward
+            # needs where the conv output was > 0: exactly where y is > 0.
+            y = ops.conv2d(x, w, b, self.stride, self.padding, relu=True)
+            return y, (x, (y,))
+        z = ops.conv2d(x, w, b, self.stride, self.padding)
         y, saved = self._finish(ops, z, head)
         return y, (x, saved)
 

@@ -79,11 +79,14 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     return dx
 
 
-def conv2d(x, w, b=None, stride=1, padding=0):
-    """out (N, K, OH, OW) = cross-correlation of x with w, + b; large batches run in chunks."""
+def conv2d(x, w, b=None, stride=1, padding=0, relu=False):
+    """out (N, K, OH, OW) = cross-correlation of x with w, + b; large batches run in
+    chunks. relu=True: relu(out), applied while each image's output is in cache."""
     x, w, b, (sh, sw), (ph, pw), (oh, ow) = V.conv_args(x, w, b, stride, padding)
+    relu = V.flag(relu, "relu")
     out = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=np.float32)
-    _core.conv2d_forward(out, _f32(x), _f32(w), None if b is None else _f32(b), sh, sw, ph, pw)
+    _core.conv2d_forward(out, _f32(x), _f32(w), None if b is None else _f32(b), sh, sw, ph, pw,
+                         relu)
     return out
 
 
