@@ -177,13 +177,13 @@ class Sequential:
             dout, grads[i] = self.layers[i].backward(self.ops, dout, caches[i], i > 0)
         return grads
 
-    def _backward_sgd(self, dout, caches):
+    def _backward_sgd(self, dout, caches, params):
         """backward and a plain-SGD step in one sweep: each layer updates its own
         parameters as soon as it has passed dx on (computed with its old weights),
         so a Dense layer's weight gradient is never stored. The same step as
         backward + optimizer.step, up to float rounding."""
         opt = self.optimizer
-        opt.ensure_state(self.parameters())
+        opt.ensure_state(params)
         for i in range(len(self.layers) - 1, -1, -1):
             dout = self.layers[i].backward_sgd(self.ops, dout, caches[i], i > 0, opt.lr,
                                                opt.weight_decay)
@@ -315,7 +315,7 @@ class Sequential:
                                         "rate or check the inputs)")
                     break
                 if getattr(self.optimizer, "fusable", False):
-                    self._backward_sgd(dout, caches)
+                    self._backward_sgd(dout, caches, params)
                 else:
                     grads = self.backward(dout, caches)
                     self.optimizer.step(self.ops, params,
