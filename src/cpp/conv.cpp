@@ -144,6 +144,33 @@ void relu_in_place(float* v, int64_t count) {
     for (int64_t i = 0; i < count; ++i) v[i] = relu_value(v[i]);
 }
 
+// op(A) (M, K) of the GEMMs a conv call runs once per image or sub-chunk (w,
+// [w | b] or w^T), packed once (sgemm_pack_a) when it is small enough, so no
+// GEMM packs it again. gemm(n, B, ldb, C, ldc): C (M, n) = op(A) . B (K, n),
+// write-only C, on the calling thread; sgemm when op(A) was too large to pack.
+class PackedWeights {
+public:
+    PackedWeights(bool trans, int64_t M, int64_t K, const float* A, int64_t lda)
+        : trans_(trans), M_(M), K_(K), A_(A), lda_(lda),
+          packed_(static_cast<size_t>(sgemm_packed_a_size(M, K))) {
+        if (!packed_.empty()) sgemm_pack_a(trans, M, K, 1.0f, A, lda, packed_.data());
+    }
+    void gemm(int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) const {
+        if (packed_.empty()) {
+            sgemm(trans_, false, M_, n, K_, 1.0f, A_, lda_, B, ldb, 0.0f, C, ldc);
+        } else {
+            sgemm_with_packed_a(packed_.data(), M_, n, K_, false, B, ldb, 0.0f, C, ldc);
+        }
+    }
+
+private:
+    bool trans_;
+    int64_t M_, K_;
+    const float* A_;
+    int64_t lda_;
+    std::vector<float> packed_;
+};
+
 // Sum of v[0..count) in float: 8 interleaved partial sums, combined pairwise.
 float sum_floats(const float* v, int64_t count) {
     float lane[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
@@ -180,6 +207,8 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
         w_bias[k * KB + CKK] = b[k];
     }
     const float* w_gemm = bias_in_gemm ? w_bias.data() : w;  // (K, KB)
+    // w_gemm packed once for every image's GEMM (0: too large, sgemm packs it itself).
+    const PackedWeights wp(false, K, KB, w_gemm, KB);
 
     const int64_t cols_size = KB * S * OHW;                       // (KB, S*OHW)
     const int64_t mat_size = plan.per_image ? 0 : K * S * OHW;    // (K, S*OHW)
@@ -199,15 +228,14 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
                 for (int64_t nn = 0; nn < s; ++nn) {
                     // out[n0+nn] (K, OHW) = w_gemm (K, KB) . cols[:, nn*OHW ...] (KB, OHW; ld q)
                     float* out_n = out_chunk + nn * K * OHW;
-                    sgemm(false, false, K, OHW, KB, 1.0f, w_gemm, KB, cols + nn * OHW, q,
-                          0.0f, out_n, OHW);
+                    wp.gemm(OHW, cols + nn * OHW, q, out_n, OHW);
                     if (relu) relu_in_place(out_n, K * OHW);  // still in L2
                 }
                 continue;
             }
             // mat (K, q) = w (K, CKK) . cols (CKK, q); then mat[k][nn*OHW + p]
             // goes to out[n0 + nn][k][p], plus b[k].
-            sgemm(false, false, K, q, CKK, 1.0f, w, CKK, cols, q, 0.0f, mat, q);
+            wp.gemm(q, cols, q, mat, q);  // (here w_gemm = w, KB = CKK)
             for (int64_t nn = 0; nn < s; ++nn) {
                 for (int64_t k = 0; k < K; ++k) {
                     const float* src = mat + k * q + nn * OHW;        // (OHW)
@@ -245,6 +273,8 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
         }
     }
 
+    // w^T (CKK, K), packed once for the input-gradient GEMMs.
+    const PackedWeights wt(true, CKK, K, w, CKK);
     const int64_t cols_size = CKK * S * OHW;                      // (CKK, S*OHW), then dcols
     const int64_t mat_size = plan.per_image ? 0 : K * S * OHW;    // (K, S*OHW)
     std::vector<float> scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
@@ -271,7 +301,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
                     beta = 1.0f;
                     if (dx) {
                         // dcols_n (CKK, OHW; ld q) = w^T (CKK, K) . dout_n (K, OHW), over cols_n.
-                        sgemm(true, false, CKK, OHW, K, 1.0f, w, CKK, dout_n, OHW, 0.0f, cols_n, q);
+                        wt.gemm(OHW, dout_n, OHW, cols_n, q);
                     }
                 }
             } else {
@@ -287,7 +317,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
                 beta = 1.0f;
                 if (dx) {
                     // dcols (CKK, q) = w^T (CKK, K) . mat (K, q), into the cols buffer.
-                    sgemm(true, false, CKK, q, K, 1.0f, w, CKK, mat, q, 0.0f, cols, q);
+                    wt.gemm(q, mat, q, cols, q);
                 }
             }
             if (dx) col2im(dx + n0 * C * H * W, cols, s, C, H, W, KH, KW, SH, SW, PH, PW);
