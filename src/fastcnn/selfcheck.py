@@ -35,6 +35,7 @@ def _cases(rng: np.random.Generator):
         ("im2col", (x, (3, 2), 2, 1), {}, ()),
         ("col2im", (cols, x.shape, (3, 2), 2, 1), {}, ()),
         ("conv2d", (x, w, b, 2, 1), {}, ()),
+        ("conv2d", (x, w, b, 2, 1), dict(relu=True), ()),
         ("conv2d_backward", (r(conv_out.shape), x, w, 2, 1), {}, ()),
         ("maxpool2d", (x, 2), {}, ()),
         ("maxpool2d_backward", (r(pool_out.shape), x, 2), {}, ()),
@@ -46,6 +47,8 @@ def _cases(rng: np.random.Generator):
         ("global_avgpool2d_backward", (r((3, 2)), x), {}, ()),
         ("dense", (xd, wd, bd), {}, ()),
         ("dense_backward", (r((5, 6)), xd, wd), {}, ()),
+        ("dense_backward_sgd", (r((5, 6)), xd, wd.copy(), bd.copy()),
+         dict(lr=0.1, weight_decay=1e-3), (2, 3)),
         ("relu", (x,), {}, ()),
         ("relu_backward", (r(x.shape), x), {}, ()),
         ("sigmoid", (x,), {}, ()),
@@ -85,6 +88,7 @@ def run(tolerance: float = 1e-4, out=print) -> bool:
     ok_all = True
     out(f"{'op':28s} {'max rel. error':>14s}  result")
     for name, args, kwargs, inplace in _cases(rng):
+        label = name + ("(relu=True)" if kwargs.get("relu") else "")
         ref_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
         nat_args = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
                     else (a.copy() if isinstance(a, np.ndarray) else a) for a in args]
@@ -95,12 +99,12 @@ def run(tolerance: float = 1e-4, out=print) -> bool:
                            [nat_args[i] for i in inplace])
         except Exception as e:  # report every op, even after one breaks
             ok_all = False
-            out(f"{name:28s} {'-':>14s}  FAIL ({type(e).__name__}: {e})")
+            out(f"{label:28s} {'-':>14s}  FAIL ({type(e).__name__}: {e})")
             continue
         err = max(_relative_error(g, w) for g, w in zip(got, want))
         ok = len(got) == len(want) and err <= tolerance
         ok_all &= ok
-        out(f"{name:28s} {err:14.2e}  {'ok' if ok else 'FAIL'}")
+        out(f"{label:28s} {err:14.2e}  {'ok' if ok else 'FAIL'}")
     out("self-check " + ("passed: every native op matches the reference" if ok_all
                          else "FAILED: see the lines marked FAIL"))
     return ok_all
