@@ -81,6 +81,19 @@ def test_isa_environment_variable_forces_the_portable_path():
     assert odd["simd"] in ("avx2", "generic")
 
 
+def test_malloc_tuning_at_import_and_its_opt_outs():
+    """glibc: fixed thresholds unless the user set their own or opted out."""
+    import platform
+
+    code = "import fastcnn; print(fastcnn.build_info()['malloc_tuned'])"
+    glibc = platform.libc_ver()[0] == "glibc"
+    if not any(os.environ.get(k) for k in ("FASTCNN_MALLOC_TUNING", "MALLOC_MMAP_THRESHOLD_",
+                                            "MALLOC_TRIM_THRESHOLD_")):
+        assert _run(code) == str(glibc)
+    assert _run(code, FASTCNN_MALLOC_TUNING="0") == "False"
+    assert _run(code, MALLOC_TRIM_THRESHOLD_="1000000") == "False"
+
+
 def test_thread_count_round_trip_and_errors():
     before = fastcnn.get_num_threads()
     try:

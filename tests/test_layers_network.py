@@ -844,3 +844,33 @@ def test_dropout_without_rng_in_training_is_refused():
     model = Sequential([L.Dropout(0.5), L.Dense(2)], input_shape=(3,))
     with pytest.raises(ValueError, match="rng"):
         model.loss_and_grads(np.zeros((2, 3), np.float32), np.array([0, 1]))
+
+
+# ---------------------------------------------------------------------------
+# ReLU conv + max-pool: the pool applies the ReLU mask (Sequential.build)
+
+
+@pytest.mark.parametrize("backend, dtype", [("native", "float32"), ("reference", "float64")])
+@pytest.mark.parametrize("size, stride", [(2, None), (3, 2), (2, 1), (3, 3)])
+def test_relu_mask_moved_to_the_pool_changes_no_bit(backend, dtype, size, stride):
+    """The pool masking its (smaller) output gradient gives exactly the gradients
+    of the conv masking its own: overlapping windows, floor sizes, ties at 0."""
+    layers = [L.Conv2D(4, 3, activation="relu"), L.MaxPool2D(size, stride),
+              L.Conv2D(3, 2, activation="relu"), L.MaxPool2D(size, stride),
+              L.Dense(5, activation="softmax")]
+    model = Sequential(layers, input_shape=(2, 15, 14), backend=backend, dtype=dtype, seed=3)
+    assert [getattr(layer, "relu_mask_after", None) for layer in model.layers] == \
+        [True, None, True, None, None]
+    assert model.layers[1].relu_mask_before and model.layers[3].relu_mask_before
+    x, y = _data((2, 15, 14), 6, 5, seed=4)
+    x[0, :, :8] = -5.0  # whole windows at relu 0: pooled 0, gradient stops
+    moved = model.loss_and_grads(x, y)[2]
+    for layer in model.layers:
+        if isinstance(layer, (L.Conv2D, L.MaxPool2D)):
+            layer.relu_mask_after = layer.relu_mask_before = False
+    plain = model.loss_and_grads(x, y)[2]
+    assert any(np.count_nonzero(g["w"]) for g in moved if g)
+    for g_moved, g_plain in zip(moved, plain):
+        assert g_moved.keys() == g_plain.keys()
+        for k in g_moved:
+            np.testing.assert_array_equal(g_moved[k], g_plain[k])

@@ -827,6 +827,7 @@ void bind_misc(py::module_& m) {
         d["cxx_flags"] = FASTCNN_CXX_FLAGS;
         d["avx2_flags"] = FASTCNN_HAVE_AVX2_BUILD ? "-mavx2 -mfma (on *_avx2.cpp only)" : "";
         d["build_type"] = FASTCNN_BUILD_TYPE;
+        d["malloc_tuned"] = fastcnn::malloc_tuned();
         return d;
     });
 }
@@ -836,6 +837,7 @@ void bind_misc(py::module_& m) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "fastcnn native kernels (private; use fastcnn.ops)";
     fastcnn::init_dispatch();
+    fastcnn::tune_malloc();
     bind_misc(m);
     bind_gemm(m);
     bind_conv_dense(m);

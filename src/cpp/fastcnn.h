@@ -59,6 +59,15 @@ bool set_isa(const char* name);
 const char* simd_level();      // the path in use: "avx2" or "generic"
 bool cpu_has_avx2_fma();       // what the CPU offers, whatever is in use
 
+// -------------------------------------------------------------- memory ----
+// glibc only: fixed malloc thresholds (64 MiB mmap, 256 MiB trim), so the
+// arrays a training step frees are reused by the next step instead of going
+// back to the OS and faulting in again (memory.cpp). Called once at import;
+// skipped when the user set MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ or
+// FASTCNN_MALLOC_TUNING=0. Returns (and malloc_tuned reports) whether it was done.
+bool tune_malloc();
+bool malloc_tuned();
+
 // ------------------------------------------------------------- threads ----
 void set_num_threads(int n);   // omp_set_num_threads; no-op without OpenMP
 int get_num_threads();         // omp_get_max_threads; 1 without OpenMP

@@ -237,9 +237,16 @@ class Conv2D(_Affine):
         y, saved = self._finish(ops, z, head)
         return y, (x, saved)
 
+    # Set by Sequential.build when a MaxPool2D follows a ReLU conv: the pool then
+    # applies the ReLU's backward mask, on its smaller output (see MaxPool2D).
+    relu_mask_after = False
+
     def backward(self, ops, dout, cache, need_dx=True):
         x, saved = cache
-        dz = self._unfinish(ops, dout, saved)
+        if self.relu_mask_after and saved is not None:
+            dz = dout  # already masked by the max-pool above
+        else:
+            dz = self._unfinish(ops, dout, saved)
         dx, dw, db = ops.conv2d_backward(dz, x, self.params["w"], self.stride, self.padding,
                                          need_dx)
         grads = {"w": dw}
@@ -392,6 +399,23 @@ class _Pool(Layer):
 class MaxPool2D(_Pool):
     """Maximum of each window."""
     _op = "maxpool2d"
+    # Set by Sequential.build when the layer below is a ReLU Conv2D: backward then
+    # applies that ReLU's mask to dout first, where the pooled value is > 0 (the
+    # window's maximum, where the whole gradient goes, is > 0 exactly then; NaN
+    # gives 0 in both), instead of the conv masking a 4x larger gradient.
+    relu_mask_before = False
+
+    def forward(self, ops, x, training=False, rng=None, head=False):
+        out = ops.maxpool2d(x, self.size, self.stride)
+        return out, ((x, out) if self.relu_mask_before else x)
+
+    def backward(self, ops, dout, cache, need_dx=True):
+        if self.relu_mask_before:
+            x, out = cache
+            dout = ops.relu_backward(dout, out)
+        else:
+            x = cache
+        return ops.maxpool2d_backward(dout, x, self.size, self.stride), {}
 
 
 class AvgPool2D(_Pool):

@@ -91,6 +91,15 @@ class Sequential:
         for layer in self.layers:
             s = layer.build(s, self.rng, self.dtype)
         self.output_shape = s
+        # A ReLU conv followed by a max-pool: the pool applies the ReLU's backward
+        # mask to its own (4x smaller) output gradient, and the conv skips it.
+        # Exactly the same numbers: a window's gradient goes to its maximum, which
+        # is > 0 exactly when the pooled value is.
+        for a, b in zip(self.layers, self.layers[1:] + [None]):
+            if isinstance(a, L.Conv2D):
+                a.relu_mask_after = isinstance(b, L.MaxPool2D) and a.activation == "relu"
+            if isinstance(b, L.MaxPool2D):
+                b.relu_mask_before = isinstance(a, L.Conv2D) and a.activation == "relu"
         return self
 
     def parameters(self):
