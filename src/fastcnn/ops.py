@@ -123,7 +123,7 @@ def dense_backward(dout, x, w, need_dx=True):
 def dense_backward_sgd(dout, x, w, b=None, *, lr, weight_decay=0.0, need_dx=True):
     """One plain-SGD step of dense fused with its backward pass: returns dx (None
     when need_dx is false), computed with w as it was; then, in place,
-    w -= lr * (x.T @ dout + weight_decay * w) and b -= lr * dout.sum(0).
+    w = (1 - lr * weight_decay) * w - lr * x.T @ dout and b -= lr * dout.sum(0).
     The weight gradient is never stored (see fastcnn.reference)."""
     dout, x, lr, weight_decay = V.dense_sgd_args(dout, x, w, b, lr, weight_decay, native=True)
     dx = np.empty(x.shape, dtype=np.float32) if need_dx else None

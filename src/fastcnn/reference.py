@@ -158,11 +158,13 @@ def dense_backward(dout, x, w, need_dx=True):
 def dense_backward_sgd(dout, x, w, b=None, *, lr, weight_decay=0.0, need_dx=True):
     """dense_backward and one plain-SGD step in one op: returns dx (None when
     need_dx is false), computed with w as it was; then, in place,
-    w -= lr * (x.T @ dout + weight_decay * w) and b -= lr * dout.sum(axis=0).
-    The native op never stores x.T @ dout: it adds it straight into w."""
+    w = (1 - lr * weight_decay) * w - lr * (x.T @ dout) and b -= lr * dout.sum(axis=0).
+    (The same step as sgd_update, written as the native op computes it: an Inf
+    weight with lr * weight_decay == 0 stays Inf.) The native op never stores
+    x.T @ dout: it adds it straight into w."""
     dout, x, lr, weight_decay = V.dense_sgd_args(dout, x, w, b, lr, weight_decay, native=False)
     dx, dw, db = dense_backward(dout, x, w, need_dx)
-    w -= (lr * (dw + weight_decay * w)).astype(w.dtype, copy=False)
+    w[...] = ((1.0 - lr * weight_decay) * w - lr * dw).astype(w.dtype, copy=False)
     if b is not None:
         b -= (lr * db).astype(b.dtype, copy=False)
     return dx
