@@ -98,6 +98,19 @@ void im2col(float* cols, const float* x, int64_t N, int64_t C, int64_t H, int64_
                 const int64_t r = (c * KH + i) * KW + j;
                 float* dst = cols + r * ncols + n * OH * OW;    // cols[r][n*OH*OW ...] (OH, OW)
                 std::fill(dst, dst + rows.lo * OW, 0.0f);       // rows above the image
+                if (SW == 1 && count == OW && OW % 4 == 0) {
+                    // Whole rows, no padding columns (OW is 8 or 24 in the book's
+                    // nets): OW/4 16-byte moves per row, no overlapping tail.
+                    const float* src = plane + (rows.lo * SH - PH + i) * W + (j - PW);
+                    for (int64_t oh = rows.lo; oh < rows.hi; ++oh, src += SH * W) {
+                        float* out_row = dst + oh * OW;
+                        for (int64_t o = 0; o < OW; o += 4) {
+                            std::memcpy(out_row + o, src + o, 4 * sizeof(float));
+                        }
+                    }
+                    std::fill(dst + rows.hi * OW, dst + OH * OW, 0.0f);  // rows below the image
+                    continue;
+                }
                 for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
                     float* out_row = dst + oh * OW;              // (OW)
                     // The input pixels of cols_in, from ow = cols_in.lo on, SW apart.
@@ -147,7 +160,13 @@ void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64
                     float* dst = dx_row + (ow_in.lo * SW - PW + j);
                     const float* add = src_row + ow_in.lo;
                     const int64_t count = ow_in.hi - ow_in.lo;
-                    if (SW == 1) {
+                    if (SW == 1 && count % 4 == 0) {
+                        // 4-wide pieces (OW is 8 or 24 in the book's nets): one SSE
+                        // add each, without the set-up of a loop of unknown length.
+                        for (int64_t o = 0; o < count; o += 4) {
+                            for (int64_t l = 0; l < 4; ++l) dst[o + l] += add[o + l];
+                        }
+                    } else if (SW == 1) {
                         for (int64_t o = 0; o < count; ++o) dst[o] += add[o];
                     } else {
                         for (int64_t o = 0; o < count; ++o) dst[o * SW] += add[o];
