@@ -15,9 +15,14 @@ from . import _core
 from . import _validate as V
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _f32(x: np.ndarray) -> np.ndarray:
     """A read-only input as float32 C-contiguous (no copy when it already is).
     The shape is kept: np.ascontiguousarray alone turns a 0-d array into 1-d."""
+    if type(x) is np.ndarray and x.dtype == _F32 and x.flags.c_contiguous:
+        return x  # the usual case, checked in ~0.2 us instead of ~0.6
     out = np.ascontiguousarray(x, dtype=np.float32)
     return out if out.shape == x.shape else out.reshape(x.shape)
 
