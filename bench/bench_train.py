@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # and whichever loads first serves both (one OpenMP runtime, one thread pool).
 import fastcnn  # noqa: E402
 from fastcnn import Sequential, layers as L, optim  # noqa: E402
+from fastcnn.saving import atomic_write  # noqa: E402
 from _harness import RESULTS_DIR, machine_info  # noqa: E402
 
 try:
@@ -491,8 +492,8 @@ def main(argv=None):
            "training": train_rows, "inference": infer_rows, "failures": failures,
            "loadavg_at_end": load_end}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=1, default=str)
+    text = json.dumps(out, indent=1, default=str).encode()
+    atomic_write(args.out, lambda f: f.write(text))  # a reader never sees half a file
     print(f"results written to {os.path.relpath(args.out)}")
     if failures:
         print("\nVALIDATION FAILURES:\n  " + "\n  ".join(failures), file=sys.stderr)
