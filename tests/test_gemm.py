@@ -183,15 +183,20 @@ def test_threads_agree_bitwise(isa, shape):
     rng = np.random.default_rng(4)
     a, b = operands(rng, *shape, False, False)
     c0 = rng.standard_normal(shape[:2]).astype(np.float32)
+    np.testing.assert_array_equal(*_at_1_and_2_threads(a, b, c0, alpha=0.5, beta=-1.5))
+
+
+def _at_1_and_2_threads(a, b, c0, **kwargs):
+    """ops.gemm(a, b, copy of c0, **kwargs) with 1 and then 2 threads."""
     before = fastcnn.get_num_threads()
     try:
         results = []
         for t in (1, 2):
             fastcnn.set_num_threads(t)
-            results.append(ops.gemm(a, b, c0.copy(), alpha=0.5, beta=-1.5))
+            results.append(ops.gemm(a, b, c0.copy(), **kwargs))
     finally:
         fastcnn.set_num_threads(before)
-    np.testing.assert_array_equal(results[0], results[1])
+    return results
 
 
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False),
@@ -215,16 +220,8 @@ def test_stream_threads_agree_bitwise(isa, shape, trans_a, trans_b):
     rng = np.random.default_rng(5)
     a, b = operands(rng, *shape, trans_a, trans_b)
     c0 = rng.standard_normal(shape[:2]).astype(np.float32)
-    before = fastcnn.get_num_threads()
-    try:
-        results = []
-        for t in (1, 2):
-            fastcnn.set_num_threads(t)
-            results.append(ops.gemm(a, b, c0.copy(), alpha=-0.25, beta=1.0,
-                                    trans_a=trans_a, trans_b=trans_b))
-    finally:
-        fastcnn.set_num_threads(before)
-    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(*_at_1_and_2_threads(a, b, c0, alpha=-0.25, beta=1.0,
+                                                       trans_a=trans_a, trans_b=trans_b))
 
 
 def test_paths_agree():
