@@ -237,6 +237,11 @@ def check(name, args, kwargs=None, inplace=()):
         assert (g is None) == (w is None), what
         if g is None:
             continue
+        if isinstance(g, np.ndarray) and g.dtype == np.uint8:
+            # conv2d_maxpool's choice: float32 and float64 may break a near-tie
+            # differently; test_conv_pool compares choices exactly.
+            assert w.dtype == np.uint8 and g.shape == w.shape, what
+            continue
         if isinstance(g, np.ndarray) and i < len(got) - len(inplace):
             assert g.dtype == np.float32, f"{name}: native result {i} has dtype {g.dtype}"
         assert_close(g, w, rtol=2e-4, atol=2e-5, name=f"{name} result {i}")
@@ -307,6 +312,52 @@ def conv2d_backward_case(c: Case):
     dout = c.array((n, kf, out_size(h, kh, s, p), out_size(w, kw, s, p)))
     return (dout, c.array((n, ch, h, w)), c.array((kf, ch, kh, kw)), c.size(s), c.size(p, 0),
             c.draw(st.booleans())), {}, ()
+
+
+def conv_pool_geometry(c: Case):
+    """conv_geometry plus a max-pool window that fits the conv output."""
+    n, ch, h, w, kf, kh, kw, s, p = conv_geometry(c)
+    oh, ow = out_size(h, kh, s, p), out_size(w, kw, s, p)
+    pk = (c.dim(1, oh), c.dim(1, ow))
+    ps = (c.dim(1, 3), c.dim(1, 3)) if c.draw(st.booleans()) else None
+    return n, ch, h, w, kf, kh, kw, s, p, pk, ps
+
+
+def conv2d_maxpool_case(c: Case):
+    n, ch, h, w, kf, kh, kw, s, p, pk, ps = conv_pool_geometry(c)
+    b = c.array((kf,)) if c.draw(st.booleans()) else None
+    kw_ = {"relu": c.draw(st.sampled_from([False, True, np.bool_(True), 1, None]))} \
+        if c.draw(st.booleans()) else {}
+    return (c.array((n, ch, h, w)), c.array((kf, ch, kh, kw)), b, c.size(s), c.size(p, 0),
+            c.size(pk[0]) if c.draw(st.booleans()) else pk,
+            None if ps is None else c.size(ps[0])), kw_, ()
+
+
+def conv2d_maxpool_backward_case(c: Case):
+    n, ch, h, w, kf, kh, kw, s, p, pk, ps = conv_pool_geometry(c)
+    ps2 = pk if ps is None else ps
+    oh, ow = out_size(h, kh, s, p), out_size(w, kw, s, p)
+    pooled = (n, kf, out_size(oh, pk[0], ps2[0], 0), out_size(ow, pk[1], ps2[1], 0))
+    window = pk[0] * pk[1]
+    choice = c.rng.integers(0, window, pooled).astype(np.uint8)
+    choice[c.rng.random(pooled) < 0.3] = 255
+    if c.spoil():
+        how = c.draw(st.sampled_from(["int32", "list", "shape", "value", "none", "noncontig"]))
+        if how == "int32":
+            choice = choice.astype(np.int32)
+        elif how == "list":
+            choice = choice.tolist()
+        elif how == "shape":
+            choice = choice[..., :-1]
+        elif how == "value" and choice.size:
+            choice.flat[c.draw(st.integers(0, choice.size - 1))] = c.draw(
+                st.integers(window, 254))
+        elif how == "none":
+            choice = None
+        else:
+            choice = noncontig(choice)
+    return (c.array(pooled), choice, c.array((n, ch, h, w)), c.array((kf, ch, kh, kw)),
+            c.size(s), c.size(p, 0), pk, ps, c.draw(st.booleans())), {}, ()
 
 
 def pool_geometry(c: Case):
@@ -478,6 +529,8 @@ CASES = {
     "dense": dense_case,
     "dense_backward": dense_backward_case,
     "dense_backward_sgd": dense_backward_sgd_case,
+    "conv2d_maxpool": conv2d_maxpool_case,
+    "conv2d_maxpool_backward": conv2d_maxpool_backward_case,
     "relu": unary_case,
     "sigmoid": unary_case,
     "tanh": unary_case,

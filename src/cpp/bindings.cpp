@@ -534,6 +534,125 @@ void def_pool_backward_x(py::module_& m, const char* name, PoolBackwardX kernel)
        py::arg("sh"), py::arg("sw"));
 }
 
+// A uint8 C-contiguous array of exactly the shape want (the choices of a fused
+// conv + max-pool); writable when out is true.
+uint8_t* u8_array(py::handle h, const char* name, const std::vector<int64_t>& want, bool out) {
+    py::array a = as_array(h, name);
+    if (!a.dtype().equal(py::dtype::of<uint8_t>())) {
+        throw py::type_error(std::string(name) + " must have dtype uint8, got " +
+                             std::string(py::str(a.dtype())));
+    }
+    if (!(a.flags() & py::array::c_style)) {
+        throw py::type_error(std::string(name) + " must be C-contiguous");
+    }
+    require_shape(h, name, want, "the pooled output shape");
+    if (out && !a.writeable()) throw py::value_error(std::string(name) + " must be writeable");
+    return static_cast<uint8_t*>(a.mutable_data());
+}
+
+// The conv geometry of x and w, and the pooling window over the conv output:
+// (N, K, POH, POW) is the pooled output shape.
+struct ConvPoolCall {
+    ConvGeom g;
+    int64_t K;
+    PoolCall p;  // N, C = K, H = OH, W = OW of the conv output
+};
+
+ConvPoolCall conv_pool_intake(py::handle x, py::handle w, int64_t sh, int64_t sw, int64_t ph,
+                              int64_t pw, int64_t pkh, int64_t pkw, int64_t psh, int64_t psw) {
+    in_f32(x, "x", 4);
+    in_f32(w, "w", 4);
+    const std::vector<int64_t> wd = dims_of(w);
+    ConvPoolCall c{};
+    c.g = conv_geom(dims_of(x), "x", wd[2], wd[3], sh, sw, ph, pw);
+    c.K = conv_filters(w, c.g);
+    c.p = pool_geometry({c.g.N, c.K, c.g.OH, c.g.OW}, "the conv output", pkh, pkw, psh, psw);
+    if (pkh * pkw > 255) {
+        throw py::value_error("pooling window " + dims_str({pkh, pkw}) + " has " +
+                              std::to_string(pkh * pkw) +
+                              " elements; the fused conv + max-pool handles at most 255");
+    }
+    return c;
+}
+
+void bind_conv_pool(py::module_& m) {
+    m.def("conv2d_maxpool_forward", [](py::handle out, py::handle choice, py::handle x,
+                                       py::handle w, py::handle b, int64_t sh, int64_t sw,
+                                       int64_t ph, int64_t pw, int64_t pkh, int64_t pkw,
+                                       int64_t psh, int64_t psw, bool relu) {
+        const ConvPoolCall c = conv_pool_intake(x, w, sh, sw, ph, pw, pkh, pkw, psh, psw);
+        const ConvGeom& g = c.g;
+        const std::vector<int64_t> pooled{g.N, c.K, c.p.OH, c.p.OW};
+        const float* xp = in_f32(x, "x", 4);
+        const float* wp = in_f32(w, "w", 4);
+        const float* bp = in_f32_opt(b, "b", 1);
+        if (bp) require_shape(b, "b", {c.K}, "one bias per filter");
+        float* op = out_f32(out, "out", 4);
+        require_shape(out, "out", pooled, "(N, K, POH, POW): the pooled conv output");
+        uint8_t* cp = u8_array(choice, "choice", pooled, true);
+        for (auto [h, name] : {std::pair<py::handle, const char*>{x, "x"}, {w, "w"}, {b, "b"}}) {
+            require_apart(out, "out", h, name);
+            require_apart(choice, "choice", h, name);
+        }
+        require_apart(out, "out", choice, "choice");
+        py::gil_scoped_release nogil;
+        fastcnn::conv2d_maxpool_forward(op, cp, xp, wp, bp, g.N, g.C, g.H, g.W, c.K, g.KH, g.KW,
+                                        g.SH, g.SW, g.PH, g.PW, c.p.KH, c.p.KW, c.p.SH, c.p.SW,
+                                        relu);
+    }, py::arg("out"), py::arg("choice"), py::arg("x"), py::arg("w"), py::arg("b"),
+       py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("pkh"),
+       py::arg("pkw"), py::arg("psh"), py::arg("psw"), py::arg("relu"),
+       "out (N,K,POH,POW), choice (uint8, same shape) <- max-pool (pkh x pkw, stride psh x psw) "
+       "of conv(x, w) + b, relu'd if asked; the conv output itself is not stored.");
+
+    m.def("conv2d_maxpool_backward", [](py::handle dx, py::handle dw, py::handle db,
+                                        py::handle dout, py::handle choice, py::handle x,
+                                        py::handle w, int64_t sh, int64_t sw, int64_t ph,
+                                        int64_t pw, int64_t pkh, int64_t pkw, int64_t psh,
+                                        int64_t psw) {
+        const ConvPoolCall c = conv_pool_intake(x, w, sh, sw, ph, pw, pkh, pkw, psh, psw);
+        const ConvGeom& g = c.g;
+        const std::vector<int64_t> pooled{g.N, c.K, c.p.OH, c.p.OW};
+        const float* xp = in_f32(x, "x", 4);
+        const float* wp = in_f32(w, "w", 4);
+        const float* gp = in_f32(dout, "dout", 4);
+        require_shape(dout, "dout", pooled, "(N, K, POH, POW): the pooled conv output");
+        const uint8_t* cp = u8_array(choice, "choice", pooled, false);
+        // A choice outside the window would send a gradient outside the image.
+        const int64_t window = pkh * pkw;
+        const int64_t n = count(choice);
+        for (int64_t i = 0; i < n; ++i) {
+            if (cp[i] >= window && cp[i] != fastcnn::kNoGradient) {
+                throw py::value_error(
+                    "choice holds " + std::to_string(cp[i]) + " at flat index " +
+                    std::to_string(i) + ", but a " + std::to_string(pkh) + "x" +
+                    std::to_string(pkw) + " window has offsets 0.." +
+                    std::to_string(window - 1) + " (or 255: no gradient); pass the choice "
+                    "that conv2d_maxpool returned");
+            }
+        }
+        float* dxp = out_f32_opt(dx, "dx", 4);
+        if (dxp) require_shape(dx, "dx", dims_of(x), "x's shape");
+        float* dwp = out_f32(dw, "dw", 4);
+        require_shape(dw, "dw", dims_of(w), "w's shape");
+        float* dbp = out_f32_opt(db, "db", 1);
+        if (dbp) require_shape(db, "db", {c.K}, "one per filter");
+        require_grads_disjoint(dx, dw, db, dout, x, w);
+        for (auto [h, name] : {std::pair<py::handle, const char*>{dx, "dx"}, {dw, "dw"},
+                               {db, "db"}}) {
+            require_apart(h, name, choice, "choice");
+        }
+        py::gil_scoped_release nogil;
+        fastcnn::conv2d_maxpool_backward(dxp, dwp, dbp, gp, cp, xp, wp, g.N, g.C, g.H, g.W, c.K,
+                                         g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, c.p.KH, c.p.KW,
+                                         c.p.SH, c.p.SW);
+    }, py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("dout"), py::arg("choice"),
+       py::arg("x"), py::arg("w"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
+       py::arg("pkh"), py::arg("pkw"), py::arg("psh"), py::arg("psw"),
+       "dx (or None), dw, db (or None) <- gradients of conv2d_maxpool from dout of the pooled "
+       "output and choice; overwritten.");
+}
+
 void bind_pool(py::module_& m) {
     def_pool_forward(m, "maxpool2d_forward", &fastcnn::maxpool2d_forward);
     def_pool_forward(m, "avgpool2d_forward", &fastcnn::avgpool2d_forward);
@@ -842,5 +961,6 @@ PYBIND11_MODULE(_core, m) {
     bind_gemm(m);
     bind_conv_dense(m);
     bind_pool(m);
+    bind_conv_pool(m);
     bind_elementwise(m);
 }

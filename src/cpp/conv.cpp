@@ -47,17 +47,35 @@
 // N only, so dw does not depend on the thread count or on which thread ran
 // which group.
 //
+// conv2d_maxpool (forward and backward) runs the same passes with the max-pool
+// folded in: the forward GEMM of an image writes into the thread's scratch
+// (per image) or the K-row matrix (batched), and each plane is pooled from
+// there with its choice recorded; the conv's full output is never stored. The
+// backward builds each image's dz from the pooled gradient and the choices in
+// the same place, right before its GEMMs. The two passes are templates over
+// that one difference (PlainForward / PoolForward, PlainDz / PoolDz), so the
+// fused op computes bit for bit what conv2d, relu, maxpool2d and their
+// backward passes compute in sequence (overlapping pooling windows: the same
+// values, added up in another order).
+//
 // db: per (image, k) a float sum of OHW values in 8 interleaved partial sums
-// (vectorised, error ~ OHW/8 roundings), then summed over images in float.
+// (vectorised, error ~ OHW/8 roundings), taken while the image's dz is in
+// cache, then summed over images in order, in float.
 //
 // Scratch (allocated before any parallel region; may throw std::bad_alloc):
 // per thread cols (CKK+1, S*OHW) and on the batched path the K-row matrix
-// (K, S*OHW); w_bias (K, CKK+1) forward per image; dw_parts (groups, K, CKK).
+// (K, S*OHW), on the per-image path of the fused op one (K, OHW) plane set;
+// w_bias (K, CKK+1) forward per image; dw_parts (groups, K, CKK); db_parts (N, K).
 #include "fastcnn.h"
 
 #include <algorithm>
+#include <cstring>
 #include <exception>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -137,6 +155,11 @@ void for_each_group(const Plan& plan, Body body) {
     if (error) std::rethrow_exception(error);
 }
 
+// maxpool2d's rule (pool.cpp): the running choice cur gives way to the next
+// element v, in row-major order, when cur is not NaN and v is NaN or larger.
+// Written with & | so loops over it compile to compares and selects, not branches.
+inline bool takes_over_nobranch(float v, float cur) { return (cur == cur) & ((v != v) | (v > cur)); }
+
 // relu as relu_forward computes it (activations.cpp): NaN stays NaN.
 inline float relu_value(float v) { return v > 0.f ? v : (v != v ? v : 0.f); }
 
@@ -184,12 +207,298 @@ float sum_floats(const float* v, int64_t count) {
            ((lane[2] + lane[6]) + (lane[3] + lane[7])) + tail;
 }
 
-}  // namespace
 
-void conv2d_forward(float* out, const float* x, const float* w, const float* b,
-                    int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
-                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
-                    bool relu) {
+// ---- where the forward GEMMs' results go.
+// An epilogue decides where a per-image GEMM writes image n's (K, OHW) result
+// (target: straight into out, or into the thread's scratch), then finishes
+// image n: z + k*kstride is channel k's (OH, OW) plane; add_bias: b[k] is
+// still to be added (batched path; the per-image GEMM has added it).
+
+// conv2d: out (N, K, OH, OW), relu or not.
+struct PlainForward {
+    float* out;
+    const float* b;
+    int64_t K, OHW;
+    bool relu;
+
+    static constexpr bool kScratch = false;
+    float* target(int64_t n, float* /*scratch*/) const { return out + n * K * OHW; }
+    void finish(int64_t n, float* z, int64_t kstride, bool add_bias) const {
+        float* out_n = out + n * K * OHW;
+        if (z == out_n) {  // written in place by the per-image GEMM
+            if (relu) relu_in_place(out_n, K * OHW);  // still in L2
+            return;
+        }
+        for (int64_t k = 0; k < K; ++k) {
+            const float* src = z + k * kstride;    // (OHW)
+            float* dst = out_n + k * OHW;          // out[n][k] (OHW)
+            const float bias = add_bias && b ? b[k] : 0.0f;
+            if (relu) {
+                for (int64_t p = 0; p < OHW; ++p) dst[p] = relu_value(src[p] + bias);
+            } else {
+                for (int64_t p = 0; p < OHW; ++p) dst[p] = src[p] + bias;
+            }
+        }
+    }
+};
+
+// The max-pool that follows a fused conv: window PKH x PKW, stride PSH x PSW
+// over the conv's (OH, OW) output; pooled output (POH, POW).
+struct PoolGeom {
+    int64_t PKH, PKW, PSH, PSW, POH, POW;
+    bool overlapping() const { return PSH < PKH || PSW < PKW; }
+};
+
+#if defined(__SSE2__)
+// Selects a where mask is set, else b.
+inline __m128 select_ps(__m128 mask, __m128 a, __m128 b) {
+    return _mm_or_ps(_mm_and_ps(mask, a), _mm_andnot_ps(mask, b));
+}
+inline __m128i select_epi32(__m128 mask, __m128i a, __m128i b) {
+    const __m128i m = _mm_castps_si128(mask);
+    return _mm_or_si128(_mm_and_si128(m, a), _mm_andnot_si128(m, b));
+}
+
+// The fast path of maxpool_choice_plane for one row of 2x2 windows, four at a
+// time: top/bottom are the windows' two rows. Returns how many it did
+// (a multiple of 4); the caller finishes the rest.
+int64_t maxpool_choice_2x2_row_sse2(float* out_row, uint8_t* choice_row, const float* top,
+                                    const float* bottom, int64_t count, bool relu) {
+    int64_t pw = 0;
+    for (; pw + 4 <= count; pw += 4) {
+        const __m128 t0 = _mm_loadu_ps(top + 2 * pw), t1 = _mm_loadu_ps(top + 2 * pw + 4);
+        const __m128 u0 = _mm_loadu_ps(bottom + 2 * pw), u1 = _mm_loadu_ps(bottom + 2 * pw + 4);
+        const __m128 v[4] = {_mm_shuffle_ps(t0, t1, _MM_SHUFFLE(2, 0, 2, 0)),   // a: (0, 0)
+                             _mm_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 1, 3, 1)),   // b: (0, 1)
+                             _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),   // c: (1, 0)
+                             _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1))};  // d: (1, 1)
+        __m128 m = v[0];
+        __m128i idx = _mm_setzero_si128();
+        for (int e = 1; e < 4; ++e) {
+            // takes_over(v, m): m is not NaN and (v is NaN or v > m)
+            const __m128 t = _mm_and_ps(_mm_cmpord_ps(m, m),
+                                        _mm_or_ps(_mm_cmpunord_ps(v[e], v[e]), _mm_cmpgt_ps(v[e], m)));
+            m = select_ps(t, v[e], m);
+            idx = select_epi32(t, _mm_set1_epi32(e), idx);
+        }
+        _mm_storeu_ps(out_row + pw, m);
+        if (relu) {  // not > 0 (NaN included): no gradient
+            idx = select_epi32(_mm_cmpngt_ps(m, _mm_setzero_ps()), _mm_set1_epi32(kNoGradient), idx);
+        }
+        const __m128i words = _mm_packs_epi32(idx, idx);       // 0..255 fit
+        const __m128i bytes = _mm_packus_epi16(words, words);
+        const int32_t four = _mm_cvtsi128_si32(bytes);
+        std::memcpy(choice_row + pw, &four, sizeof four);
+    }
+    return pw;
+}
+
+// The 2x2 fast path of PoolDz::plane for one row of windows, four at a time:
+// each window's gradient g to its chosen element, 0 to the other three.
+int64_t unpool_2x2_row_sse2(float* top, float* bottom, const float* g_row,
+                            const uint8_t* c_row, int64_t count) {
+    int64_t pw = 0;
+    const __m128i zero = _mm_setzero_si128();
+    for (; pw + 4 <= count; pw += 4) {
+        const __m128 g = _mm_loadu_ps(g_row + pw);
+        int32_t four;
+        std::memcpy(&four, c_row + pw, sizeof four);
+        const __m128i c = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(four), zero), zero);
+        __m128 part[4];
+        for (int e = 0; e < 4; ++e) {
+            part[e] = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(c, _mm_set1_epi32(e))), g);
+        }
+        _mm_storeu_ps(top + 2 * pw, _mm_unpacklo_ps(part[0], part[1]));
+        _mm_storeu_ps(top + 2 * pw + 4, _mm_unpackhi_ps(part[0], part[1]));
+        _mm_storeu_ps(bottom + 2 * pw, _mm_unpacklo_ps(part[2], part[3]));
+        _mm_storeu_ps(bottom + 2 * pw + 4, _mm_unpackhi_ps(part[2], part[3]));
+    }
+    return pw;
+}
+#endif
+
+// One plane of conv2d_maxpool: out / choice (POH, POW) from z (OH, OW), which
+// already holds the conv output as conv2d would return it (bias, relu): the
+// max-pool of maxpool2d (first NaN, else first maximum), and choice = the
+// window offset i*PKW + j of the chosen element, or kNoGradient where relu is
+// on and the pooled value is not > 0 (relu_backward passes nothing there).
+// 2x2 stride-2 windows (the common case) go four at a time with SSE2 compares
+// and selects where the compiler has SSE2 (every x86-64): on real data the
+// compares go either way, and the scalar code below is what it computes.
+void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t OW, bool relu,
+                          const PoolGeom& pg) {
+    const bool fast = pg.PKH == 2 && pg.PKW == 2 && pg.PSH == 2 && pg.PSW == 2;
+    for (int64_t ph = 0; ph < pg.POH; ++ph) {
+        float* out_row = out + ph * pg.POW;
+        uint8_t* choice_row = choice + ph * pg.POW;
+        const float* top = z + ph * pg.PSH * OW;   // row of the windows' top-left corners
+        if (fast) {
+            const float* bottom = top + OW;
+            int64_t pw = 0;
+#if defined(__SSE2__)
+            pw = maxpool_choice_2x2_row_sse2(out_row, choice_row, top, bottom, pg.POW, relu);
+#endif
+            for (; pw < pg.POW; ++pw) {
+                const float a = top[2 * pw], b = top[2 * pw + 1];
+                const float c = bottom[2 * pw], d = bottom[2 * pw + 1];
+                float m = a;
+                int32_t idx = 0;
+                if (takes_over_nobranch(b, m)) { m = b; idx = 1; }
+                if (takes_over_nobranch(c, m)) { m = c; idx = 2; }
+                if (takes_over_nobranch(d, m)) { m = d; idx = 3; }
+                const bool none = relu && !(m > 0.0f);
+                out_row[pw] = m;
+                choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
+            }
+            continue;
+        }
+        for (int64_t pw = 0; pw < pg.POW; ++pw) {
+            const float* win = top + pw * pg.PSW;
+            float m = win[0];
+            int32_t idx = 0;
+            for (int64_t i = 0; i < pg.PKH; ++i) {
+                for (int64_t j = 0; j < pg.PKW; ++j) {
+                    const float v = win[i * OW + j];
+                    const bool t = takes_over_nobranch(v, m);
+                    m = t ? v : m;
+                    idx = t ? static_cast<int32_t>(i * pg.PKW + j) : idx;
+                }
+            }
+            const bool none = relu && !(m > 0.0f);
+            out_row[pw] = m;
+            choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
+        }
+    }
+}
+
+// conv2d_maxpool: pooled out (N, K, POH, POW) and choice; the conv's own
+// output lives only in the thread's scratch (per-image path) or the K-row
+// matrix (batched path), one image at a time.
+struct PoolForward {
+    float* out;
+    uint8_t* choice;
+    const float* b;
+    int64_t K, OH, OW;
+    PoolGeom pg;
+    bool relu;
+
+    static constexpr bool kScratch = true;
+    float* target(int64_t /*n*/, float* scratch) const { return scratch; }
+    void finish(int64_t n, float* z, int64_t kstride, bool add_bias) const {
+        const int64_t PHW = pg.POH * pg.POW;
+        const int64_t OHW = OH * OW;
+        for (int64_t k = 0; k < K; ++k) {
+            float* zk = z + k * kstride;  // (OH, OW), in cache
+            // conv2d's output for this plane, in place (as PlainForward computes it)
+            if (add_bias) {
+                const float bias = b ? b[k] : 0.0f;
+                if (relu) {
+                    for (int64_t p = 0; p < OHW; ++p) zk[p] = relu_value(zk[p] + bias);
+                } else {
+                    for (int64_t p = 0; p < OHW; ++p) zk[p] = zk[p] + bias;
+                }
+            } else if (relu) {
+                relu_in_place(zk, OHW);
+            }
+            maxpool_choice_plane(out + (n * K + k) * PHW, choice + (n * K + k) * PHW, zk, OW,
+                                 relu, pg);
+        }
+    }
+};
+
+// ---- where the backward GEMMs' dz (gradient of the conv output) comes from.
+// image(n, scratch): image n's dz (K, OHW), contiguous; fill(n, dst, kstride):
+// the same written to dst with channel k's plane at dst + k*kstride.
+
+// conv2d_backward: dz is dout itself.
+struct PlainDz {
+    const float* dout;
+    int64_t K, OHW;
+
+    static constexpr bool kScratch = false;
+    const float* image(int64_t n, float* /*scratch*/) const { return dout + n * K * OHW; }
+    void fill(int64_t n, float* dst, int64_t kstride) const {
+        for (int64_t k = 0; k < K; ++k) {
+            const float* src = dout + (n * K + k) * OHW;
+            std::copy(src, src + OHW, dst + k * kstride);
+        }
+    }
+};
+
+// conv2d_maxpool_backward: dz = each pooled gradient sent to its window's
+// chosen element (none where choice is kNoGradient), 0 elsewhere -- what
+// maxpool2d_backward (after relu_backward) writes. Non-overlapping windows
+// assign (bit for bit maxpool2d_backward's values, -0 included), overlapping
+// ones add up.
+struct PoolDz {
+    const float* dout;        // (N, K, POH, POW)
+    const uint8_t* choice;    // (N, K, POH, POW)
+    int64_t K, OH, OW;
+    PoolGeom pg;
+
+    static constexpr bool kScratch = true;
+    void plane(float* dz, const float* g, const uint8_t* c) const {
+        if (pg.PKH == 2 && pg.PKW == 2 && pg.PSH == 2 && pg.PSW == 2) {
+            // Every covered element written once, branch-free (as maxpool2d_backward).
+            for (int64_t ph = 0; ph < pg.POH; ++ph) {
+                float* top = dz + 2 * ph * OW;
+                float* bottom = top + OW;
+                const float* g_row = g + ph * pg.POW;
+                const uint8_t* c_row = c + ph * pg.POW;
+                int64_t pw = 0;
+#if defined(__SSE2__)
+                pw = unpool_2x2_row_sse2(top, bottom, g_row, c_row, pg.POW);
+#endif
+                for (; pw < pg.POW; ++pw) {
+                    const float v = g_row[pw];
+                    const int32_t k = c_row[pw];
+                    top[2 * pw] = k == 0 ? v : 0.0f;
+                    top[2 * pw + 1] = k == 1 ? v : 0.0f;
+                    bottom[2 * pw] = k == 2 ? v : 0.0f;
+                    bottom[2 * pw + 1] = k == 3 ? v : 0.0f;
+                }
+            }
+            // the last column (odd OW) and row (odd OH) the floor leaves out
+            if (2 * pg.POW < OW) {
+                for (int64_t h = 0; h < 2 * pg.POH; ++h) dz[h * OW + OW - 1] = 0.0f;
+            }
+            if (2 * pg.POH < OH) std::fill(dz + 2 * pg.POH * OW, dz + OH * OW, 0.0f);
+            return;
+        }
+        std::fill(dz, dz + OH * OW, 0.0f);
+        const bool add = pg.overlapping();
+        for (int64_t ph = 0; ph < pg.POH; ++ph) {
+            for (int64_t pw = 0; pw < pg.POW; ++pw) {
+                const int64_t t = ph * pg.POW + pw;
+                if (c[t] == kNoGradient) continue;
+                const int64_t i = c[t] / pg.PKW, j = c[t] % pg.PKW;
+                float& e = dz[(ph * pg.PSH + i) * OW + pw * pg.PSW + j];
+                if (add) {
+                    e += g[t];
+                } else {
+                    e = g[t];
+                }
+            }
+        }
+    }
+    void fill(int64_t n, float* dst, int64_t kstride) const {
+        const int64_t PHW = pg.POH * pg.POW;
+        for (int64_t k = 0; k < K; ++k) {
+            plane(dst + k * kstride, dout + (n * K + k) * PHW, choice + (n * K + k) * PHW);
+        }
+    }
+    const float* image(int64_t n, float* scratch) const {
+        fill(n, scratch, OH * OW);
+        return scratch;
+    }
+};
+
+// ---- the two passes, for either epilogue / dz source.
+
+template <class Epilogue>
+void conv_forward_impl(const Epilogue& epi, const float* x, const float* w, const float* b,
+                       int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                       int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
     const int64_t OH = (H + 2 * PH - KH) / SH + 1;
     const int64_t OW = (W + 2 * PW - KW) / SW + 1;
     const int64_t OHW = OH * OW;
@@ -211,7 +520,8 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
     const PackedWeights wp(false, K, KB, w_gemm, KB);
 
     const int64_t cols_size = KB * S * OHW;                       // (KB, S*OHW)
-    const int64_t mat_size = plan.per_image ? 0 : K * S * OHW;    // (K, S*OHW)
+    const int64_t mat_size = plan.per_image ? (Epilogue::kScratch ? K * OHW : 0)  // (K, OHW)
+                                            : K * S * OHW;        // (K, S*OHW)
     std::vector<float> scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
 
     for_each_group(plan, [&](int64_t g, int t) {
@@ -221,41 +531,30 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
         for (int64_t n0 = g * plan.G; n0 < n_end; n0 += S) {
             const int64_t s = std::min(S, n_end - n0);  // images in this sub-chunk
             const int64_t q = s * OHW;                  // its columns
-            float* out_chunk = out + n0 * K * OHW;      // (s, K, OH, OW)
             im2col(cols, x + n0 * C * H * W, s, C, H, W, KH, KW, SH, SW, PH, PW);
             if (plan.per_image) {
                 if (bias_in_gemm) std::fill(cols + CKK * q, cols + KB * q, 1.0f);
                 for (int64_t nn = 0; nn < s; ++nn) {
-                    // out[n0+nn] (K, OHW) = w_gemm (K, KB) . cols[:, nn*OHW ...] (KB, OHW; ld q)
-                    float* out_n = out_chunk + nn * K * OHW;
-                    wp.gemm(OHW, cols + nn * OHW, q, out_n, OHW);
-                    if (relu) relu_in_place(out_n, K * OHW);  // still in L2
+                    // z (K, OHW) = w_gemm (K, KB) . cols[:, nn*OHW ...] (KB, OHW; ld q)
+                    float* z = epi.target(n0 + nn, mat);
+                    wp.gemm(OHW, cols + nn * OHW, q, z, OHW);
+                    epi.finish(n0 + nn, z, OHW, false);
                 }
                 continue;
             }
-            // mat (K, q) = w (K, CKK) . cols (CKK, q); then mat[k][nn*OHW + p]
-            // goes to out[n0 + nn][k][p], plus b[k].
+            // mat (K, q) = w (K, CKK) . cols (CKK, q); image nn's channel k is
+            // mat[k][nn*OHW ...], b[k] still to be added.
             wp.gemm(q, cols, q, mat, q);  // (here w_gemm = w, KB = CKK)
-            for (int64_t nn = 0; nn < s; ++nn) {
-                for (int64_t k = 0; k < K; ++k) {
-                    const float* src = mat + k * q + nn * OHW;        // (OHW)
-                    float* dst = out_chunk + (nn * K + k) * OHW;      // out[n0+nn][k] (OHW)
-                    const float bias = b ? b[k] : 0.0f;
-                    if (relu) {
-                        for (int64_t p = 0; p < OHW; ++p) dst[p] = relu_value(src[p] + bias);
-                    } else {
-                        for (int64_t p = 0; p < OHW; ++p) dst[p] = src[p] + bias;
-                    }
-                }
-            }
+            for (int64_t nn = 0; nn < s; ++nn) epi.finish(n0 + nn, mat + nn * OHW, q, true);
         }
     });
 }
 
-void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
-                     const float* x, const float* w,
-                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
-                     int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
+template <class DzSource>
+void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
+                        const float* x, const float* w,
+                        int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                        int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
     const int64_t OH = (H + 2 * PH - KH) / SH + 1;
     const int64_t OW = (W + 2 * PW - KW) / SW + 1;
     const int64_t OHW = OH * OW;
@@ -263,23 +562,16 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
     const Plan plan = make_plan(N, CKK, K, OHW);
     const int64_t S = plan.S;
 
-    // db[k] = sum over images of the float sum of dout[n][k] (OHW).
-    if (db) {
-#pragma omp parallel for schedule(static) if (N * K * OHW >= kParallelMin)
-        for (int64_t k = 0; k < K; ++k) {
-            float acc = 0.0f;
-            for (int64_t n = 0; n < N; ++n) acc += sum_floats(dout + (n * K + k) * OHW, OHW);
-            db[k] = acc;
-        }
-    }
-
     // w^T (CKK, K), packed once for the input-gradient GEMMs.
     const PackedWeights wt(true, CKK, K, w, CKK);
     const int64_t cols_size = CKK * S * OHW;                      // (CKK, S*OHW), then dcols
-    const int64_t mat_size = plan.per_image ? 0 : K * S * OHW;    // (K, S*OHW)
+    const int64_t mat_size = plan.per_image ? (DzSource::kScratch ? K * OHW : 0)  // (K, OHW)
+                                            : K * S * OHW;        // (K, S*OHW)
     std::vector<float> scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
     // One dw slot per group; a single group writes dw itself.
     std::vector<float> dw_parts(plan.groups > 1 ? static_cast<size_t>(plan.groups * K * CKK) : 0);
+    // db_parts[n][k]: float sum of image n's dz[k] (OHW), taken while it is in cache.
+    std::vector<float> db_parts(db ? static_cast<size_t>(N * K) : 0);
 
     for_each_group(plan, [&](int64_t g, int t) {
         float* cols = scratch.data() + (cols_size + mat_size) * t;
@@ -290,26 +582,28 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
         for (int64_t n0 = g * plan.G; n0 < n_end; n0 += S) {
             const int64_t s = std::min(S, n_end - n0);      // images in this sub-chunk
             const int64_t q = s * OHW;                      // its columns
-            const float* dout_chunk = dout + n0 * K * OHW;  // (s, K, OH, OW)
             im2col(cols, x + n0 * C * H * W, s, C, H, W, KH, KW, SH, SW, PH, PW);
             if (plan.per_image) {
                 for (int64_t nn = 0; nn < s; ++nn) {
-                    const float* dout_n = dout_chunk + nn * K * OHW;  // dout[n0+nn] (K, OHW)
+                    const float* dz_n = src.image(n0 + nn, mat);  // (K, OHW)
+                    for (int64_t k = 0; k < K && db; ++k) {
+                        db_parts[(n0 + nn) * K + k] = sum_floats(dz_n + k * OHW, OHW);
+                    }
                     float* cols_n = cols + nn * OHW;                  // (CKK, OHW; ld q)
-                    // dw_g (K, CKK) (+)= dout_n (K, OHW) . cols_n^T (OHW, CKK)
-                    sgemm(false, true, K, CKK, OHW, 1.0f, dout_n, OHW, cols_n, q, beta, dw_g, CKK);
+                    // dw_g (K, CKK) (+)= dz_n (K, OHW) . cols_n^T (OHW, CKK)
+                    sgemm(false, true, K, CKK, OHW, 1.0f, dz_n, OHW, cols_n, q, beta, dw_g, CKK);
                     beta = 1.0f;
                     if (dx) {
-                        // dcols_n (CKK, OHW; ld q) = w^T (CKK, K) . dout_n (K, OHW), over cols_n.
-                        wt.gemm(OHW, dout_n, OHW, cols_n, q);
+                        // dcols_n (CKK, OHW; ld q) = w^T (CKK, K) . dz_n (K, OHW), over cols_n.
+                        wt.gemm(OHW, dz_n, OHW, cols_n, q);
                     }
                 }
             } else {
-                // Gather dout[n0 + nn][k][p] into mat[k][nn*OHW + p].
+                // mat (K, q): image nn's dz[k] at mat[k][nn*OHW ...].
                 for (int64_t nn = 0; nn < s; ++nn) {
-                    for (int64_t k = 0; k < K; ++k) {
-                        const float* src = dout_chunk + (nn * K + k) * OHW;  // (OHW)
-                        std::copy(src, src + OHW, mat + k * q + nn * OHW);
+                    src.fill(n0 + nn, mat + nn * OHW, q);
+                    for (int64_t k = 0; k < K && db; ++k) {
+                        db_parts[(n0 + nn) * K + k] = sum_floats(mat + k * q + nn * OHW, OHW);
                     }
                 }
                 // dw_g (K, CKK) (+)= mat (K, q) . cols^T (q, CKK)
@@ -324,6 +618,14 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
         }
     });
 
+    if (db) {
+        // db[k] = sum over images, in image order.
+        for (int64_t k = 0; k < K; ++k) {
+            float acc = 0.0f;
+            for (int64_t n = 0; n < N; ++n) acc += db_parts[n * K + k];
+            db[k] = acc;
+        }
+    }
     if (plan.groups > 1) {
         // dw = slot 0 + slot 1 + ..., in group order, for every value.
         const int64_t n = K * CKK;
@@ -335,6 +637,50 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
             dw[e] = acc;
         }
     }
+}
+
+}  // namespace
+
+void conv2d_forward(float* out, const float* x, const float* w, const float* b,
+                    int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
+                    bool relu) {
+    const int64_t OHW = ((H + 2 * PH - KH) / SH + 1) * ((W + 2 * PW - KW) / SW + 1);
+    const PlainForward epi{out, b, K, OHW, relu};
+    conv_forward_impl(epi, x, w, b, N, C, H, W, K, KH, KW, SH, SW, PH, PW);
+}
+
+void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
+                     const float* x, const float* w,
+                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                     int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
+    const int64_t OHW = ((H + 2 * PH - KH) / SH + 1) * ((W + 2 * PW - KW) / SW + 1);
+    const PlainDz src{dout, K, OHW};
+    conv_backward_impl(src, dx, dw, db, x, w, N, C, H, W, K, KH, KW, SH, SW, PH, PW);
+}
+
+void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const float* w,
+                            const float* b, int64_t N, int64_t C, int64_t H, int64_t W,
+                            int64_t K, int64_t KH, int64_t KW, int64_t SH, int64_t SW,
+                            int64_t PH, int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH,
+                            int64_t PSW, bool relu) {
+    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
+    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
+    const PoolGeom pg{PKH, PKW, PSH, PSW, (OH - PKH) / PSH + 1, (OW - PKW) / PSW + 1};
+    const PoolForward epi{out, choice, b, K, OH, OW, pg, relu};
+    conv_forward_impl(epi, x, w, b, N, C, H, W, K, KH, KW, SH, SW, PH, PW);
+}
+
+void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
+                             const uint8_t* choice, const float* x, const float* w,
+                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                             int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH,
+                             int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH, int64_t PSW) {
+    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
+    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
+    const PoolGeom pg{PKH, PKW, PSH, PSW, (OH - PKH) / PSH + 1, (OW - PKW) / PSW + 1};
+    const PoolDz src{dout, choice, K, OH, OW, pg};
+    conv_backward_impl(src, dx, dw, db, x, w, N, C, H, W, K, KH, KW, SH, SW, PH, PW);
 }
 
 }  // namespace fastcnn

@@ -97,6 +97,27 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
                      int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                      int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
 
+// conv2d then max-pool in one pass (conv.cpp): out (N,K,POH,POW) =
+// maxpool(relu?(conv(x, w) + b)) with a PKH x PKW window, stride PSH x PSW,
+// POH = (OH - PKH)/PSH + 1 (the pooling rule of maxpool2d_forward). The conv's
+// full output is never stored: choice (N,K,POH,POW) records each window's
+// chosen element as its offset i*PKW + j (PKH*PKW <= 255), or kNoGradient
+// where relu is on and the pooled value is not > 0. Backward takes dout of the
+// POOLED output and choice and returns what conv2d_backward returns for the
+// conv output's gradient that maxpool2d_backward (after relu_backward) gives.
+// The caller checks choice (every value < PKH*PKW or kNoGradient).
+constexpr uint8_t kNoGradient = 255;
+void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const float* w,
+                            const float* b, int64_t N, int64_t C, int64_t H, int64_t W,
+                            int64_t K, int64_t KH, int64_t KW, int64_t SH, int64_t SW,
+                            int64_t PH, int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH,
+                            int64_t PSW, bool relu);
+void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
+                             const uint8_t* choice, const float* x, const float* w,
+                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                             int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH,
+                             int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH, int64_t PSW);
+
 // ------------------------------------------------------------- pooling ----
 // out (N,C,OH,OW), OH = (H - KH)/SH + 1. No padding.
 // Max: the chosen element of a window is the first in row-major order that is

@@ -39,6 +39,19 @@ def conv2d_backward(dx: Optional[np.ndarray], dw: np.ndarray, db: Optional[np.nd
                     sh: int, sw: int, ph: int, pw: int) -> None:
     """dx (or None), dw, db (or None) <- conv2d gradients from dout (N, K, OH, OW); overwritten."""
 
+def conv2d_maxpool_forward(out: np.ndarray, choice: np.ndarray, x: np.ndarray, w: np.ndarray,
+                           b: Optional[np.ndarray], sh: int, sw: int, ph: int, pw: int,
+                           pkh: int, pkw: int, psh: int, psw: int, relu: bool) -> None:
+    """out (N, K, POH, POW), choice (uint8, the same shape) <- max-pool (pkh x pkw window,
+    stride psh x psw) of conv(x, w) + b, relu'd when asked; the conv output is not stored."""
+
+def conv2d_maxpool_backward(dx: Optional[np.ndarray], dw: np.ndarray, db: Optional[np.ndarray],
+                            dout: np.ndarray, choice: np.ndarray, x: np.ndarray, w: np.ndarray,
+                            sh: int, sw: int, ph: int, pw: int, pkh: int, pkw: int, psh: int,
+                            psw: int) -> None:
+    """dx (or None), dw, db (or None) <- conv2d_maxpool gradients from dout of the pooled
+    output and choice; overwritten."""
+
 def dense_forward(out: np.ndarray, x: np.ndarray, w: np.ndarray,
                   b: Optional[np.ndarray]) -> None:
     """out (N, O) <- x (N, I) @ w (I, O) + b (O,) or no bias."""

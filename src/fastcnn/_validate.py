@@ -214,6 +214,45 @@ def conv_dout(dout, x_shape, k: int, out_hw) -> np.ndarray:
     return dout
 
 
+# The fused conv + max-pool records each window's choice in a byte: at most
+# 255 offsets (0..254), 255 meaning "no gradient".
+CHOICE_NO_GRADIENT = 255
+
+
+def conv_pool_args(x, w, b, stride, padding, size, pool_stride):
+    """conv_args plus the max-pool over the conv output: returns (x, w, b, (sh, sw),
+    (ph, pw), (oh, ow), (pkh, pkw), (psh, psw), (poh, pow))."""
+    x, w, b, s, p, out_hw = conv_args(x, w, b, stride, padding)
+    k = pair(size, "size", 1)
+    ps = k if pool_stride is None else pair(pool_stride, "pool_stride", 1)
+    if k[0] * k[1] >= CHOICE_NO_GRADIENT:
+        raise ValueError(f"size {shape_str(k)} has {k[0] * k[1]} elements; the fused conv + "
+                         f"max-pool handles windows of at most {CHOICE_NO_GRADIENT - 1}")
+    conv_shape = (x.shape[0], w.shape[0]) + tuple(out_hw)
+    pooled = conv_output_size(conv_shape, k, ps, (0, 0), "the conv output")
+    return x, w, b, s, p, out_hw, k, ps, pooled
+
+
+def conv_pool_grads_args(dout, choice, x, w, stride, padding, size, pool_stride):
+    """conv2d_maxpool_backward: conv_pool_args, dout and choice checked against the
+    pooled shape (and choice's values against the window)."""
+    x, w, _, s, p, out_hw, k, ps, pooled = conv_pool_args(x, w, None, stride, padding, size,
+                                                          pool_stride)
+    want = (x.shape[0], w.shape[0]) + tuple(pooled)
+    dout = floating(dout, "dout")
+    if dout.shape != want:
+        raise ValueError(f"dout has shape {shape_str(dout.shape)}, expected {shape_str(want)} "
+                         f"(the pooled output shape)")
+    if not isinstance(choice, np.ndarray):
+        raise TypeError(f"choice must be a numpy array, got {type(choice).__name__}")
+    if choice.dtype != np.uint8:
+        raise TypeError(f"choice must have dtype uint8 (from conv2d_maxpool), got {choice.dtype}")
+    if choice.shape != want:
+        raise ValueError(f"choice has shape {shape_str(choice.shape)}, expected "
+                         f"{shape_str(want)} (the pooled output shape)")
+    return dout, choice, x, w, s, p, out_hw, k, ps
+
+
 def im2col_args(x, kernel_size, stride, padding):
     """Returns (x, (kh, kw), (sh, sw), (ph, pw), (oh, ow))."""
     x = image_batch(x)

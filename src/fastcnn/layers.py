@@ -118,10 +118,13 @@ class Layer:
         decay on the decayed ones); returns dx. Layers that can fuse the two
         (Dense) override it."""
         dx, grads = self.backward(ops, dout, cache, need_dx)
+        self._sgd_step(ops, grads, lr, weight_decay)
+        return dx
+
+    def _sgd_step(self, ops, grads, lr, weight_decay):
         for name, g in grads.items():
             ops.sgd_update(self.params[name], g, None, lr=lr,
                            weight_decay=weight_decay if name in self.decayed else 0.0)
-        return dx
 
     def n_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
@@ -249,6 +252,34 @@ class Conv2D(_Affine):
             dz = self._unfinish(ops, dout, saved)
         dx, dw, db = ops.conv2d_backward(dz, x, self.params["w"], self.stride, self.padding,
                                          need_dx)
+        grads = {"w": dw}
+        if self.use_bias:
+            grads["b"] = db
+        return dx, grads
+
+    # ---- with the MaxPool2D that follows, as one op (Sequential decides when).
+
+    def fuses_with(self, layer) -> bool:
+        """Whether forward_maxpool can run this conv and `layer` after it as one op:
+        a MaxPool2D after a relu or linear conv (max-pooling the activation is
+        then the same as picking the maximum of the relu'd values), with a window
+        of fewer than 255 elements (its choice fits a byte)."""
+        return (type(layer) is MaxPool2D and self.activation in ("relu", "linear")
+                and layer.size[0] * layer.size[1] < 255)
+
+    def forward_maxpool(self, ops, x, pool):
+        """pool.forward of this layer's forward, in one op: the conv's own output is
+        never stored, only each window's choice (a byte)."""
+        out, choice = ops.conv2d_maxpool(x, self.params["w"], self.params.get("b"), self.stride,
+                                         self.padding, pool.size, pool.stride,
+                                         relu=self.activation == "relu")
+        return out, (x, choice)
+
+    def backward_maxpool(self, ops, dout, cache, pool, need_dx=True):
+        """(dx, grads) of forward_maxpool from dout of the pooled output."""
+        x, choice = cache
+        dx, dw, db = ops.conv2d_maxpool_backward(dout, choice, x, self.params["w"], self.stride,
+                                                 self.padding, pool.size, pool.stride, need_dx)
         grads = {"w": dw}
         if self.use_bias:
             grads["b"] = db

@@ -66,6 +66,7 @@ class Sequential:
         self.input_shape = None
         self.stop_training, self.stop_reason = False, None
         self.history = None   # the History of the current (or last) fit
+        self._fuse, self._fused = True, {}
         if input_shape is not None:
             self.build(input_shape)
 
@@ -100,7 +101,35 @@ class Sequential:
                 a.relu_mask_after = isinstance(b, L.MaxPool2D) and a.activation == "relu"
             if isinstance(b, L.MaxPool2D):
                 b.relu_mask_before = isinstance(a, L.Conv2D) and a.activation == "relu"
+        self._plan_fusion()
         return self
+
+    @property
+    def fuse(self) -> bool:
+        """Run each Conv2D + MaxPool2D pair that can be fused (Conv2D.fuses_with) as
+        one op, which never stores the conv's own output (default True). The same
+        numbers either way; False runs every layer on its own."""
+        return self._fuse
+
+    @fuse.setter
+    def fuse(self, on):
+        if not isinstance(on, (bool, np.bool_)):
+            raise TypeError(f"fuse must be a bool, got {on!r}")
+        self._fuse = bool(on)
+        self._plan_fusion()
+
+    def _plan_fusion(self):
+        # index of a conv -> the max-pool after it, run together. A fused pool
+        # never starts another pair.
+        self._fused = {}
+        i = 0
+        while self._fuse and i + 1 < len(self.layers):
+            a, b = self.layers[i], self.layers[i + 1]
+            if isinstance(a, L.Conv2D) and a.fuses_with(b):
+                self._fused[i] = b
+                i += 2
+            else:
+                i += 1
 
     def parameters(self):
         """[(array, decayed)] in layer order: what the optimizer updates."""
@@ -174,16 +203,32 @@ class Sequential:
         """The output for a prepared batch, and the caches backward needs."""
         caches = []
         last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x, cache = layer.forward(self.ops, x, training, rng, head and i == last)
+        i = 0
+        while i <= last:
+            pool = self._fused.get(i)
+            if pool is not None:  # conv + max-pool in one op; the pool keeps no cache
+                x, cache = self.layers[i].forward_maxpool(self.ops, x, pool)
+                caches += [cache, None]
+                i += 2
+                continue
+            x, cache = self.layers[i].forward(self.ops, x, training, rng, head and i == last)
             caches.append(cache)
+            i += 1
         return x, caches
 
     def backward(self, dout, caches):
         """Gradients [{name: array}] of every layer, given d(loss)/d(output)."""
         grads = [None] * len(self.layers)
-        for i in range(len(self.layers) - 1, -1, -1):
+        i = len(self.layers) - 1
+        while i >= 0:
+            if i - 1 in self._fused:  # layer i is the pool of a fused conv + max-pool
+                dout, grads[i - 1] = self.layers[i - 1].backward_maxpool(
+                    self.ops, dout, caches[i - 1], self.layers[i], i - 1 > 0)
+                grads[i] = {}
+                i -= 2
+                continue
             dout, grads[i] = self.layers[i].backward(self.ops, dout, caches[i], i > 0)
+            i -= 1
         return grads
 
     def _backward_sgd(self, dout, caches, params):
@@ -193,9 +238,18 @@ class Sequential:
         backward + optimizer.step, up to float rounding."""
         opt = self.optimizer
         opt.ensure_state(params)
-        for i in range(len(self.layers) - 1, -1, -1):
+        i = len(self.layers) - 1
+        while i >= 0:
+            if i - 1 in self._fused:  # a fused conv + max-pool (see backward)
+                conv = self.layers[i - 1]
+                dout, grads = conv.backward_maxpool(self.ops, dout, caches[i - 1],
+                                                    self.layers[i], i - 1 > 0)
+                conv._sgd_step(self.ops, grads, opt.lr, opt.weight_decay)
+                i -= 2
+                continue
             dout = self.layers[i].backward_sgd(self.ops, dout, caches[i], i > 0, opt.lr,
                                                opt.weight_decay)
+            i -= 1
         opt.steps += 1
 
     def loss_and_grads(self, x, y, loss="log_likelihood", rng=None, training=True):

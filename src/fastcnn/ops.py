@@ -106,6 +106,35 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, need_dx=True):
     return dx, dw, db
 
 
+def conv2d_maxpool(x, w, b=None, stride=1, padding=0, size=2, pool_stride=None, relu=False):
+    """(out, choice) = maxpool2d(conv2d(x, w, b, stride, padding, relu), size, pool_stride)
+    and each window's choice (uint8; 255: no gradient, relu only), in one pass: the
+    conv's own output is pooled image by image from scratch and never stored."""
+    x, w, b, (sh, sw), (ph, pw), _, (pkh, pkw), (psh, psw), (poh, pow_) = V.conv_pool_args(
+        x, w, b, stride, padding, size, pool_stride)
+    relu = V.flag(relu, "relu")
+    shape = (x.shape[0], w.shape[0], poh, pow_)
+    out = np.empty(shape, dtype=np.float32)
+    choice = np.empty(shape, dtype=np.uint8)
+    _core.conv2d_maxpool_forward(out, choice, _f32(x), _f32(w), None if b is None else _f32(b),
+                                 sh, sw, ph, pw, pkh, pkw, psh, psw, relu)
+    return out, choice
+
+
+def conv2d_maxpool_backward(dout, choice, x, w, stride=1, padding=0, size=2, pool_stride=None,
+                            need_dx=True):
+    """(dx, dw, db) of conv2d_maxpool given dout (N, K, POH, POW) and its choice; dx is
+    None when need_dx is false."""
+    dout, choice, x, w, (sh, sw), (ph, pw), _, (pkh, pkw), (psh, psw) = V.conv_pool_grads_args(
+        dout, choice, x, w, stride, padding, size, pool_stride)
+    dx = np.empty(x.shape, dtype=np.float32) if need_dx else None
+    dw = np.empty(w.shape, dtype=np.float32)
+    db = np.empty(w.shape[0], dtype=np.float32)
+    _core.conv2d_maxpool_backward(dx, dw, db, _f32(dout), np.ascontiguousarray(choice), _f32(x),
+                                  _f32(w), sh, sw, ph, pw, pkh, pkw, psh, psw)
+    return dx, dw, db
+
+
 def dense(x, w, b=None):
     """out (N, O) = x (N, I) @ w (I, O) + b (O)."""
     x, w, b = V.dense_args(x, w, b)

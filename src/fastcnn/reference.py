@@ -135,6 +135,48 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, need_dx=True):
     return dx, dw, db
 
 
+def conv2d_maxpool(x, w, b=None, stride=1, padding=0, size=2, pool_stride=None, relu=False):
+    """(out, choice): out = maxpool2d(conv2d(x, w, b, stride, padding, relu), size,
+    pool_stride) (N, K, POH, POW), and choice (uint8, the same shape): the row-major
+    offset i*KW + j of each window's chosen element (the maxpool2d rule), or 255
+    where relu is true and the pooled value is not > 0 (no gradient flows there).
+    The native op never stores the conv's own output; this one composes the ops."""
+    x, w, b, s, p, _, k, ps, _ = V.conv_pool_args(x, w, b, stride, padding, size, pool_stride)
+    relu = V.flag(relu, "relu")
+    z = conv2d(x, w, b, s, p, relu=relu)
+    windows = _pool_windows(z, k, ps)
+    chosen = _max_choice(windows)                                      # (N, K, POH, POW)
+    flat = windows.reshape(windows.shape[:4] + (k[0] * k[1],))
+    out = np.take_along_axis(flat, chosen[..., None], axis=-1)[..., 0]
+    choice = chosen.astype(np.uint8)
+    if relu:
+        choice[~(out > 0)] = V.CHOICE_NO_GRADIENT
+    return np.ascontiguousarray(out), choice
+
+
+def conv2d_maxpool_backward(dout, choice, x, w, stride=1, padding=0, size=2, pool_stride=None,
+                            need_dx=True):
+    """(dx, dw, db) of conv2d_maxpool given dout of the pooled output and its choice:
+    conv2d_backward of the conv output's gradient, which holds each pooled gradient
+    at its window's chosen element (nothing where choice is 255), 0 elsewhere."""
+    dout, choice, x, w, s, p, (oh, ow), (kh, kw), ps = V.conv_pool_grads_args(
+        dout, choice, x, w, stride, padding, size, pool_stride)
+    bad = (choice >= kh * kw) & (choice != V.CHOICE_NO_GRADIENT)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"choice holds {int(choice.flat[i])} at flat index {i}, but a "
+                         f"{kh}x{kw} window has offsets 0..{kh * kw - 1} (or 255: no gradient); "
+                         f"pass the choice that conv2d_maxpool returned")
+    dtype = _common(dout, x, w)
+    passes = choice != V.CHOICE_NO_GRADIENT
+    onehot = (choice[..., None] == np.arange(kh * kw)) & passes[..., None]
+    dwin = np.where(onehot, dout[..., None].astype(dtype, copy=False), 0)
+    dwin = dwin.reshape(choice.shape + (kh, kw))
+    dz = np.zeros((x.shape[0], w.shape[0], oh, ow), dtype)
+    _scatter_windows(dz, dwin, ps)
+    return conv2d_backward(dz, x, w, s, p, need_dx)
+
+
 def dense(x, w, b=None):
     """out (N, O) = x (N, I) @ w (I, O) + b (O)."""
     x, w, b = V.dense_args(x, w, b)

@@ -23,6 +23,8 @@ def _cases(rng: np.random.Generator):
     b = r(4)
     conv_out = reference.conv2d(x, w, b, 2, 1)
     pool_out = reference.maxpool2d(x, 2, None)
+    # conv (stride 1, padding 1) then a 2x2 max-pool: 5x4 out of a 9x8 conv output
+    fused_out, choice = reference.conv2d_maxpool(x, w, b, 1, 1, 2, relu=True)
     xd, wd, bd = r((5, 13)), r((13, 6)), r(6)
     logits = r((5, 7)) * 10
     labels = rng.integers(0, 7, 5)
@@ -37,6 +39,8 @@ def _cases(rng: np.random.Generator):
         ("conv2d", (x, w, b, 2, 1), {}, ()),
         ("conv2d", (x, w, b, 2, 1), dict(relu=True), ()),
         ("conv2d_backward", (r(conv_out.shape), x, w, 2, 1), {}, ()),
+        ("conv2d_maxpool", (x, w, b, 1, 1, 2), dict(relu=True), ()),
+        ("conv2d_maxpool_backward", (r(fused_out.shape), choice, x, w, 1, 1, 2), {}, ()),
         ("maxpool2d", (x, 2), {}, ()),
         ("maxpool2d_backward", (r(pool_out.shape), x, 2), {}, ()),
         ("avgpool2d", (x, (3, 2), 1), {}, ()),
