@@ -67,6 +67,7 @@
 // (K, S*OHW), on the per-image path of the fused op one (K, OHW) plane set;
 // w_bias (K, CKK+1) forward per image; dw_parts (groups, K, CKK); db_parts (N, K).
 #include "fastcnn.h"
+#include "scratch.h"
 
 #include <algorithm>
 #include <cstring>
@@ -176,13 +177,13 @@ public:
     PackedWeights(bool trans, int64_t M, int64_t K, const float* A, int64_t lda)
         : trans_(trans), M_(M), K_(K), A_(A), lda_(lda),
           packed_(static_cast<size_t>(sgemm_packed_a_size(M, K))) {
-        if (!packed_.empty()) sgemm_pack_a(trans, M, K, 1.0f, A, lda, packed_.data());
+        if (packed_.size() > 0) sgemm_pack_a(trans, M, K, 1.0f, A, lda, packed_.get());
     }
     void gemm(int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) const {
-        if (packed_.empty()) {
+        if (packed_.size() == 0) {
             sgemm(trans_, false, M_, n, K_, 1.0f, A_, lda_, B, ldb, 0.0f, C, ldc);
         } else {
-            sgemm_with_packed_a(packed_.data(), M_, n, K_, false, B, ldb, 0.0f, C, ldc);
+            sgemm_with_packed_a(packed_.get(), M_, n, K_, false, B, ldb, 0.0f, C, ldc);
         }
     }
 
@@ -191,7 +192,7 @@ private:
     int64_t M_, K_;
     const float* A_;
     int64_t lda_;
-    std::vector<float> packed_;
+    Scratch packed_;
 };
 
 // Sum of v[0..count) in float: 8 interleaved partial sums, combined pairwise.
@@ -522,10 +523,10 @@ void conv_forward_impl(const Epilogue& epi, const float* x, const float* w, cons
     const int64_t cols_size = KB * S * OHW;                       // (KB, S*OHW)
     const int64_t mat_size = plan.per_image ? (Epilogue::kScratch ? K * OHW : 0)  // (K, OHW)
                                             : K * S * OHW;        // (K, S*OHW)
-    std::vector<float> scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
+    const Scratch scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
 
     for_each_group(plan, [&](int64_t g, int t) {
-        float* cols = scratch.data() + (cols_size + mat_size) * t;
+        float* cols = scratch.get() + (cols_size + mat_size) * t;
         float* mat = cols + cols_size;
         const int64_t n_end = std::min(N, (g + 1) * plan.G);
         for (int64_t n0 = g * plan.G; n0 < n_end; n0 += S) {
@@ -567,16 +568,16 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
     const int64_t cols_size = CKK * S * OHW;                      // (CKK, S*OHW), then dcols
     const int64_t mat_size = plan.per_image ? (DzSource::kScratch ? K * OHW : 0)  // (K, OHW)
                                             : K * S * OHW;        // (K, S*OHW)
-    std::vector<float> scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
+    const Scratch scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
     // One dw slot per group; a single group writes dw itself.
-    std::vector<float> dw_parts(plan.groups > 1 ? static_cast<size_t>(plan.groups * K * CKK) : 0);
+    const Scratch dw_parts(plan.groups > 1 ? static_cast<size_t>(plan.groups * K * CKK) : 0);
     // db_parts[n][k]: float sum of image n's dz[k] (OHW), taken while it is in cache.
-    std::vector<float> db_parts(db ? static_cast<size_t>(N * K) : 0);
+    const Scratch db_parts(db ? static_cast<size_t>(N * K) : 0);
 
     for_each_group(plan, [&](int64_t g, int t) {
-        float* cols = scratch.data() + (cols_size + mat_size) * t;
+        float* cols = scratch.get() + (cols_size + mat_size) * t;
         float* mat = cols + cols_size;
-        float* dw_g = plan.groups > 1 ? dw_parts.data() + g * K * CKK : dw;  // (K, CKK)
+        float* dw_g = plan.groups > 1 ? dw_parts.get() + g * K * CKK : dw;  // (K, CKK)
         float beta = 0.0f;  // the group's first GEMM overwrites its slot, the rest add
         const int64_t n_end = std::min(N, (g + 1) * plan.G);
         for (int64_t n0 = g * plan.G; n0 < n_end; n0 += S) {
@@ -587,7 +588,7 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
                 for (int64_t nn = 0; nn < s; ++nn) {
                     const float* dz_n = src.image(n0 + nn, mat);  // (K, OHW)
                     for (int64_t k = 0; k < K && db; ++k) {
-                        db_parts[(n0 + nn) * K + k] = sum_floats(dz_n + k * OHW, OHW);
+                        db_parts.get()[(n0 + nn) * K + k] = sum_floats(dz_n + k * OHW, OHW);
                     }
                     float* cols_n = cols + nn * OHW;                  // (CKK, OHW; ld q)
                     // dw_g (K, CKK) (+)= dz_n (K, OHW) . cols_n^T (OHW, CKK)
@@ -603,7 +604,7 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
                 for (int64_t nn = 0; nn < s; ++nn) {
                     src.fill(n0 + nn, mat + nn * OHW, q);
                     for (int64_t k = 0; k < K && db; ++k) {
-                        db_parts[(n0 + nn) * K + k] = sum_floats(mat + k * q + nn * OHW, OHW);
+                        db_parts.get()[(n0 + nn) * K + k] = sum_floats(mat + k * q + nn * OHW, OHW);
                     }
                 }
                 // dw_g (K, CKK) (+)= mat (K, q) . cols^T (q, CKK)
@@ -622,14 +623,14 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
         // db[k] = sum over images, in image order.
         for (int64_t k = 0; k < K; ++k) {
             float acc = 0.0f;
-            for (int64_t n = 0; n < N; ++n) acc += db_parts[n * K + k];
+            for (int64_t n = 0; n < N; ++n) acc += db_parts.get()[n * K + k];
             db[k] = acc;
         }
     }
     if (plan.groups > 1) {
         // dw = slot 0 + slot 1 + ..., in group order, for every value.
         const int64_t n = K * CKK;
-        const float* parts = dw_parts.data();
+        const float* parts = dw_parts.get();
 #pragma omp parallel for schedule(static) if (n * plan.groups >= kParallelMin)
         for (int64_t e = 0; e < n; ++e) {
             float acc = parts[e];

@@ -56,6 +56,7 @@
 
 #include "fastcnn.h"
 #include "gemm/gemm_internal.h"
+#include "scratch.h"
 
 namespace fastcnn {
 
@@ -89,23 +90,6 @@ struct Problem {
     float beta;
     float* C;
     int64_t ldc;
-};
-
-// Float scratch aligned to a cache line, uninitialised, freed on scope exit.
-class Scratch {
-public:
-    explicit Scratch(size_t count) {
-        const size_t bytes = ((count * sizeof(float) + 63) / 64) * 64;
-        data_ = static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
-        if (data_ == nullptr) throw std::bad_alloc();
-    }
-    ~Scratch() { std::free(data_); }
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-    float* get() { return data_; }
-
-private:
-    float* data_ = nullptr;
 };
 
 // C = beta * C (beta == 0 writes zeros): the whole answer when K == 0.
