@@ -49,21 +49,24 @@ DOT_KB, DOT_MAX_MN = 256, 4096  # src/cpp/gemm/sgemm.cpp
 
 # Streaming paths (sgemm.cpp, a dense layer at a small mini-batch): "small M"
 # (M <= 16, N >= 64: out = x . w, and dx = dout . w^T with B transposed,
-# K >= 8) and "small K" (K <= 16, M >= 64, B not transposed: dw = x^T . dout).
+# K >= 32) and "small K" (K <= 16, M >= 64, N >= 64, B not transposed:
+# dw = x^T . dout).
 # N and M around the 64-column thread chunks, the 512-column blocks and the
 # 16/32-wide vector loops; K around the 4-row and 8-lane steps.
 STREAM_SHAPES = [(10, 1000, 1000), (10, 1000, 640), (10, 100, 640), (1, 64, 1), (16, 513, 9),
                  (3, 545, 8), (7, 1000, 10), (15, 97, 31), (1000, 1000, 10), (640, 1000, 10),
-                 (64, 65, 16), (100, 9, 1), (1000, 10, 10), (513, 33, 3)]
-STREAM_MAX_M, STREAM_MIN_N, STREAM_MAX_K = 16, 64, 16
+                 (64, 65, 16), (100, 9, 1), (1000, 10, 10), (513, 33, 3), (10, 640, 32),
+                 (10, 640, 31), (1000, 64, 10), (1000, 63, 10), (16, 513, 40), (3, 545, 33)]
+STREAM_MAX_M, STREAM_MIN_N, STREAM_MAX_K, STREAM_MIN_DOT_K = 16, 64, 16, 32
 
 
 def uses_stream_path(m, n, k, trans_a, trans_b):
     """Mirror of stream_path in sgemm.cpp."""
     if m <= STREAM_MAX_M and n >= STREAM_MIN_N:
-        if not trans_b or (k >= 8 and not uses_dot_path(m, n, k, trans_a, trans_b)):
+        if not trans_b or (k >= STREAM_MIN_DOT_K and
+                           not uses_dot_path(m, n, k, trans_a, trans_b)):
             return True
-    return k <= STREAM_MAX_K and not trans_b and m >= STREAM_MIN_N and n >= 8
+    return k <= STREAM_MAX_K and not trans_b and m >= STREAM_MIN_N and n >= STREAM_MIN_N
 
 
 def uses_dot_path(m, n, k, trans_a, trans_b):

@@ -430,6 +430,10 @@ void gemm_dot(const Problem& g, gemm::dot_fn dot, int64_t kb, int threads, int64
 // Fewest columns worth the small-M path, and the largest K of the small-K path.
 constexpr int64_t kStreamMinN = 64;
 constexpr int64_t kStreamMaxK = 16;
+// nt computes each C value as one dot product of length K: below this K the
+// horizontal sums cost more than the packed path (a 10-way output layer's
+// dx, K = 10: 28 us against 6 us).
+constexpr int64_t kStreamMinDotK = 32;
 constexpr int64_t kStreamChunk = 64;  // columns (rows) per thread task; multiple of 32
 
 enum class Stream { none, nn, nt, tn };
@@ -437,9 +441,9 @@ enum class Stream { none, nn, nt, tn };
 Stream stream_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
     if (M <= gemm::kStreamMaxM && N >= kStreamMinN) {
         if (!trans_b) return Stream::nn;
-        if (K >= 8 && !use_dot_path(trans_a, trans_b, M, N, K)) return Stream::nt;
+        if (K >= kStreamMinDotK && !use_dot_path(trans_a, trans_b, M, N, K)) return Stream::nt;
     }
-    if (K <= kStreamMaxK && !trans_b && M >= kStreamMinN && N >= 8) return Stream::tn;
+    if (K <= kStreamMaxK && !trans_b && M >= kStreamMinN && N >= kStreamMinN) return Stream::tn;
     return Stream::none;
 }
 
