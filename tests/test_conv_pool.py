@@ -96,6 +96,22 @@ def test_forward(case, relu, threads, isa):
 
 
 @pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("case", CASES[:4], ids=_case_id)
+def test_forward_no_bias(case, relu):
+    """Without b: bit for bit the separate ops (-0 and +0 included)."""
+    x, w, _ = _data(case)
+    x[..., ::3] = 0.0
+    x[..., 1::5] *= -0.0
+    conv, pool = _args(case)
+    out, choice = ops.conv2d_maxpool(x, w, None, **conv, **pool, relu=relu)
+    z = ops.conv2d(x, w, None, **conv, relu=relu)
+    want = ops.maxpool2d(z, pool["size"], pool["pool_stride"])
+    np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+    np.testing.assert_array_equal(choice, _expected_choice(z, pool["size"],
+                                                           pool["pool_stride"], relu)[1])
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
 @pytest.mark.parametrize("case", CASES[:6], ids=_case_id)
 def test_forward_nan(case, relu, isa):
     """NaN inputs: the pooled NaN comes from the first NaN of its window, and the

@@ -621,7 +621,12 @@ void bind_conv_pool(py::module_& m) {
         // A choice outside the window would send a gradient outside the image.
         const int64_t window = pkh * pkw;
         const int64_t n = count(choice);
+        // One branch-free pass (vectorised); the second only to name the culprit.
+        bool any_bad = false;
         for (int64_t i = 0; i < n; ++i) {
+            any_bad |= (cp[i] >= window) & (cp[i] != fastcnn::kNoGradient);
+        }
+        for (int64_t i = 0; any_bad && i < n; ++i) {
             if (cp[i] >= window && cp[i] != fastcnn::kNoGradient) {
                 throw py::value_error(
                     "choice holds " + std::to_string(cp[i]) + " at flat index " +

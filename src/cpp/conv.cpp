@@ -102,6 +102,10 @@ constexpr int64_t kPartsBytes = int64_t(8) << 20;
 // Below this many values, a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
 
+// The SSE2 max-pool reads up to this many floats past the last window of a
+// row; each thread's forward scratch has them to spare after its last plane.
+constexpr int64_t kPoolOverread = 16;
+
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 struct Plan {
@@ -260,19 +264,34 @@ inline __m128i select_epi32(__m128 mask, __m128i a, __m128i b) {
     return _mm_or_si128(_mm_and_si128(m, a), _mm_andnot_si128(m, b));
 }
 
+// relu_value on four lanes: v where v > 0 or v is NaN, else +0.
+inline __m128 relu_ps(__m128 v) {
+    return _mm_and_ps(_mm_or_ps(_mm_cmpgt_ps(v, _mm_setzero_ps()), _mm_cmpunord_ps(v, v)), v);
+}
+
 // The fast path of maxpool_choice_plane for one row of 2x2 windows, four at a
-// time: top/bottom are the windows' two rows. Returns how many it did
-// (a multiple of 4); the caller finishes the rest.
+// time: top/bottom are the windows' two rows, act as there (the bias added
+// when add, then relu when relu). The whole row: a short last group reads
+// past the row's end (within kPoolOverread floats, which the scratch the rows
+// live in has to spare). Returns count.
 int64_t maxpool_choice_2x2_row_sse2(float* out_row, uint8_t* choice_row, const float* top,
-                                    const float* bottom, int64_t count, bool relu) {
+                                    const float* bottom, int64_t count, bool add, float bias,
+                                    bool relu) {
+    const __m128 bias4 = _mm_set1_ps(bias);
+    auto act = [&](__m128 v) {
+        if (add) v = _mm_add_ps(v, bias4);
+        return relu ? relu_ps(v) : v;
+    };
     int64_t pw = 0;
-    for (; pw + 4 <= count; pw += 4) {
+    for (; pw < count; pw += 4) {
+        // A short last group reads up to 7 floats past its row (kPoolOverread):
+        // values of no window, never stored.
         const __m128 t0 = _mm_loadu_ps(top + 2 * pw), t1 = _mm_loadu_ps(top + 2 * pw + 4);
         const __m128 u0 = _mm_loadu_ps(bottom + 2 * pw), u1 = _mm_loadu_ps(bottom + 2 * pw + 4);
-        const __m128 v[4] = {_mm_shuffle_ps(t0, t1, _MM_SHUFFLE(2, 0, 2, 0)),   // a: (0, 0)
-                             _mm_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 1, 3, 1)),   // b: (0, 1)
-                             _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),   // c: (1, 0)
-                             _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1))};  // d: (1, 1)
+        const __m128 v[4] = {act(_mm_shuffle_ps(t0, t1, _MM_SHUFFLE(2, 0, 2, 0))),   // (0, 0)
+                             act(_mm_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 1, 3, 1))),   // (0, 1)
+                             act(_mm_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0))),   // (1, 0)
+                             act(_mm_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)))};  // (1, 1)
         __m128 m = v[0];
         __m128i idx = _mm_setzero_si128();
         for (int e = 1; e < 4; ++e) {
@@ -282,14 +301,22 @@ int64_t maxpool_choice_2x2_row_sse2(float* out_row, uint8_t* choice_row, const f
             m = select_ps(t, v[e], m);
             idx = select_epi32(t, _mm_set1_epi32(e), idx);
         }
-        _mm_storeu_ps(out_row + pw, m);
         if (relu) {  // not > 0 (NaN included): no gradient
             idx = select_epi32(_mm_cmpngt_ps(m, _mm_setzero_ps()), _mm_set1_epi32(kNoGradient), idx);
         }
         const __m128i words = _mm_packs_epi32(idx, idx);       // 0..255 fit
         const __m128i bytes = _mm_packus_epi16(words, words);
         const int32_t four = _mm_cvtsi128_si32(bytes);
-        std::memcpy(choice_row + pw, &four, sizeof four);
+        const int64_t lanes = count - pw < 4 ? count - pw : 4;  // the last group may be short
+        if (lanes == 4) {
+            _mm_storeu_ps(out_row + pw, m);
+            std::memcpy(choice_row + pw, &four, sizeof four);
+        } else {
+            alignas(16) float m4[4];
+            _mm_store_ps(m4, m);
+            std::memcpy(out_row + pw, m4, static_cast<size_t>(lanes) * sizeof(float));
+            std::memcpy(choice_row + pw, &four, static_cast<size_t>(lanes));
+        }
     }
     return pw;
 }
@@ -318,48 +345,56 @@ int64_t unpool_2x2_row_sse2(float* top, float* bottom, const float* g_row,
 }
 #endif
 
-// One plane of conv2d_maxpool: out / choice (POH, POW) from z (OH, OW), which
-// already holds the conv output as conv2d would return it (bias, relu): the
-// max-pool of maxpool2d (first NaN, else first maximum), and choice = the
+// One plane of conv2d_maxpool: out / choice (POH, POW) from z (OH, OW), the
+// conv output before its epilogue: each value v becomes conv2d's output as
+// PlainForward computes it (v + bias when add, then relu_value when relu),
+// then maxpool2d's rule picks (first NaN, else first maximum). choice is the
 // window offset i*PKW + j of the chosen element, or kNoGradient where relu is
 // on and the pooled value is not > 0 (relu_backward passes nothing there).
 // 2x2 stride-2 windows (the common case) go four at a time with SSE2 compares
 // and selects where the compiler has SSE2 (every x86-64): on real data the
 // compares go either way, and the scalar code below is what it computes.
-void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t OW, bool relu,
-                          const PoolGeom& pg) {
+void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t OW, bool add,
+                          float bias, bool relu, const PoolGeom& pg) {
+    auto act = [=](float v) {
+        if (add) v = v + bias;
+        return relu ? relu_value(v) : v;
+    };
     const bool fast = pg.PKH == 2 && pg.PKW == 2 && pg.PSH == 2 && pg.PSW == 2;
     for (int64_t ph = 0; ph < pg.POH; ++ph) {
         float* out_row = out + ph * pg.POW;
         uint8_t* choice_row = choice + ph * pg.POW;
         const float* top = z + ph * pg.PSH * OW;   // row of the windows' top-left corners
+        int64_t pw = 0;
         if (fast) {
             const float* bottom = top + OW;
-            int64_t pw = 0;
 #if defined(__SSE2__)
-            pw = maxpool_choice_2x2_row_sse2(out_row, choice_row, top, bottom, pg.POW, relu);
+            pw = maxpool_choice_2x2_row_sse2(out_row, choice_row, top, bottom, pg.POW, add, bias,
+                                             relu);
 #endif
             for (; pw < pg.POW; ++pw) {
-                const float a = top[2 * pw], b = top[2 * pw + 1];
-                const float c = bottom[2 * pw], d = bottom[2 * pw + 1];
-                float m = a;
+                const float v[4] = {act(top[2 * pw]), act(top[2 * pw + 1]),
+                                    act(bottom[2 * pw]), act(bottom[2 * pw + 1])};
+                float m = v[0];
                 int32_t idx = 0;
-                if (takes_over_nobranch(b, m)) { m = b; idx = 1; }
-                if (takes_over_nobranch(c, m)) { m = c; idx = 2; }
-                if (takes_over_nobranch(d, m)) { m = d; idx = 3; }
+                for (int e = 1; e < 4; ++e) {
+                    const bool t = takes_over_nobranch(v[e], m);
+                    m = t ? v[e] : m;
+                    idx = t ? e : idx;
+                }
                 const bool none = relu && !(m > 0.0f);
                 out_row[pw] = m;
                 choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
             }
             continue;
         }
-        for (int64_t pw = 0; pw < pg.POW; ++pw) {
+        for (; pw < pg.POW; ++pw) {
             const float* win = top + pw * pg.PSW;
-            float m = win[0];
+            float m = act(win[0]);
             int32_t idx = 0;
             for (int64_t i = 0; i < pg.PKH; ++i) {
                 for (int64_t j = 0; j < pg.PKW; ++j) {
-                    const float v = win[i * OW + j];
+                    const float v = act(win[i * OW + j]);
                     const bool t = takes_over_nobranch(v, m);
                     m = t ? v : m;
                     idx = t ? static_cast<int32_t>(i * pg.PKW + j) : idx;
@@ -387,21 +422,10 @@ struct PoolForward {
     float* target(int64_t /*n*/, float* scratch) const { return scratch; }
     void finish(int64_t n, float* z, int64_t kstride, bool add_bias) const {
         const int64_t PHW = pg.POH * pg.POW;
-        const int64_t OHW = OH * OW;
         for (int64_t k = 0; k < K; ++k) {
-            float* zk = z + k * kstride;  // (OH, OW), in cache
-            // conv2d's output for this plane, in place (as PlainForward computes it)
-            if (add_bias) {
-                const float bias = b ? b[k] : 0.0f;
-                if (relu) {
-                    for (int64_t p = 0; p < OHW; ++p) zk[p] = relu_value(zk[p] + bias);
-                } else {
-                    for (int64_t p = 0; p < OHW; ++p) zk[p] = zk[p] + bias;
-                }
-            } else if (relu) {
-                relu_in_place(zk, OHW);
-            }
-            maxpool_choice_plane(out + (n * K + k) * PHW, choice + (n * K + k) * PHW, zk, OW,
+            // as PlainForward: + (b[k] or 0) on the batched path, then relu
+            maxpool_choice_plane(out + (n * K + k) * PHW, choice + (n * K + k) * PHW,
+                                 z + k * kstride, OW, add_bias, add_bias && b ? b[k] : 0.0f,
                                  relu, pg);
         }
     }
@@ -523,10 +547,13 @@ void conv_forward_impl(const Epilogue& epi, const float* x, const float* w, cons
     const int64_t cols_size = KB * S * OHW;                       // (KB, S*OHW)
     const int64_t mat_size = plan.per_image ? (Epilogue::kScratch ? K * OHW : 0)  // (K, OHW)
                                             : K * S * OHW;        // (K, S*OHW)
-    const Scratch scratch(static_cast<size_t>((cols_size + mat_size) * plan.threads));
+    // Each thread's block ends with kPoolOverread spare floats (the max-pool's
+    // reads past its last row stay in the thread's own block).
+    const int64_t block = cols_size + mat_size + kPoolOverread;
+    const Scratch scratch(static_cast<size_t>(block * plan.threads));
 
     for_each_group(plan, [&](int64_t g, int t) {
-        float* cols = scratch.get() + (cols_size + mat_size) * t;
+        float* cols = scratch.get() + block * t;
         float* mat = cols + cols_size;
         const int64_t n_end = std::min(N, (g + 1) * plan.G);
         for (int64_t n0 = g * plan.G; n0 < n_end; n0 += S) {
