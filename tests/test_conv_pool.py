@@ -288,7 +288,7 @@ def test_core_checks_choice_values():
         _core.conv2d_maxpool_backward(dx, dw, db, _OUT, bad.astype(np.int8), _X, _W,
                                       1, 1, 0, 0, 2, 2, 2, 2)
     out = np.empty((1, 1, 1, 1), np.float32)
-    with pytest.raises(ValueError, match="at most 255"):
+    with pytest.raises(ValueError, match="at most 254"):
         _core.conv2d_maxpool_forward(out, np.empty((1, 1, 1, 1), np.uint8),
                                      np.zeros((1, 1, 18, 18), np.float32),
                                      np.zeros((1, 1, 3, 3), np.float32), None,

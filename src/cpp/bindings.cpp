@@ -567,10 +567,10 @@ ConvPoolCall conv_pool_intake(py::handle x, py::handle w, int64_t sh, int64_t sw
     c.g = conv_geom(dims_of(x), "x", wd[2], wd[3], sh, sw, ph, pw);
     c.K = conv_filters(w, c.g);
     c.p = pool_geometry({c.g.N, c.K, c.g.OH, c.g.OW}, "the conv output", pkh, pkw, psh, psw);
-    if (pkh * pkw > 255) {
+    if (pkh * pkw >= fastcnn::kNoGradient) {  // offsets 0..254; 255 means "no gradient"
         throw py::value_error("pooling window " + dims_str({pkh, pkw}) + " has " +
                               std::to_string(pkh * pkw) +
-                              " elements; the fused conv + max-pool handles at most 255");
+                              " elements; the fused conv + max-pool handles at most 254");
     }
     return c;
 }
@@ -621,10 +621,12 @@ void bind_conv_pool(py::module_& m) {
         // A choice outside the window would send a gradient outside the image.
         const int64_t window = pkh * pkw;
         const int64_t n = count(choice);
-        // One branch-free pass (vectorised); the second only to name the culprit.
-        bool any_bad = false;
+        // One branch-free pass over bytes (vectorised: window <= 254 was checked);
+        // the second only to name the culprit.
+        const uint8_t window8 = static_cast<uint8_t>(window);
+        uint8_t any_bad = 0;
         for (int64_t i = 0; i < n; ++i) {
-            any_bad |= (cp[i] >= window) & (cp[i] != fastcnn::kNoGradient);
+            any_bad |= static_cast<uint8_t>((cp[i] >= window8) & (cp[i] != fastcnn::kNoGradient));
         }
         for (int64_t i = 0; any_bad && i < n; ++i) {
             if (cp[i] >= window && cp[i] != fastcnn::kNoGradient) {

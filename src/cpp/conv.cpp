@@ -414,7 +414,7 @@ struct PoolForward {
     float* out;
     uint8_t* choice;
     const float* b;
-    int64_t K, OH, OW;
+    int64_t K, OW;
     PoolGeom pg;
     bool relu;
 
@@ -695,7 +695,7 @@ void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const f
     const int64_t OH = (H + 2 * PH - KH) / SH + 1;
     const int64_t OW = (W + 2 * PW - KW) / SW + 1;
     const PoolGeom pg{PKH, PKW, PSH, PSW, (OH - PKH) / PSH + 1, (OW - PKW) / PSW + 1};
-    const PoolForward epi{out, choice, b, K, OH, OW, pg, relu};
+    const PoolForward epi{out, choice, b, K, OW, pg, relu};
     conv_forward_impl(epi, x, w, b, N, C, H, W, K, KH, KW, SH, SW, PH, PW);
 }
 

@@ -101,7 +101,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
 // maxpool(relu?(conv(x, w) + b)) with a PKH x PKW window, stride PSH x PSW,
 // POH = (OH - PKH)/PSH + 1 (the pooling rule of maxpool2d_forward). The conv's
 // full output is never stored: choice (N,K,POH,POW) records each window's
-// chosen element as its offset i*PKW + j (PKH*PKW <= 255), or kNoGradient
+// chosen element as its offset i*PKW + j (PKH*PKW <= 254), or kNoGradient
 // where relu is on and the pooled value is not > 0. Backward takes dout of the
 // POOLED output and choice and returns what conv2d_backward returns for the
 // conv output's gradient that maxpool2d_backward (after relu_backward) gives.
