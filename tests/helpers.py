@@ -35,3 +35,17 @@ def assert_close(got, want, rtol=1e-4, atol=1e-5, name="result"):
 def as64(*arrays):
     """The float64 copies of float32 test inputs, for the reference."""
     return tuple(np.asarray(a, dtype=np.float64) for a in arrays)
+
+
+def numeric_grad(f, a, eps=1e-6):
+    """Central differences of the scalar f() with respect to every entry of a (in place)."""
+    g = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+        old = a[idx]
+        a[idx] = old + eps
+        up = f()
+        a[idx] = old - eps
+        down = f()
+        a[idx] = old
+        g[idx] = (up - down) / (2 * eps)
+    return g

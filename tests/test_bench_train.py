@@ -111,3 +111,27 @@ def test_quick_run_writes_the_json(bt, tmp_path, capsys):
     else:
         assert "PyTorch not installed" in printed
     assert "Training N1" in printed and "native/torch" in printed
+
+
+def test_bench_stretches_smoke(tmp_path):
+    """bench_stretches.py runs a few short intervals at 1 and 2 threads in turn and
+    writes its JSON (timing itself is not judged here)."""
+    path = list(sys.path)
+    spec = importlib.util.spec_from_file_location("bench_stretches",
+                                                  BENCH.parent / "bench_stretches.py")
+    mod = importlib.util.module_from_spec(spec)
+    before = fastcnn.get_num_threads()
+    try:
+        spec.loader.exec_module(mod)
+        out = tmp_path / "stretches.json"
+        mod.main(["--threads", "1", "2", "--intervals", "4", "--seconds", "0.05",
+                  "--out", str(out)])
+    finally:
+        sys.path[:] = path
+        fastcnn.set_num_threads(before)
+    data = json.loads(out.read_text())
+    assert [r["threads"] for r in data["intervals"]] == [1, 2, 1, 2]
+    assert all(r["images_per_s"] > 0 for r in data["intervals"])
+    assert set(data["summary"]) == {"1", "2"}
+    with pytest.raises(SystemExit):
+        mod.main(["--threads", "0"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import as64, assert_close
+from helpers import as64, assert_close, numeric_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -422,20 +422,6 @@ def test_reference_dtype_follows_inputs():
 # --------------------------------------------------- finite differences --
 
 
-def _numeric_grad(f, a, eps=1e-6):
-    """Central differences of the scalar f() with respect to every entry of a (in place)."""
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        up = f()
-        a[idx] = old - eps
-        down = f()
-        a[idx] = old
-        g[idx] = (up - down) / (2 * eps)
-    return g
-
-
 def test_reference_conv2d_backward_finite_differences():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 2, 5, 4))
@@ -448,9 +434,9 @@ def test_reference_conv2d_backward_finite_differences():
         return float(np.sum(reference.conv2d(x, w, b, s, p) * dout))
 
     dx, dw, db = reference.conv2d_backward(dout, x, w, s, p)
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(dw, _numeric_grad(loss, w), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(db, _numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
 
 
 def test_reference_dense_backward_finite_differences():
@@ -464,9 +450,9 @@ def test_reference_dense_backward_finite_differences():
         return float(np.sum(reference.dense(x, w, b) * dout))
 
     dx, dw, db = reference.dense_backward(dout, x, w)
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(dw, _numeric_grad(loss, w), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(db, _numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
 
 
 # ------------------------------------------------------------- bad input --

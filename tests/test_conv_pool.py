@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import as64, assert_close
+from helpers import as64, assert_close, numeric_grad
 
 import fastcnn
 from fastcnn import layers as L
@@ -189,21 +189,6 @@ def test_backward_threads_agree():
         np.testing.assert_array_equal(a, b2)
 
 
-def _numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    it = np.nditer(a, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = a[i]
-        a[i] = old + eps
-        fp = f()
-        a[i] = old - eps
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
 @pytest.mark.parametrize("pool, pool_stride", [(2, None), (3, 2), ((2, 3), (1, 2))])
 def test_reference_backward_finite_differences(relu, pool, pool_stride):
@@ -222,9 +207,9 @@ def test_reference_backward_finite_differences(relu, pool, pool_stride):
                                                      relu=relu)[0] * dout))
 
     dx, dw, db = reference.conv2d_maxpool_backward(dout, choice, x, w, s, p, pool, pool_stride)
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(dw, _numeric_grad(loss, w), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(db, _numeric_grad(loss, b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-5, atol=1e-6)
     if relu:
         assert (choice == NO_GRADIENT).any() and (choice != NO_GRADIENT).any()
 

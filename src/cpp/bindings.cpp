@@ -550,20 +550,23 @@ uint8_t* u8_array(py::handle h, const char* name, const std::vector<int64_t>& wa
     return static_cast<uint8_t*>(a.mutable_data());
 }
 
-// The conv geometry of x and w, and the pooling window over the conv output:
-// (N, K, POH, POW) is the pooled output shape.
+// The conv geometry of x and w, the pooling window over the conv output, and
+// the two inputs' data: pooled = (N, K, POH, POW) is the pooled output shape.
 struct ConvPoolCall {
     ConvGeom g;
     int64_t K;
     PoolCall p;  // N, C = K, H = OH, W = OW of the conv output
+    std::vector<int64_t> pooled;
+    const float* x;
+    const float* w;
 };
 
 ConvPoolCall conv_pool_intake(py::handle x, py::handle w, int64_t sh, int64_t sw, int64_t ph,
                               int64_t pw, int64_t pkh, int64_t pkw, int64_t psh, int64_t psw) {
-    in_f32(x, "x", 4);
-    in_f32(w, "w", 4);
-    const std::vector<int64_t> wd = dims_of(w);
     ConvPoolCall c{};
+    c.x = in_f32(x, "x", 4);
+    c.w = in_f32(w, "w", 4);
+    const std::vector<int64_t> wd = dims_of(w);
     c.g = conv_geom(dims_of(x), "x", wd[2], wd[3], sh, sw, ph, pw);
     c.K = conv_filters(w, c.g);
     c.p = pool_geometry({c.g.N, c.K, c.g.OH, c.g.OW}, "the conv output", pkh, pkw, psh, psw);
@@ -572,6 +575,7 @@ ConvPoolCall conv_pool_intake(py::handle x, py::handle w, int64_t sh, int64_t sw
                               std::to_string(pkh * pkw) +
                               " elements; the fused conv + max-pool handles at most 254");
     }
+    c.pooled = {c.g.N, c.K, c.p.OH, c.p.OW};
     return c;
 }
 
@@ -582,21 +586,18 @@ void bind_conv_pool(py::module_& m) {
                                        int64_t psh, int64_t psw, bool relu) {
         const ConvPoolCall c = conv_pool_intake(x, w, sh, sw, ph, pw, pkh, pkw, psh, psw);
         const ConvGeom& g = c.g;
-        const std::vector<int64_t> pooled{g.N, c.K, c.p.OH, c.p.OW};
-        const float* xp = in_f32(x, "x", 4);
-        const float* wp = in_f32(w, "w", 4);
         const float* bp = in_f32_opt(b, "b", 1);
         if (bp) require_shape(b, "b", {c.K}, "one bias per filter");
         float* op = out_f32(out, "out", 4);
-        require_shape(out, "out", pooled, "(N, K, POH, POW): the pooled conv output");
-        uint8_t* cp = u8_array(choice, "choice", pooled, true);
+        require_shape(out, "out", c.pooled, "(N, K, POH, POW): the pooled conv output");
+        uint8_t* cp = u8_array(choice, "choice", c.pooled, true);
         for (auto [h, name] : {std::pair<py::handle, const char*>{x, "x"}, {w, "w"}, {b, "b"}}) {
             require_apart(out, "out", h, name);
             require_apart(choice, "choice", h, name);
         }
         require_apart(out, "out", choice, "choice");
         py::gil_scoped_release nogil;
-        fastcnn::conv2d_maxpool_forward(op, cp, xp, wp, bp, g.N, g.C, g.H, g.W, c.K, g.KH, g.KW,
+        fastcnn::conv2d_maxpool_forward(op, cp, c.x, c.w, bp, g.N, g.C, g.H, g.W, c.K, g.KH, g.KW,
                                         g.SH, g.SW, g.PH, g.PW, c.p.KH, c.p.KW, c.p.SH, c.p.SW,
                                         relu);
     }, py::arg("out"), py::arg("choice"), py::arg("x"), py::arg("w"), py::arg("b"),
@@ -612,12 +613,9 @@ void bind_conv_pool(py::module_& m) {
                                         int64_t psw) {
         const ConvPoolCall c = conv_pool_intake(x, w, sh, sw, ph, pw, pkh, pkw, psh, psw);
         const ConvGeom& g = c.g;
-        const std::vector<int64_t> pooled{g.N, c.K, c.p.OH, c.p.OW};
-        const float* xp = in_f32(x, "x", 4);
-        const float* wp = in_f32(w, "w", 4);
         const float* gp = in_f32(dout, "dout", 4);
-        require_shape(dout, "dout", pooled, "(N, K, POH, POW): the pooled conv output");
-        const uint8_t* cp = u8_array(choice, "choice", pooled, false);
+        require_shape(dout, "dout", c.pooled, "(N, K, POH, POW): the pooled conv output");
+        const uint8_t* cp = u8_array(choice, "choice", c.pooled, false);
         // A choice outside the window would send a gradient outside the image.
         const int64_t window = pkh * pkw;
         const int64_t n = count(choice);
@@ -650,7 +648,7 @@ void bind_conv_pool(py::module_& m) {
             require_apart(h, name, choice, "choice");
         }
         py::gil_scoped_release nogil;
-        fastcnn::conv2d_maxpool_backward(dxp, dwp, dbp, gp, cp, xp, wp, g.N, g.C, g.H, g.W, c.K,
+        fastcnn::conv2d_maxpool_backward(dxp, dwp, dbp, gp, cp, c.x, c.w, g.N, g.C, g.H, g.W, c.K,
                                          g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, c.p.KH, c.p.KW,
                                          c.p.SH, c.p.SW);
     }, py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("dout"), py::arg("choice"),
