@@ -252,10 +252,10 @@ class Conv2D(_Affine):
             dz = self._unfinish(ops, dout, saved)
         dx, dw, db = ops.conv2d_backward(dz, x, self.params["w"], self.stride, self.padding,
                                          need_dx)
-        grads = {"w": dw}
-        if self.use_bias:
-            grads["b"] = db
-        return dx, grads
+        return dx, self._grads(dw, db)
+
+    def _grads(self, dw, db):
+        return {"w": dw, "b": db} if self.use_bias else {"w": dw}
 
     # ---- with the MaxPool2D that follows, as one op (Sequential decides when).
 
@@ -280,10 +280,7 @@ class Conv2D(_Affine):
         x, choice = cache
         dx, dw, db = ops.conv2d_maxpool_backward(dout, choice, x, self.params["w"], self.stride,
                                                  self.padding, pool.size, pool.stride, need_dx)
-        grads = {"w": dw}
-        if self.use_bias:
-            grads["b"] = db
-        return dx, grads
+        return dx, self._grads(dw, db)
 
     def _describe(self):
         parts = [str(self.filters), _x(self.kernel_size)]

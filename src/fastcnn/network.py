@@ -219,17 +219,26 @@ class Sequential:
     def backward(self, dout, caches):
         """Gradients [{name: array}] of every layer, given d(loss)/d(output)."""
         grads = [None] * len(self.layers)
+        for i, pool in self._backward_order():
+            if pool is not None:
+                dout, grads[i] = self.layers[i].backward_maxpool(self.ops, dout, caches[i],
+                                                                 pool, i > 0)
+                grads[i + 1] = {}
+            else:
+                dout, grads[i] = self.layers[i].backward(self.ops, dout, caches[i], i > 0)
+        return grads
+
+    def _backward_order(self):
+        """(i, pool) from the last layer to the first: pool is the MaxPool2D fused
+        with the conv at i (the pair runs as one step), else None."""
         i = len(self.layers) - 1
         while i >= 0:
             if i - 1 in self._fused:  # layer i is the pool of a fused conv + max-pool
-                dout, grads[i - 1] = self.layers[i - 1].backward_maxpool(
-                    self.ops, dout, caches[i - 1], self.layers[i], i - 1 > 0)
-                grads[i] = {}
+                yield i - 1, self._fused[i - 1]
                 i -= 2
-                continue
-            dout, grads[i] = self.layers[i].backward(self.ops, dout, caches[i], i > 0)
-            i -= 1
-        return grads
+            else:
+                yield i, None
+                i -= 1
 
     def _backward_sgd(self, dout, caches, params):
         """backward and a plain-SGD step in one sweep: each layer updates its own
@@ -238,18 +247,14 @@ class Sequential:
         backward + optimizer.step, up to float rounding."""
         opt = self.optimizer
         opt.ensure_state(params)
-        i = len(self.layers) - 1
-        while i >= 0:
-            if i - 1 in self._fused:  # a fused conv + max-pool (see backward)
-                conv = self.layers[i - 1]
-                dout, grads = conv.backward_maxpool(self.ops, dout, caches[i - 1],
-                                                    self.layers[i], i - 1 > 0)
-                conv._sgd_step(self.ops, grads, opt.lr, opt.weight_decay)
-                i -= 2
-                continue
-            dout = self.layers[i].backward_sgd(self.ops, dout, caches[i], i > 0, opt.lr,
-                                               opt.weight_decay)
-            i -= 1
+        for i, pool in self._backward_order():
+            layer = self.layers[i]
+            if pool is not None:
+                dout, grads = layer.backward_maxpool(self.ops, dout, caches[i], pool, i > 0)
+                layer._sgd_step(self.ops, grads, opt.lr, opt.weight_decay)
+            else:
+                dout = layer.backward_sgd(self.ops, dout, caches[i], i > 0, opt.lr,
+                                          opt.weight_decay)
         opt.steps += 1
 
     def loss_and_grads(self, x, y, loss="log_likelihood", rng=None, training=True):

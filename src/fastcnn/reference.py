@@ -143,11 +143,7 @@ def conv2d_maxpool(x, w, b=None, stride=1, padding=0, size=2, pool_stride=None, 
     The native op never stores the conv's own output; this one composes the ops."""
     x, w, b, s, p, _, k, ps, _ = V.conv_pool_args(x, w, b, stride, padding, size, pool_stride)
     relu = V.flag(relu, "relu")
-    z = conv2d(x, w, b, s, p, relu=relu)
-    windows = _pool_windows(z, k, ps)
-    chosen = _max_choice(windows)                                      # (N, K, POH, POW)
-    flat = windows.reshape(windows.shape[:4] + (k[0] * k[1],))
-    out = np.take_along_axis(flat, chosen[..., None], axis=-1)[..., 0]
+    out, chosen = _max_pool(conv2d(x, w, b, s, p, relu=relu), k, ps)  # (N, K, POH, POW)
     choice = chosen.astype(np.uint8)
     if relu:
         choice[~(out > 0)] = V.CHOICE_NO_GRADIENT
@@ -167,13 +163,9 @@ def conv2d_maxpool_backward(dout, choice, x, w, stride=1, padding=0, size=2, poo
         raise ValueError(f"choice holds {int(choice.flat[i])} at flat index {i}, but a "
                          f"{kh}x{kw} window has offsets 0..{kh * kw - 1} (or 255: no gradient); "
                          f"pass the choice that conv2d_maxpool returned")
-    dtype = _common(dout, x, w)
-    passes = choice != V.CHOICE_NO_GRADIENT
-    onehot = (choice[..., None] == np.arange(kh * kw)) & passes[..., None]
-    dwin = np.where(onehot, dout[..., None].astype(dtype, copy=False), 0)
-    dwin = dwin.reshape(choice.shape + (kh, kw))
-    dz = np.zeros((x.shape[0], w.shape[0], oh, ow), dtype)
-    _scatter_windows(dz, dwin, ps)
+    # 255 (no gradient) is outside every window: _to_chosen sends nothing there
+    dz = _to_chosen(dout, choice, (x.shape[0], w.shape[0], oh, ow), (kh, kw), ps,
+                    _common(dout, x, w))
     return conv2d_backward(dz, x, w, s, p, need_dx)
 
 
@@ -246,24 +238,36 @@ def _max_choice(windows):
     return np.argmax(windows.reshape(n, c, oh, ow, kh * kw), axis=-1)
 
 
+def _max_pool(x, size, stride):
+    """(out, chosen) of the max-pool of x (N, C, H, W): the chosen element of each
+    window and its flat offset in the window, both (N, C, OH, OW)."""
+    windows = _pool_windows(x, size, stride)
+    chosen = _max_choice(windows)
+    flat = windows.reshape(windows.shape[:4] + (size[0] * size[1],))
+    return np.take_along_axis(flat, chosen[..., None], axis=-1)[..., 0], chosen
+
+
+def _to_chosen(dout, chosen, shape, size, stride, dtype):
+    """An array of `shape` (N, C, H, W) holding each window's dout at its chosen
+    offset (a chosen value outside the window sends nothing), 0 elsewhere."""
+    onehot = chosen[..., None] == np.arange(size[0] * size[1])        # (N, C, OH, OW, KH*KW)
+    dwin = np.where(onehot, dout[..., None].astype(dtype, copy=False), 0)
+    dx = np.zeros(shape, dtype)
+    return _scatter_windows(dx, dwin.reshape(chosen.shape + tuple(size)), stride)
+
+
 def maxpool2d(x, size, stride=None):
     """out (N, C, OH, OW): the chosen element of each window of x (N, C, H, W); see the NaN rule."""
-    x, (kh, kw), s, _ = V.pool_args(x, size, stride)
-    windows = _pool_windows(x, (kh, kw), s)
-    flat = windows.reshape(windows.shape[:4] + (kh * kw,))
-    return np.take_along_axis(flat, _max_choice(windows)[..., None], axis=-1)[..., 0]
+    x, k, s, _ = V.pool_args(x, size, stride)
+    return _max_pool(x, k, s)[0]
 
 
 def maxpool2d_backward(dout, x, size, stride=None):
     """dx (N, C, H, W): each window's dout sent to its chosen element of x."""
-    x, (kh, kw), s, out_hw = V.pool_args(x, size, stride)
+    x, k, s, out_hw = V.pool_args(x, size, stride)
     dout = V.pool_dout(dout, x.shape, out_hw)
-    windows = _pool_windows(x, (kh, kw), s)
-    chosen = _max_choice(windows)                                      # (N, C, OH, OW)
-    onehot = chosen[..., None] == np.arange(kh * kw)                   # (N, C, OH, OW, KH*KW)
-    dwin = np.where(onehot, dout[..., None], 0).reshape(windows.shape)
-    dx = np.zeros(x.shape, np.result_type(x, dout))
-    return _scatter_windows(dx, dwin, s)
+    chosen = _max_choice(_pool_windows(x, k, s))                       # (N, C, OH, OW)
+    return _to_chosen(dout, chosen, x.shape, k, s, np.result_type(x, dout))
 
 
 def avgpool2d(x, size, stride=None):
