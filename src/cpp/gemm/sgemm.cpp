@@ -469,10 +469,31 @@ void gemm_stream(const Problem& g, const gemm::Ukernels& kernels, Stream path, i
     const int64_t tasks = ceil_div(extent, kStreamChunk);
     const int64_t threads = max64(1, min64(min64(max_threads, tasks),
                                            g.M * g.N * g.K / kMinWorkPerThread));
+    // nn updates its block of C (M rows x one chunk of columns) once per four
+    // rows of B. Rows of C are not 64-byte aligned (a 1000-wide layer: 4000-byte
+    // rows), so two threads' neighbouring chunks share cache lines, and updating
+    // C in place made the lines bounce between the cores on every update (2
+    // threads were slower than 1). Each thread works on its own copy instead.
+    const int64_t block_size = path == Stream::nn ? g.M * kStreamChunk : 0;
+    Scratch blocks(static_cast<size_t>(block_size * threads));
     auto task = [&](int64_t t) {
         const int64_t lo = t * kStreamChunk, hi = min64(extent, lo + kStreamChunk);
         if (path == Stream::nn) {
-            kernels.stream_nn(g.M, g.K, lo, hi, a, lda, g.B, g.ldb, g.beta, g.C, g.ldc);
+            int thread = 0;
+#ifdef _OPENMP
+            thread = omp_get_thread_num();
+#endif
+            float* c = blocks.get() + thread * block_size;  // (M, kStreamChunk)
+            const int64_t w = hi - lo;
+            for (int64_t r = 0; r < g.M && g.beta != 0.0f; ++r) {
+                const float* src = g.C + r * g.ldc + lo;
+                for (int64_t j = 0; j < w; ++j) c[r * kStreamChunk + j] = src[j];
+            }
+            kernels.stream_nn(g.M, g.K, 0, w, a, lda, g.B + lo, g.ldb, g.beta, c, kStreamChunk);
+            for (int64_t r = 0; r < g.M; ++r) {
+                float* dst = g.C + r * g.ldc + lo;
+                for (int64_t j = 0; j < w; ++j) dst[j] = c[r * kStreamChunk + j];
+            }
         } else if (path == Stream::nt) {
             kernels.stream_nt(g.M, g.K, lo, hi, a, lda, g.B, g.ldb, g.beta, g.C, g.ldc);
         } else {
