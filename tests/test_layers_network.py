@@ -874,3 +874,25 @@ def test_relu_mask_moved_to_the_pool_changes_no_bit(backend, dtype, size, stride
         assert g_moved.keys() == g_plain.keys()
         for k in g_moved:
             np.testing.assert_array_equal(g_moved[k], g_plain[k])
+
+
+def test_training_does_not_depend_on_the_thread_count():
+    """Every native op gives the same bits on 1 and 2 threads (the dot-path GEMMs
+    sum K in ranges fixed by K, conv groups by the batch size), so a whole fit
+    does: a conv net with dropout and Adam, whose dense GEMMs (batch 32 x 10 x 648)
+    take the dot path with K over two blocks, and whose last mini-batch is a single
+    image."""
+    x, y = _data((1, 20, 20), 65, 10, seed=4)
+    got = []
+    for t in (1, 2):
+        fastcnn.set_num_threads(t)
+        model = Sequential([L.Conv2D(8, 3, activation="relu"), L.MaxPool2D(2), L.Flatten(),
+                            L.Dropout(0.3), L.Dense(10, activation="softmax")],
+                           input_shape=(1, 20, 20), seed=0)
+        hist = model.fit(x, y, epochs=2, batch_size=32, optimizer=optim.Adam(1e-2),
+                         shuffle=True, verbose=0)
+        got.append(([p.copy() for p, _ in model.parameters()], hist.history["loss"]))
+    (p1, loss1), (p2, loss2) = got
+    assert loss1 == loss2
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)

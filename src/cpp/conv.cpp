@@ -175,7 +175,7 @@ void relu_in_place(float* v, int64_t count) {
 // op(A) (M, K) of the GEMMs a conv call runs once per image or sub-chunk (w,
 // [w | b] or w^T), packed once (sgemm_pack_a) when it is small enough, so no
 // GEMM packs it again. gemm(n, B, ldb, C, ldc): C (M, n) = op(A) . B (K, n),
-// write-only C, on the calling thread; sgemm when op(A) was too large to pack.
+// write-only C, on the calling thread; sgemm_serial when op(A) was too large to pack.
 class PackedWeights {
 public:
     PackedWeights(bool trans, int64_t M, int64_t K, const float* A, int64_t lda)
@@ -185,7 +185,7 @@ public:
     }
     void gemm(int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) const {
         if (packed_.size() == 0) {
-            sgemm(trans_, false, M_, n, K_, 1.0f, A_, lda_, B, ldb, 0.0f, C, ldc);
+            sgemm_serial(trans_, false, M_, n, K_, 1.0f, A_, lda_, B, ldb, 0.0f, C, ldc);
         } else {
             sgemm_with_packed_a(packed_.get(), M_, n, K_, false, B, ldb, 0.0f, C, ldc);
         }
@@ -541,7 +541,7 @@ void conv_forward_impl(const Epilogue& epi, const float* x, const float* w, cons
         w_bias[k * KB + CKK] = b[k];
     }
     const float* w_gemm = bias_in_gemm ? w_bias.data() : w;  // (K, KB)
-    // w_gemm packed once for every image's GEMM (0: too large, sgemm packs it itself).
+    // w_gemm packed once for every image's GEMM (0: too large, sgemm_serial packs it itself).
     const PackedWeights wp(false, K, KB, w_gemm, KB);
 
     const int64_t cols_size = KB * S * OHW;                       // (KB, S*OHW)
@@ -619,7 +619,8 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
                     }
                     float* cols_n = cols + nn * OHW;                  // (CKK, OHW; ld q)
                     // dw_g (K, CKK) (+)= dz_n (K, OHW) . cols_n^T (OHW, CKK)
-                    sgemm(false, true, K, CKK, OHW, 1.0f, dz_n, OHW, cols_n, q, beta, dw_g, CKK);
+                    sgemm_serial(false, true, K, CKK, OHW, 1.0f, dz_n, OHW, cols_n, q, beta, dw_g,
+                                 CKK);
                     beta = 1.0f;
                     if (dx) {
                         // dcols_n (CKK, OHW; ld q) = w^T (CKK, K) . dz_n (K, OHW), over cols_n.
@@ -635,7 +636,7 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
                     }
                 }
                 // dw_g (K, CKK) (+)= mat (K, q) . cols^T (q, CKK)
-                sgemm(false, true, K, CKK, q, 1.0f, mat, q, cols, q, beta, dw_g, CKK);
+                sgemm_serial(false, true, K, CKK, q, 1.0f, mat, q, cols, q, beta, dw_g, CKK);
                 beta = 1.0f;
                 if (dx) {
                     // dcols (CKK, q) = w^T (CKK, K) . mat (K, q), into the cols buffer.

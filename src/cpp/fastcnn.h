@@ -31,9 +31,16 @@ namespace fastcnn {
 // op(A) = A (stored M x K, row stride lda) or A^T (stored K x M, row stride lda).
 // op(B) = B (stored K x N, ldb)               or B^T (stored N x K, ldb).
 // beta == 0 means C is write-only (NaNs already in C are not propagated).
+// The result depends on the arguments only, not on the thread count.
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
            float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
            float beta, float* C, int64_t ldc);
+// The same on the calling thread alone, for code that runs its own threads
+// (each conv group's GEMMs); a long K is summed in one range instead of
+// sgemm's several, so the last bits can differ from sgemm's.
+void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                  float beta, float* C, int64_t ldc);
 // Many GEMMs with one op(A) (a conv layer's weights times each image's
 // columns): sgemm_packed_a_size(M, K) floats (0: op(A) is too large for this,
 // use sgemm) receive alpha * op(A) from sgemm_pack_a; then each

@@ -101,7 +101,8 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
     time so far and the model's Generator state (the only source of random draws:
     dropout masks, shuffling). If the file exists when train starts, the run
     continues from it and ends exactly as an uninterrupted run would (same
-    parameters, history and accuracies; on the same number of threads). A file
+    parameters, history and accuracies, on any number of threads: no native op's
+    result depends on the thread count). A file
     written with other settings (preset, epochs, batch size, lr, lmbda, seed,
     backend, data) or a damaged one is refused with a ValueError naming it. The
     file is left in place: the caller deletes it once it has stored the results.
@@ -279,11 +280,6 @@ class _Resume:
             for name, p in mine.params.items():
                 p[...] = theirs.params[name]
         model.optimizer = old.optimizer
-        n, now = st.get("threads"), _threads()
-        if n != now:
-            print(f"note: {self.path} was written by a run on {n} thread(s); it continues "
-                  f"on {now}: results can differ in the last bits from a run on one thread "
-                  "count", flush=True)
         return done, history
 
 

@@ -6,11 +6,14 @@
 // C (M, N; row stride ldc) = alpha * op(A) * op(B) + beta * C, exactly the
 // contract of fastcnn::sgemm in fastcnn.h (beta == 0: C is write-only).
 //
-// Three paths. The first two are built from the same packing and
-// micro-kernels, so every C element gets the same instructions in the same
-// order (the result does not depend on which of them runs, nor on the thread
-// count); the third, for a small C and a long K, splits K across threads and
-// so depends on the thread count (to rounding), never on anything else:
+// Three paths (plus the streaming ones further down). The first two are built
+// from the same packing and micro-kernels, so every C element gets the same
+// instructions in the same order (the result does not depend on which of them
+// runs, nor on the thread count); the third, for a small C and a long K, cuts
+// K into a number of ranges fixed by K alone (summed in a fixed order), so it
+// does not depend on the thread count either. sgemm_serial is sgemm on the
+// calling thread for callers that share out work among threads themselves
+// (the convolutions); its dot path sums K in one range:
 //
 // Dot (C at most 4096 elements, K >= 256, chosen by use_dot_path: the
 // weight-gradient GEMMs of the convolutions, e.g. 20 x 25 x 36864): each C
@@ -321,6 +324,10 @@ void gemm_blocked(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_st
 // the largest C it takes (the per-thread accumulators are M x N x 8 floats).
 constexpr int64_t kDotKB = 256;
 constexpr int64_t kDotMaxMN = 4096;
+// K ranges of the dot path (at most; one per K block below that): enough for
+// 2 threads to share out 4 each. Fixed, not per thread: the order of the sums,
+// and so the result, is the same whether 1, 2 or 16 threads run them.
+constexpr int64_t kDotChunks = 8;
 
 // Whether the dot path beats the tiled paths, by a rough count of the work
 // in multiply-adds: the 6 x 16 tiles compute N padded up to 16 columns and
@@ -342,11 +349,11 @@ bool use_dot_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
 // as stored in the NT case -- no packing, no padding of M or N to the 6 x 16
 // tile; the other cases first copy each K block of op(A) / op(B) into that
 // layout. The k < K8 (K rounded down to 8) are cut into `chunks` ranges on kb
-// boundaries (split K; the count depends only on the thread count), each with
+// boundaries (split K; the count depends on K only, see sgemm_impl), each with
 // its own accumulators acc (M, N, 8) (8 lanes). Threads take chunks in turn,
 // so one delayed by another process does not hold up the rest. At the end
 // C = alpha * (sum over chunks 0, 1, .. and lanes 0..7, in that order, + the
-// k >= K8 tail) + beta * C: a fixed order for a given thread count.
+// k >= K8 tail) + beta * C: a fixed order, whatever the thread count.
 void gemm_dot(const Problem& g, gemm::dot_fn dot, int64_t kb, int threads, int64_t chunks) {
     const int64_t K8 = g.K & ~int64_t(7);
     const int64_t acc_size = ceil_div(g.M * g.N * 8, 16) * 16;            // (M, N, 8)
@@ -537,9 +544,11 @@ void sgemm_with_packed_a(const float* packed, int64_t M, int64_t N, int64_t K, b
                     b_panel);
 }
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-           float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-           float beta, float* C, int64_t ldc) {
+namespace {
+
+void sgemm_impl(bool serial, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                float beta, float* C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         scale_c(M, N, beta, C, ldc);
@@ -553,7 +562,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 
     int max_threads = 1;
 #ifdef _OPENMP
-    if (!omp_in_parallel()) max_threads = omp_get_max_threads();
+    if (!serial && !omp_in_parallel()) max_threads = omp_get_max_threads();
 #endif
     const Stream stream = stream_path(trans_a, trans_b, M, N, K);
     if (stream != Stream::none) {
@@ -561,12 +570,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
         return;
     }
     if (use_dot_path(trans_a, trans_b, M, N, K)) {
-        // Threads: at most one per K block, and only with enough work; K in
-        // kChunksPerThread chunks per thread (M * N <= kDotMaxMN: no overflow).
+        // K in kDotChunks ranges (one for sgemm_serial); threads: at most one
+        // per range, and only with enough work (M * N <= kDotMaxMN: no overflow).
         const int64_t blocks = ceil_div(K & ~int64_t(7), kDotKB);
-        int64_t threads = min64(max_threads, blocks);
+        const int64_t chunks = serial ? 1 : min64(blocks, kDotChunks);
+        int64_t threads = min64(max_threads, chunks);
         threads = max64(1, min64(threads, M * N * K / kMinWorkPerThread));
-        const int64_t chunks = threads > 1 ? min64(blocks, threads * kChunksPerThread) : 1;
         gemm_dot(g, kernels.dot, kDotKB, static_cast<int>(threads), chunks);
         return;
     }
@@ -578,6 +587,20 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
     } else {
         gemm_blocked(g, kernels, kc_step, max_threads);
     }
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+           float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+           float beta, float* C, int64_t ldc) {
+    sgemm_impl(false, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                  float beta, float* C, int64_t ldc) {
+    sgemm_impl(true, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace fastcnn
