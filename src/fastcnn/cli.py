@@ -70,6 +70,7 @@ def _parser():
     _common(r)
 
     sub.add_parser("selfcheck", help="print build info and check every native op")
+    _add_export(sub)
     return p
 
 
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
         return _selfcheck()
     import fastcnn
     try:
-        if args.threads is not None:
+        if getattr(args, "threads", None) is not None:
             if args.threads > fastcnn.MAX_THREADS:
                 raise ValueError(f"--threads must be at most {fastcnn.MAX_THREADS}, "
                                  f"got {args.threads}")
@@ -99,8 +100,10 @@ def main(argv=None) -> int:
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command in EXTRA_COMMANDS:
+            return EXTRA_COMMANDS[args.command](args)
         return _reproduce(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"fastcnn {args.command}: error: {e}", file=sys.stderr)
         return 2
 
@@ -272,6 +275,31 @@ def _write_results(out, results):
 def _atomic_write(path, text):
     from .saving import atomic_write
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+# ------------------------------------------------- export, plot, bench --
+# Subcommands of the optional extras; each parses its own arguments here and
+# runs from EXTRA_COMMANDS.
+
+def _add_export(sub):
+    x = sub.add_parser("export", help="write a saved model as an ONNX file "
+                                      '(pip install "fastcnn[onnx]")')
+    x.add_argument("model", metavar="MODEL.npz")
+    x.add_argument("out", metavar="OUT.onnx")
+
+
+def _export(args) -> int:
+    import fastcnn
+    from . import onnx_export
+    model = fastcnn.load(args.model, backend="reference")   # no compute: any backend does
+    onnx_export.export_onnx(model, args.out)
+    print(f"{args.model} -> {args.out} (ONNX opset {onnx_export.OPSET}; input 'input' "
+          f"(N, {', '.join(map(str, model.input_shape))}) float32 pixels in [0, 1], "
+          f"output 'output' (N, {', '.join(map(str, model.output_shape))}))")
+    return 0
+
+
+EXTRA_COMMANDS = {"export": _export}
 
 
 if __name__ == "__main__":

@@ -484,6 +484,12 @@ class Sequential:
         from .saving import save_model
         save_model(self, path)
 
+    def export_onnx(self, path, opset=None):
+        """Write the model's inference graph as an ONNX file (fastcnn.onnx_export;
+        needs pip install "fastcnn[onnx]"). Returns the path."""
+        from . import onnx_export
+        return onnx_export.export_onnx(self, path, opset or onnx_export.OPSET)
+
 
 def _n_correct(out, y) -> int:
     if y.ndim == 1:

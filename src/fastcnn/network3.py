@@ -261,6 +261,11 @@ class Network:
     def save(self, path):
         self.model.save(path)
 
+    def export_onnx(self, path, opset=None):
+        """The model as an ONNX file (see Sequential.export_onnx): dropout's
+        inference scaling by (1 - p) becomes a Mul node."""
+        return self.model.export_onnx(path, opset)
+
     def __repr__(self):
         inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
         return f"Network([\n{inner},\n], mini_batch_size={self.mini_batch_size})"
