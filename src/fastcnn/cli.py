@@ -71,6 +71,7 @@ def _parser():
 
     sub.add_parser("selfcheck", help="print build info and check every native op")
     _add_export(sub)
+    _add_plot(sub)
     return p
 
 
@@ -201,6 +202,8 @@ def _run_once(args, preset, seed):
             res = json.load(f)
         print(f"== {preset} (seed {seed}): reusing the finished run in {stem}.json")
         _remove(partial)   # left over if a run stopped between its results and clean-up
+        if not os.path.exists(stem + ".png"):
+            _learning_curve(stem, res)
         return res
     if args.fresh and os.path.exists(partial):
         print(f"== {preset} (seed {seed}): discarding the interrupted run in {partial}")
@@ -213,6 +216,7 @@ def _run_once(args, preset, seed):
     _remove(partial)
     print(f"== {preset}: test accuracy {_fmt(res['test_accuracy'])} (book "
           f"{res['book']:.2f}%), {res['seconds']:.0f} s", flush=True)
+    _learning_curve(stem, res)
     return res
 
 
@@ -281,6 +285,61 @@ def _atomic_write(path, text):
 # Subcommands of the optional extras; each parses its own arguments here and
 # runs from EXTRA_COMMANDS.
 
+def _learning_curve(stem, res):
+    """<stem>.png: the run's learning curves, when matplotlib is installed."""
+    if not res.get("history"):
+        return
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print('   (no learning curve: pip install "fastcnn[plot]" for pictures)')
+        return
+    from . import plot
+    plot.learning_curves(res["history"], stem + ".png",
+                         title=f"{res['preset']} (seed {res['seed']}): test accuracy "
+                               f"{_fmt(res.get('test_accuracy'))}")
+    print(f"   learning curves in {stem}.png")
+
+
+def _add_plot(sub):
+    g = sub.add_parser("plot", help="pictures of a saved model: confusion matrix, "
+                                    'misclassified digits, filters... (pip install '
+                                    '"fastcnn[plot]")')
+    g.add_argument("model", metavar="MODEL.npz")
+    g.add_argument("--out", required=True, metavar="DIR", help="directory for the PNG files")
+    g.add_argument("--history", metavar="FILE.json",
+                   help="learning curves from this History (a reproduce results file or "
+                        "History.to_dict()); default: MODEL.json beside the model, if it "
+                        "holds one")
+    g.add_argument("--image", type=int, default=0, metavar="INDEX",
+                   help="test image whose feature maps are drawn (default 0)")
+    g.add_argument("--data", metavar="DIR", help="directory of the four MNIST IDX files "
+                                                 "(default: the bundled copy)")
+
+
+def _plot(args) -> int:
+    import fastcnn
+    from . import datasets, plot
+    model = fastcnn.load(args.model)
+    history_file = args.history
+    if history_file is None:
+        guess = os.path.splitext(args.model)[0] + ".json"
+        history_file = guess if os.path.exists(guess) else None
+    history = plot.read_history(history_file) if history_file else None
+    if args.history and history is None:
+        raise ValueError(f"--history: {args.history} holds no History")
+    _, _, (xt, yt) = datasets.load_mnist(args.data)
+    if not 0 <= args.image < len(xt):
+        raise ValueError(f"--image must be in [0, {len(xt)}), got {args.image}")
+    paths = plot.plot_model(model, args.out, data=(xt, yt), history=history,
+                            image_index=args.image)
+    for name, path in paths.items():
+        print(f"{name:18s} {path}")
+    if history is None:
+        print("(no learning curves: no History found; give --history FILE.json)")
+    return 0
+
+
 def _add_export(sub):
     x = sub.add_parser("export", help="write a saved model as an ONNX file "
                                       '(pip install "fastcnn[onnx]")')
@@ -299,7 +358,7 @@ def _export(args) -> int:
     return 0
 
 
-EXTRA_COMMANDS = {"export": _export}
+EXTRA_COMMANDS = {"export": _export, "plot": _plot}
 
 
 if __name__ == "__main__":

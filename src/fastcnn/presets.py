@@ -173,7 +173,7 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
         "best_val_accuracy": _pct(hist.best_val_accuracy),
         "test_accuracy": _pct(hist.test_accuracy), "final_test_accuracy": _pct(final),
         "seconds": round(seconds, 1), "segments": saver.segment if saver else 1,
-        "stop_reason": hist.stop_reason,
+        "stop_reason": hist.stop_reason, "history": hist.to_dict(),
     }
 
 
