@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,41 +35,10 @@ from typing import Callable
 
 import numpy as np
 
+# the machine description every bench script prints (CPU, SIMD path, threads, BLAS)
+from fastcnn.benchmark import cpu_model, machine_info  # noqa: F401
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict:
-    """CPU, core count, fastcnn build (SIMD path, threads), NumPy and its BLAS."""
-    info = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__}
-    try:
-        import fastcnn
-        info["fastcnn"] = fastcnn.build_info()
-    except ImportError as e:  # pragma: no cover - the bench needs it anyway
-        info["fastcnn"] = f"not importable: {e}"
-    try:
-        from threadpoolctl import threadpool_info
-        info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "architecture",
-                                                 "num_threads", "threading_layer")}
-                        for d in threadpool_info() if d.get("user_api") == "blas"]
-    except ImportError:
-        info["blas"] = "threadpoolctl not installed"
-    try:
-        info["loadavg_at_start"] = os.getloadavg()
-    except OSError:
-        pass
-    return info
 
 
 @dataclass

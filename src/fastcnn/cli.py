@@ -72,6 +72,7 @@ def _parser():
     sub.add_parser("selfcheck", help="print build info and check every native op")
     _add_export(sub)
     _add_plot(sub)
+    _add_bench(sub)
     return p
 
 
@@ -85,6 +86,7 @@ def _common(p):
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = argv
     if args.command is None:
         _parser().print_help()
         return 0
@@ -358,7 +360,64 @@ def _export(args) -> int:
     return 0
 
 
-EXTRA_COMMANDS = {"export": _export, "plot": _plot}
+def _int_list(text):
+    """argparse type: "1,2" -> [1, 2], each an integer >= 1."""
+    return [_positive_int(v) for v in text.split(",") if v.strip()] or \
+        _positive_int("")
+
+
+def _add_bench(sub):
+    b = sub.add_parser("bench", help="time training and inference of the chapter's nets: "
+                                     "native, the NumPy reference, PyTorch if installed")
+    b.add_argument("--nets", default="N1,N2,N3",
+                   help="comma-separated, of N1 N2 N3 K1 (see fastcnn.benchmark; "
+                        "default N1,N2,N3)")
+    b.add_argument("--threads", dest="bench_threads", type=_int_list, metavar="N[,N...]",
+                   help="thread counts to time, e.g. 1,2 (default: all cores)")
+    b.add_argument("--batch-size", type=_int_list, default=[10], metavar="B[,B...]",
+                   help="training mini-batch sizes (default 10, the book's)")
+    b.add_argument("--infer-batch", type=_positive_int, default=1000,
+                   help="inference mini-batch size (default 1000)")
+    b.add_argument("--segments", type=_positive_int, default=5,
+                   help="timed segments per contender (default 5)")
+    b.add_argument("--segment-seconds", type=float, default=0.3,
+                   help="length of one timed segment (default 0.3 s)")
+    b.add_argument("--settle", type=float, default=0.1,
+                   help="pause before each segment (default 0.1 s)")
+    b.add_argument("--no-reference", action="store_true", help="do not time the reference")
+    b.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+    b.add_argument("--no-inference", action="store_true", help="time training only")
+    b.add_argument("--json", metavar="FILE", help="also write every figure to FILE (JSON)")
+
+
+def _bench(args) -> int:
+    from . import benchmark
+    nets = [n.strip().upper() for n in args.nets.split(",") if n.strip()]
+    for n in nets:
+        if n not in benchmark.NETS:
+            raise ValueError(f"--nets: unknown net {n!r}; known: {', '.join(benchmark.NETS)}")
+    import fastcnn
+    for t in args.bench_threads or []:
+        if t > fastcnn.MAX_THREADS:
+            raise ValueError(f"--threads must be at most {fastcnn.MAX_THREADS}, got {t}")
+    if not args.segment_seconds > 0 or not args.settle >= 0:
+        raise ValueError("--segment-seconds must be > 0 and --settle >= 0, got "
+                         f"{args.segment_seconds} and {args.settle}")
+    settings = benchmark.Settings(
+        segments=args.segments, segment_seconds=args.segment_seconds, settle=args.settle,
+        reference_batches=() if args.no_reference else tuple(args.batch_size),
+        reference_inference=not args.no_reference, infer_batch=args.infer_batch,
+        use_torch=not args.no_torch)
+    command = "python -m fastcnn " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+    out = benchmark.run(nets, args.bench_threads, args.batch_size, settings, command,
+                        inference=not args.no_inference)
+    if args.json:
+        _atomic_write(args.json, json.dumps(out, indent=1, default=str))
+        print(f"results written to {args.json}")
+    return 1 if out["failures"] else 0
+
+
+EXTRA_COMMANDS = {"export": _export, "plot": _plot, "bench": _bench}
 
 
 if __name__ == "__main__":
