@@ -8,6 +8,11 @@
                        accuracy beside the book's; finished runs are kept and reused,
                        an interrupted run resumes from its last finished epoch
   selfcheck            build information and a check of every native op against NumPy
+  plot MODEL.npz --out DIR    learning curves, confusion matrix, misclassified digits,
+                       filters and feature maps as PNG files (pip install "fastcnn[plot]")
+  export MODEL.npz OUT.onnx   the model as an ONNX file (pip install "fastcnn[onnx]")
+  bench                training and inference speed of the chapter's nets on this
+                       machine: native, the NumPy reference, and PyTorch if installed
 """
 from __future__ import annotations
 
