@@ -170,6 +170,28 @@ def test_plot_model_and_the_cli(trained, data, tmp_path, capsys):
                  "--image", "10000"]) == 2
 
 
+def test_train_save_then_plot_draws_the_learning_curves(tmp_path, capsys, monkeypatch):
+    """fastcnn train --save MODEL.npz keeps the History in MODEL.json; plot finds it."""
+    from fastcnn import datasets
+    from fastcnn.cli import main
+    full = datasets.load_mnist
+
+    def small(path=None, validation=10000, dtype="float32"):
+        (x, y), (xv, yv), (xt, yt) = full(path, validation=validation, dtype=dtype)
+        return (x[:600], y[:600]), (xv[:200], yv[:200]), (xt[:200], yt[:200])
+    monkeypatch.setattr(datasets, "load_mnist", small)
+    model = tmp_path / "m.npz"
+    assert main(["train", "fc100", "--epochs", "2", "--save", str(model), "--quiet"]) == 0
+    assert main(["plot", str(model), "--out", str(tmp_path / "pics")]) == 0
+    assert "learning_curves" in capsys.readouterr().out
+    import json
+    history = json.loads((tmp_path / "m.json").read_text())["history"]
+    fig = plot.learning_curves(history, tmp_path / "again.png")
+    assert len(fig.axes[0].lines[0].get_ydata()) == 2
+    assert imread(tmp_path / "pics" / "learning_curves.png").shape == \
+        imread(tmp_path / "again.png").shape
+
+
 def test_missing_matplotlib_says_what_to_install(trained, tmp_path, monkeypatch):
     model, history = trained
     for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:

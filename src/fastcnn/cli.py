@@ -54,7 +54,8 @@ def _parser():
     t.add_argument("--lmbda", type=float, help="L2 regularisation (book presets)")
     t.add_argument("--seed", type=int, default=0)
     _common(t)
-    t.add_argument("--save", metavar="MODEL.npz", help="save the trained model here")
+    t.add_argument("--save", metavar="MODEL.npz", help="save the trained model here (and "
+                                                      "its results and History in MODEL.json)")
 
     e = sub.add_parser("evaluate", help="evaluate a saved model on MNIST")
     e.add_argument("model", metavar="MODEL.npz")
@@ -149,6 +150,7 @@ def _train(args) -> int:
           f"after the last; {res['seconds']:.0f} s")
     if args.save:
         print(f"saved to {args.save}")
+        _save_results(args.save, res)
     return 0 if res["test_accuracy"] is not None else 1
 
 
@@ -291,6 +293,13 @@ def _atomic_write(path, text):
 # ------------------------------------------------- export, plot, bench --
 # Subcommands of the optional extras; each parses its own arguments here and
 # runs from EXTRA_COMMANDS.
+
+def _save_results(model_path, res):
+    """MODEL.json beside MODEL.npz: the run's results and History, which
+    `fastcnn plot MODEL.npz` draws as learning curves."""
+    path = os.path.splitext(model_path)[0] + ".json"
+    _atomic_write(path, json.dumps(res, indent=1))
+
 
 def _learning_curve(stem, res):
     """<stem>.png: the run's learning curves, when matplotlib is installed."""
