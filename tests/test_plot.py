@@ -149,6 +149,10 @@ def test_feature_maps_through_every_conv_and_pool_layer(trained, data, tmp_path)
     assert sorted(rows) == [0, 1, 2, 3, 4, 5]            # the input and five layers
     assert [len(rows[r]) for r in range(1, 6)] == [6, 6, 8, 8, 8]
     np.testing.assert_allclose(rows[3][2], stages[2][2][2])
+    with pytest.raises(ValueError, match=r"image must hold one input of shape \(1, 28, 28\)"):
+        plot.feature_maps(model, image[:, :10], tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="shape"):
+        plot.misclassified(model, data[1][0][:, :, :10], data[1][1], tmp_path / "bad.png")
 
 
 def test_plot_model_and_the_cli(trained, data, tmp_path, capsys):

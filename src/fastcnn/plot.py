@@ -135,8 +135,9 @@ def confusion_matrix(y_true, y_pred, n_classes=None):
 def _predict(model, x, batch_size=1000):
     """The model's classes for x, reshaped to its input (flat rows or images)."""
     x = np.asarray(x)
-    x = x.reshape((len(x),) + tuple(model.input_shape))
-    return model.predict(x, batch_size=batch_size)
+    if x.ndim >= 1 and x[0].size == int(np.prod(model.input_shape)):
+        x = x.reshape((len(x),) + tuple(model.input_shape))
+    return model.predict(x, batch_size=batch_size)   # else predict names the shapes
 
 
 def confusion_matrix_plot(model, x, y, path, batch_size=1000):
@@ -283,6 +284,9 @@ def layer_outputs(model, image):
     between them), computed layer by layer in inference mode."""
     model = _sequential(model)
     x = np.asarray(image)
+    if x.size != int(np.prod(model.input_shape)):
+        raise ValueError(f"image must hold one input of shape {model.input_shape} for this "
+                         f"model, got shape {x.shape}")
     x = model._batch(model._check_x(x.reshape((1,) + tuple(model.input_shape)), "image"))
     out = []
     for i, layer in enumerate(model.layers):
