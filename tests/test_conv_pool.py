@@ -352,3 +352,17 @@ def test_which_pairs_fuse():
     big = Sequential([L.Conv2D(2, 3), L.MaxPool2D(16)], input_shape=(1, 18, 18))
     assert big._fused == {}  # 256-element window: the separate layers run
     assert big.forward(np.zeros((1, 1, 18, 18), np.float32))[0].shape == (1, 2, 1, 1)
+
+
+def test_backward_reads_a_read_only_choice():
+    # choice is only read: a read-only array (e.g. a loaded or shared one) is accepted.
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 2, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 2, 3)).astype(np.float32)
+    out, choice = ops.conv2d_maxpool(x, w, None, 1, 0, 2, 2)
+    choice.setflags(write=False)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    got = ops.conv2d_maxpool_backward(dout, choice, x, w, 1, 0, 2, 2)
+    want = reference.conv2d_maxpool_backward(*as64(dout), choice, *as64(x, w), 1, 0, 2, 2)
+    for g, r, name in zip(got, want, ("dx", "dw", "db")):
+        assert_close(g, r, name=name)

@@ -456,3 +456,32 @@ def test_core_backward_overwrites_dx(kind):
     dout = rng.standard_normal((2, 3)).astype(np.float32)
     _core.global_avgpool2d_backward(dx, dout)
     assert np.array_equal(dx, ops.global_avgpool2d_backward(dout, x))
+
+
+# ------------------------------------------- inputs that are views, not copies --
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("base, shape, size, stride", [
+    ((1, 1, 1, 1), (3, 4, 9, 7), 2, None),        # every axis broadcast
+    ((1, 3, 1, 7), (2, 3, 6, 7), (3, 2), (2, 3)),  # N and H broadcast
+    ((2, 1, 5, 1), (2, 4, 5, 6), 2, 1),            # C and W broadcast
+    ((1, 1, 1, 1), (2, 2, 9, 9), 4, 3),            # windows that skip the last rows
+])
+def test_broadcast_input_matches_its_copy_and_the_reference(kind, base, shape, size, stride):
+    x = np.broadcast_to(np.random.default_rng(7).standard_normal(base), shape)
+    got = getattr(ops, kind)(x, size, stride)
+    want = getattr(reference, kind)(x, size, stride)
+    assert got.flags.writeable and got.flags.c_contiguous
+    assert np.array_equal(got, getattr(ops, kind)(np.ascontiguousarray(x, np.float32), size,
+                                                  stride))
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_huge_broadcast_input_with_a_small_result_is_not_copied(kind):
+    # 10^12 values viewed, a (1000, 1000, 2, 4) result: copying the input would need 4 TB.
+    x = np.broadcast_to(np.float32(1.5), (1000, 1000, 1000, 1000))
+    got = getattr(ops, kind)(x, (500, 250))
+    want = getattr(reference, kind)(np.broadcast_to(1.5, (1, 1, 1000, 1000)), (500, 250))
+    assert got.shape == (1000, 1000, 2, 4)
+    assert_close(got, np.broadcast_to(want, got.shape))

@@ -535,7 +535,8 @@ void def_pool_backward_x(py::module_& m, const char* name, PoolBackwardX kernel)
 }
 
 // A uint8 C-contiguous array of exactly the shape want (the choices of a fused
-// conv + max-pool); writable when out is true.
+// conv + max-pool); checked writeable only when out is true (an input is only
+// read, so a read-only one is fine).
 uint8_t* u8_array(py::handle h, const char* name, const std::vector<int64_t>& want, bool out) {
     py::array a = as_array(h, name);
     if (!a.dtype().equal(py::dtype::of<uint8_t>())) {
@@ -546,7 +547,10 @@ uint8_t* u8_array(py::handle h, const char* name, const std::vector<int64_t>& wa
         throw py::type_error(std::string(name) + " must be C-contiguous");
     }
     require_shape(h, name, want, "the pooled output shape");
-    if (out && !a.writeable()) throw py::value_error(std::string(name) + " must be writeable");
+    if (!out) {  // mutable_data() would refuse a read-only array
+        return const_cast<uint8_t*>(static_cast<const uint8_t*>(a.data()));
+    }
+    if (!a.writeable()) throw py::value_error(std::string(name) + " must be writeable");
     return static_cast<uint8_t*>(a.mutable_data());
 }
 

@@ -170,10 +170,32 @@ def dense_backward_sgd(dout, x, w, b=None, *, lr, weight_decay=0.0, need_dx=True
 
 def _pool_forward(kernel, x, size, stride):
     x, (kh, kw), (sh, sw), (oh, ow) = V.pool_args(x, size, stride)
+    full = shape = (x.shape[0], x.shape[1], oh, ow)
+    if not (x.dtype == _F32 and x.flags.c_contiguous):
+        x, shape = _pool_source(x, (kh, kw), (sh, sw), full)
     x = _f32(x)
-    out = np.empty((x.shape[0], x.shape[1], oh, ow), np.float32)
+    out = np.empty(shape, np.float32)
     kernel(out, x, kh, kw, sh, sw)
+    if shape != full:  # the same window values everywhere along the collapsed axes
+        out = np.array(np.broadcast_to(out, full), order="C")
     return out
+
+
+def _pool_source(x, size, stride, out_shape):
+    """(x', out_shape') for an input that must be copied anyway: only the rows
+    and columns some window reads, and along an axis of stride 0 (a broadcast
+    input: every index holds the same values) one image, channel or window
+    standing for all. The copy is then no larger than the distinct values the
+    windows read; the caller broadcasts the smaller result back to out_shape."""
+    (kh, kw), (sh, sw), (n, c, oh, ow) = size, stride, out_shape
+    x = x[:, :, :(oh - 1) * sh + kh, :(ow - 1) * sw + kw]
+    keep = [n, c, oh, ow]
+    index = [slice(None)] * 4
+    for axis, window in ((0, 1), (1, 1), (2, kh), (3, kw)):
+        if x.strides[axis] == 0 and x.shape[axis] > window:
+            index[axis] = slice(0, window)
+            keep[axis] = 1
+    return x[tuple(index)], tuple(keep)
 
 
 def _pool_backward(kernel, dout, x, size, stride, reads_x=True):
