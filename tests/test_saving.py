@@ -4,6 +4,7 @@ damaged, tampered or foreign file with a ValueError naming the file."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 import re
@@ -191,14 +192,24 @@ def _load_error(path) -> str:
 def _contents(path):
     with np.load(path, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
+    del arrays["digest"]
     return json.loads(arrays.pop("header").tobytes()), arrays
 
 
-def _write(path, header, arrays):
+def _write(path, header, arrays, sign=True):
+    """A model file of this header and these arrays. sign: with the header's
+    SHA-256 as its digest member, as save writes it (so the checks behind the
+    digest are reached); False keeps the digest of the file at `sign_like`."""
     if not isinstance(header, np.ndarray):
         text = header if isinstance(header, (str, bytes)) else json.dumps(header)
         text = text.encode() if isinstance(text, str) else text
         header = np.frombuffer(text, dtype=np.uint8)
+    if sign is True:
+        digest = hashlib.sha256(header.tobytes()).hexdigest().encode()
+        arrays = dict(arrays, digest=np.frombuffer(digest, dtype=np.uint8))
+    elif sign is not False:   # the digest member of another file
+        with np.load(sign, allow_pickle=False) as npz:
+            arrays = dict(arrays, digest=npz["digest"])
     np.savez(path, header=header, **arrays)
     return path
 
@@ -229,7 +240,8 @@ def test_tampered_array(saved, tmp_path):
     assert "checksum" in _load_error(_write(tmp_path / "t.npz", header, arrays))
     header, arrays = _contents(saved)
     arrays["param/0/b"] = arrays["param/0/b"].astype(np.float64)
-    assert "checksum" in _load_error(_write(tmp_path / "t.npz", header, arrays))
+    assert "dtype float64, expected float32" in _load_error(_write(tmp_path / "t.npz", header,
+                                                                    arrays))
 
 
 def test_missing_or_extra_array(saved, tmp_path):
@@ -247,7 +259,7 @@ def test_missing_or_extra_array(saved, tmp_path):
     (lambda h: h["layers"][0]["config"].update(filters=-2), "filters"),
     (lambda h: h["layers"][0]["config"].update(colour="red"), "colour"),
     (lambda h: h["layers"][3]["config"].update(units=6), "shape"),
-    (lambda h: h.update(version=2), "version 2"),
+    (lambda h: h.update(version=99), "version 99"),
     (lambda h: h.update(format="keras"), "fastcnn model"),
     (lambda h: h.pop("layers"), "layers"),
     (lambda h: h.pop("input_shape"), "input_shape"),
@@ -259,7 +271,8 @@ def test_missing_or_extra_array(saved, tmp_path):
     (lambda h: h["optimizer"].update(type="Lion"), "Lion"),
     (lambda h: h["optimizer"]["config"].update(lr=-1), "lr"),
     (lambda h: h["optimizer"].update(steps="many"), "steps|many"),
-    (lambda h: h.update(sha256=None), "do not match"),
+    (lambda h: h.update(sha256=None), "sha256"),
+    (lambda h: h["sha256"].pop("param/0/w"), "do not match"),
 ])
 def test_bad_header(saved, tmp_path, edit, phrase):
     header, arrays = _contents(saved)
@@ -361,3 +374,55 @@ def test_a_model_file_is_not_a_checkpoint(tmp_path):
         fastcnn.saving.load_checkpoint(path)
     with pytest.raises(TypeError, match="checkpoint must be a dict"):
         fastcnn.saving.save_checkpoint(_trained(), path, [1, 2])
+
+
+# ---------------------------------------------------------------------------
+# The header is covered too: an edit that leaves a loadable model is refused
+
+@pytest.mark.parametrize("edit", [
+    lambda h: h["layers"][3]["config"].update(activation="relu"),
+    lambda h: h["layers"][4]["config"].update(use_bias=False),
+    lambda h: h["layers"][2]["config"].update(rate=0.5),
+    lambda h: h.update(input_shape=None),
+    lambda h: h.update(optimizer=None),
+    lambda h: h["optimizer"]["config"].update(lr=0.02),
+    lambda h: h["optimizer"].update(steps=0),
+    lambda h: h.update(loss="quadratic"),
+    lambda h: h.update(seed=4),
+])
+def test_any_header_edit_is_refused(saved, tmp_path, edit):
+    header, arrays = _contents(saved)
+    edit(header)
+    message = _load_error(_write(tmp_path / "e.npz", header, arrays, sign=saved))
+    assert "header does not match its checksum" in message
+
+
+def _as_version_1(header, arrays, path):
+    """The file version 1 wrote: the same, without the digest member."""
+    header = dict(header, version=1)
+    return _write(path, header, arrays, sign=False)
+
+
+def test_intact_version_1_file_loads_with_a_warning(saved, tmp_path):
+    header, arrays = _contents(saved)
+    old = _as_version_1(header, arrays, tmp_path / "v1.npz")
+    with pytest.warns(UserWarning, match="version-1"):
+        loaded = fastcnn.load(old)
+    x = _data(5, seed=2)[0]
+    assert np.array_equal(loaded.predict_proba(x), fastcnn.load(saved).predict_proba(x))
+    # what version 1 can check is still checked: arrays, their list, their shapes
+    header["layers"][4]["config"]["use_bias"] = False       # the bias array is left over
+    assert "do not match" in _load_error(_as_version_1(header, arrays, tmp_path / "b.npz"))
+
+
+def test_a_version_2_file_relabelled_version_1_is_refused(saved, tmp_path):
+    header, arrays = _contents(saved)
+    header["version"] = 1
+    assert "header checksum" in _load_error(_write(tmp_path / "d.npz", header, arrays))
+
+
+def test_refusals_are_one_exception_type(saved, tmp_path):
+    assert issubclass(fastcnn.FileFormatError, ValueError)
+    (tmp_path / "x.npz").write_bytes(saved.read_bytes()[:300])
+    with pytest.raises(fastcnn.FileFormatError, match=re.escape(str(tmp_path / "x.npz"))):
+        fastcnn.load(tmp_path / "x.npz")

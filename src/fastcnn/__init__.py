@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import _core
 from . import ops, reference
 from . import callbacks, datasets, layers, losses, optim
+from ._files import FileFormatError
 from .ensemble import Ensemble
 from .network import Sequential
 from .saving import load_model as load
@@ -40,5 +41,5 @@ def get_num_threads() -> int:
 
 
 __all__ = ["ops", "reference", "layers", "losses", "optim", "callbacks", "Sequential",
-           "Ensemble", "load", "datasets", "build_info", "set_num_threads", "get_num_threads",
+           "Ensemble", "load", "FileFormatError", "datasets", "build_info", "set_num_threads", "get_num_threads",
            "__version__"]

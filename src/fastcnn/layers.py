@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from ._validate import MAX_SIZE
+
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 INITS = ("glorot", "he", "book")
 
@@ -34,23 +36,23 @@ def _choice(value, name: str, allowed) -> str:
 
 
 def positive_int(v, name: str) -> int:
-    """A count (filters, units, epochs, batch size...): an int >= 1, else ValueError
-    (the model API reports every bad hyper-parameter as a ValueError)."""
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    """A count (filters, units, epochs, batch size...): an int in [1, MAX_SIZE], else
+    ValueError (the model API reports every bad hyper-parameter as a ValueError)."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_SIZE:
+        raise ValueError(f"{name} must be a positive integer (at most 2**40), got {v!r}")
     return int(v)
 
 
 def _pair(v, name: str, lo: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints, each >= lo."""
+    """An int or a pair of ints, each in [lo, MAX_SIZE]."""
     vals = (v, v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
     try:
         a, b = vals
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}") from None
     for e in (a, b):
-        if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < lo:
-            raise ValueError(f"{name} must hold integers >= {lo}, got {v!r}")
+        if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or not lo <= e <= MAX_SIZE:
+            raise ValueError(f"{name} must hold integers in [{lo}, 2**40], got {v!r}")
     return int(a), int(b)
 
 
@@ -104,11 +106,26 @@ class Layer:
 
     def build(self, input_shape, rng, dtype):
         self.input_shape = tuple(input_shape)
-        self.output_shape = self._output_shape(self.input_shape)
+        self.output_shape, _ = self.plan(self.input_shape)
         return self.output_shape
+
+    def plan(self, input_shape):
+        """(output_shape, {param name: shape}) for inputs of input_shape, allocating
+        nothing; ValueError when a shape would hold more than MAX_SIZE values (so
+        no size arithmetic downstream can overflow int64)."""
+        out = tuple(self._output_shape(tuple(input_shape)))
+        shapes = self._param_shapes(tuple(input_shape))
+        for what, shape in [("output", out)] + [(f"parameter {k!r}", v) for k, v in shapes.items()]:
+            if math.prod(shape) > MAX_SIZE:
+                raise ValueError(f"{type(self).__name__}: its {what} shape {shape} (for input "
+                                 f"shape {tuple(input_shape)}) holds more than 2**40 values")
+        return out, shapes
 
     def _output_shape(self, input_shape):
         return input_shape
+
+    def _param_shapes(self, input_shape) -> dict:
+        return {}
 
     def config(self) -> dict:
         return {}
@@ -152,7 +169,9 @@ class _Affine(Layer):
         self.init = _choice(init, "init", INITS)
         self.use_bias = bool(use_bias)
 
-    def _init_params(self, w_shape, fan_in, fan_out, rng, dtype):
+    def _init_params(self, fan_in, fan_out, rng, dtype):
+        shapes = self._param_shapes(self.input_shape)
+        w_shape = shapes["w"]
         if self.init == "glorot":      # uniform, variance 2 / (fan_in + fan_out)
             a = math.sqrt(6.0 / (fan_in + fan_out))
             w = rng.uniform(-a, a, size=w_shape)
@@ -162,7 +181,7 @@ class _Affine(Layer):
             w = rng.normal(0.0, math.sqrt(1.0 / fan_out), size=w_shape)
         self.params = {"w": w.astype(dtype)}
         if self.use_bias:
-            n = w_shape[0] if len(w_shape) == 4 else w_shape[1]
+            n = shapes["b"]
             b = rng.normal(0.0, 1.0, size=n) if self.init == "book" else np.zeros(n)
             self.params["b"] = b.astype(dtype)
 
@@ -221,12 +240,17 @@ class Conv2D(_Affine):
                              f"input {(h + 2 * ph, w + 2 * pw)} (input shape {s})")
         return (self.filters, oh, ow)
 
+    def _param_shapes(self, s):
+        shapes = {"w": (self.filters, s[0]) + self.kernel_size}
+        if self.use_bias:
+            shapes["b"] = (self.filters,)
+        return shapes
+
     def build(self, input_shape, rng, dtype):
         out = super().build(input_shape, rng, dtype)
         c = self.input_shape[0]
         kh, kw = self.kernel_size
-        self._init_params((self.filters, c, kh, kw), c * kh * kw, self.filters * kh * kw,
-                          rng, dtype)
+        self._init_params(c * kh * kw, self.filters * kh * kw, rng, dtype)
         return out
 
     def forward(self, ops, x, training=False, rng=None, head=False):
@@ -307,10 +331,15 @@ class Dense(_Affine):
     def _output_shape(self, s):
         return (self.units,)
 
+    def _param_shapes(self, s):
+        shapes = {"w": (math.prod(s), self.units)}
+        if self.use_bias:
+            shapes["b"] = (self.units,)
+        return shapes
+
     def build(self, input_shape, rng, dtype):
         out = super().build(input_shape, rng, dtype)
-        n_in = int(np.prod(self.input_shape))
-        self._init_params((n_in, self.units), n_in, self.units, rng, dtype)
+        self._init_params(math.prod(self.input_shape), self.units, rng, dtype)
         return out
 
     def forward(self, ops, x, training=False, rng=None, head=False):
@@ -475,7 +504,7 @@ class Flatten(Layer):
     """(N, ...) -> (N, product of the rest), C order."""
 
     def _output_shape(self, s):
-        return (int(np.prod(s)),)
+        return (math.prod(s),)
 
     def forward(self, ops, x, training=False, rng=None, head=False):
         return x.reshape(x.shape[0], -1), x.shape

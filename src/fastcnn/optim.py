@@ -19,7 +19,11 @@ import numpy as np
 def _number(v, name: str, lo: float, hi: float = math.inf, lo_open=False, hi_open=False):
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
         raise ValueError(f"{name} must be a number, got {v!r}")
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:   # an int beyond float's range
+        raise ValueError(f"{name} must lie in {'(' if lo_open else '['}{lo}, {hi}], got an "
+                         f"integer of {int(v).bit_length()} bits") from None
     bad = (not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo)
            or (hi_open and v == hi))
     if bad:

@@ -1,0 +1,94 @@
+"""Reading files fastcnn did not write itself: the one error type and the limits.
+
+Model files (fastcnn.saving) and data files (fastcnn.datasets) come from disk,
+the network, other people: any byte may be damaged or chosen by someone hostile.
+Both loaders refuse every such file with one exception, FileFormatError (a
+ValueError), whose message names the file and says what is wrong; and both
+check every size a file declares against the limits below before allocating
+or decompressing anything, so a damaged or hostile file costs at most about
+the memory its honest contents would.
+
+Limits (one place; the loaders and their tests import them):
+  MAX_HEADER_BYTES  the JSON header of a model file (a checkpoint's history included)
+  MAX_JSON_DEPTH    nesting of arrays/objects in that header
+  MAX_INT_DIGITS    digits of an integer in it (sizes, seeds, step counts)
+  MAX_MEMBERS       members of a model file's zip archive
+  MAX_MODEL_BYTES   all arrays of a model file together, decompressed
+  MAX_DATA_BYTES    one decompressed IDX data file (images of one split)
+and fastcnn._validate.MAX_SIZE bounds every dimension and element count.
+"""
+from __future__ import annotations
+
+import json
+
+MAX_HEADER_BYTES = 16 << 20
+MAX_JSON_DEPTH = 32
+MAX_INT_DIGITS = 64   # a Generator's 128-bit state has 39
+MAX_MEMBERS = 4096
+MAX_MODEL_BYTES = 4 << 30
+MAX_DATA_BYTES = 4 << 30
+
+
+class FileFormatError(ValueError):
+    """A model or data file that fastcnn refuses to read: damaged, truncated,
+    edited, of another format, or declaring sizes beyond the limits. The
+    message names the file."""
+
+
+def refuse(path, why) -> FileFormatError:
+    """The error for file `path`: 'cannot load <path>: <why>'."""
+    return FileFormatError(f"cannot load {str(path)!r}: {why}")
+
+
+def parse_json(text: bytes, path):
+    """The JSON value of `text` (UTF-8), refusing what would not fit the limits:
+    nesting deeper than MAX_JSON_DEPTH and integers of more than MAX_INT_DIGITS
+    digits. NaN and Infinity are read (a diverged run's history holds them);
+    whoever takes a value checks its range."""
+    def whole(s):
+        if len(s.lstrip("-")) > MAX_INT_DIGITS:
+            raise ValueError(f"an integer of {len(s)} digits (at most {MAX_INT_DIGITS})")
+        return int(s)
+
+    try:
+        value = json.loads(text.decode("utf-8"), parse_int=whole)
+    except UnicodeDecodeError as e:
+        raise refuse(path, f"its header is not valid UTF-8 JSON: {e}") from None
+    except RecursionError:
+        raise refuse(path, f"its header nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as e:   # json.JSONDecodeError and the hooks above
+        raise refuse(path, f"its header is not valid JSON: {e}") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise refuse(path, f"its header nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth(value) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_JSON_DEPTH:
+            break
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def read_bounded(stream, n: int, path, what: str) -> bytes:
+    """Exactly n bytes of `stream` followed by its end; refused (without reading
+    further) when it holds fewer or more, so a stream that would decompress to
+    far more than it should costs at most n + 1 bytes."""
+    data = stream.read(n)
+    if len(data) != n:
+        raise refuse(path, f"{what} is truncated: {len(data)} bytes where {n} were expected")
+    if stream.read(1):
+        raise refuse(path, f"{what} holds more than the {n} bytes its header declares")
+    return data
+
+
+__all__ = ["FileFormatError", "MAX_HEADER_BYTES", "MAX_JSON_DEPTH", "MAX_INT_DIGITS",
+           "MAX_MEMBERS", "MAX_MODEL_BYTES", "MAX_DATA_BYTES"]
