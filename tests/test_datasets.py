@@ -4,6 +4,7 @@ official files are read with gzip + np.frombuffer, shifts with explicit loops.""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -130,14 +131,65 @@ def test_gz_preferred_when_both_are_there(tmp_path):
     assert ys.shape == (10000,)
 
 
+def _write_sums(directory: Path, kind: str) -> None:
+    """A checksum list of the intact bundled files beside the data: "disk" lists
+    the .gz files as they are on disk (SHA256SUMS), "raw" their decompressed
+    contents (SHA256SUMS.raw, in the name.idx3-ubyte spelling)."""
+    lines = []
+    for name in NAMES:
+        packed = (BUNDLED / (name + ".gz")).read_bytes()
+        if kind == "disk":
+            lines.append(f"{hashlib.sha256(packed).hexdigest()}  {name}.gz")
+        else:
+            raw = gzip.decompress(packed)
+            lines.append(f"{hashlib.sha256(raw).hexdigest()}  {name.replace('-idx', '.idx')}")
+    (directory / ("SHA256SUMS" if kind == "disk" else "SHA256SUMS.raw")).write_text(
+        "\n".join(lines) + "\n")
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_flipped_byte_in_decompressed_file_fails_checksum(tmp_path, name):
+def test_flipped_byte_fails_the_raw_checksum_beside_the_data(tmp_path, name):
     _link_bundled(tmp_path, except_name=name)
+    _write_sums(tmp_path, "raw")
     data = bytearray(gzip.decompress((BUNDLED / (name + ".gz")).read_bytes()))
     data[len(data) // 2] ^= 0x01
     (tmp_path / name).write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=f"{name}' failed its SHA-256 check"):
+    with pytest.raises(fastcnn.FileFormatError,
+                       match=f"{name}': it failed its SHA-256 check against SHA256SUMS.raw"):
         load_mnist(path=tmp_path, dtype="uint8")
+
+
+def test_without_a_checksum_list_the_format_checks_alone_apply(tmp_path, mnist):
+    # Another data set than MNIST: the user's bytes are read as they are.
+    name = "t10k-labels-idx1-ubyte"
+    _link_bundled(tmp_path, except_name=name)
+    data = bytearray(gzip.decompress((BUNDLED / (name + ".gz")).read_bytes()))
+    data[-1] = (data[-1] + 1) % 10
+    (tmp_path / name).write_bytes(bytes(data))
+    _, _, (_, yt) = load_mnist(path=tmp_path, dtype="uint8")
+    assert yt[-1] == data[-1] and np.array_equal(yt[:-1], mnist[2][1][:-1])
+
+
+@pytest.mark.parametrize("kind", ["disk", "raw"])
+def test_recompressed_damaged_gz_fails_the_checksum_beside_it(tmp_path, kind):
+    name = "t10k-labels-idx1-ubyte"
+    _link_bundled(tmp_path, except_name=name)
+    _write_sums(tmp_path, kind)
+    data = bytearray(gzip.decompress((BUNDLED / (name + ".gz")).read_bytes()))
+    data[-1] = (data[-1] + 1) % 10  # still a valid label, still a valid IDX file
+    (tmp_path / (name + ".gz")).write_bytes(gzip.compress(bytes(data)))
+    with pytest.raises(fastcnn.FileFormatError, match=f"{name}.gz': it failed its SHA-256"):
+        load_mnist(path=tmp_path)
+
+
+def test_checksum_list_without_the_file_is_refused(tmp_path):
+    _link_bundled(tmp_path)
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  other-file.gz\n")
+    with pytest.raises(fastcnn.FileFormatError, match="it is not listed in"):
+        load_mnist(path=tmp_path)
+    (tmp_path / "SHA256SUMS").write_text("not a checksum\n")
+    with pytest.raises(fastcnn.FileFormatError, match="SHA256SUMS"):
+        load_mnist(path=tmp_path)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -145,26 +197,18 @@ def test_truncated_gz_file_is_a_clear_error(tmp_path, name):
     _link_bundled(tmp_path, except_name=name)
     packed = (BUNDLED / (name + ".gz")).read_bytes()
     (tmp_path / (name + ".gz")).write_bytes(packed[: len(packed) // 2])
-    with pytest.raises(ValueError, match=f"{name}.gz' could not be decompressed"):
+    with pytest.raises(fastcnn.FileFormatError,
+                       match=f"{name}.gz': it (could not be decompressed|is truncated)"):
         load_mnist(path=tmp_path, dtype="uint8")
 
 
-def test_recompressed_damaged_gz_fails_checksum(tmp_path):
-    name = "t10k-labels-idx1-ubyte"
-    _link_bundled(tmp_path, except_name=name)
-    data = bytearray(gzip.decompress((BUNDLED / (name + ".gz")).read_bytes()))
-    data[-1] = (data[-1] + 1) % 10  # still a valid label, still a valid IDX file
-    (tmp_path / (name + ".gz")).write_bytes(gzip.compress(bytes(data)))
-    with pytest.raises(ValueError, match=f"{name}.gz' failed its SHA-256 check"):
-        load_mnist(path=tmp_path)
-
-
-def test_truncated_decompressed_file_fails_checksum(tmp_path):
+def test_truncated_decompressed_file_is_refused_by_its_header(tmp_path):
     name = "train-labels-idx1-ubyte"
     _link_bundled(tmp_path, except_name=name)
     data = gzip.decompress((BUNDLED / (name + ".gz")).read_bytes())
     (tmp_path / name).write_bytes(data[:-100])
-    with pytest.raises(ValueError, match=f"{name}' failed its SHA-256 check"):
+    with pytest.raises(fastcnn.FileFormatError,
+                       match=f"{name}': it holds 59900 data bytes but its header says"):
         load_mnist(path=tmp_path)
 
 
@@ -389,3 +433,73 @@ def test_random_shift_zero_is_a_copy_and_bad_arguments_fail():
         random_shift(x, np.random.default_rng(0), max_shift=1.0)
     with pytest.raises(ValueError, match=r"x .*\(3, 3\)"):
         random_shift(x[0, 0], np.random.default_rng(0))
+
+
+# ----------------------------------------------------------------------------
+# Other IDX data sets: any shape the header gives, classes from the labels
+
+def _idx(array: np.ndarray) -> bytes:
+    """The IDX bytes of a uint8 array, written here from the format's definition."""
+    head = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big")
+                                                      for d in array.shape)
+    return head + array.astype(np.uint8).tobytes()
+
+
+def _write_set(directory: Path, shape, classes, n_train=12, n_test=5, packed=True, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {TRAIN: rng.integers(0, 256, (n_train,) + shape),
+              "train-labels-idx1-ubyte": rng.integers(0, classes, n_train),
+              TEST: rng.integers(0, 256, (n_test,) + shape),
+              "t10k-labels-idx1-ubyte": rng.integers(0, classes, n_test)}
+    arrays["train-labels-idx1-ubyte"][0] = classes - 1     # the largest class occurs
+    for name, a in arrays.items():
+        data = _idx(a)
+        if packed:
+            (directory / (name + ".gz")).write_bytes(gzip.compress(data))
+        else:
+            (directory / name).write_bytes(data)
+    return arrays
+
+
+TRAIN, TEST = "train-images-idx3-ubyte", "t10k-images-idx3-ubyte"
+
+
+@pytest.mark.parametrize("shape, packed", [((5, 7), True), ((5, 7), False),
+                                           ((3, 6, 4), True), ((1, 28, 28), False)])
+def test_any_idx_data_set_loads_with_its_shape_and_classes(tmp_path, shape, packed):
+    arrays = _write_set(tmp_path, shape, classes=3, packed=packed)
+    (xt, yt), (xv, yv), (xs, ys) = load_mnist(path=tmp_path, validation=4, dtype="uint8")
+    chw = shape if len(shape) == 3 else (1,) + shape
+    images = arrays[TRAIN].reshape((-1,) + chw)
+    assert np.array_equal(xt, images[:8]) and np.array_equal(xv, images[8:])
+    assert np.array_equal(xs, arrays[TEST].reshape((-1,) + chw))
+    assert np.array_equal(np.concatenate([yt, yv]), arrays["train-labels-idx1-ubyte"])
+    assert datasets.num_classes(yt, yv, ys) == 3
+    xf = load_mnist(path=tmp_path, validation=4)[0][0]
+    assert xf.dtype == np.float32 and np.array_equal(xf, images[:8].astype(np.float32) / np.float32(255))
+
+
+def test_data_set_shape_mismatches_are_refused(tmp_path):
+    _write_set(tmp_path, (5, 7), classes=3)
+    with pytest.raises(ValueError, match="validation must be less than the 12"):
+        load_mnist(path=tmp_path)
+    (tmp_path / (TEST + ".gz")).write_bytes(gzip.compress(_idx(np.zeros((5, 7, 5), np.uint8))))
+    with pytest.raises(fastcnn.FileFormatError, match="training images"):
+        load_mnist(path=tmp_path, validation=2)
+    (tmp_path / (TEST + ".gz")).write_bytes(gzip.compress(_idx(np.zeros((4, 5, 7), np.uint8))))
+    with pytest.raises(fastcnn.FileFormatError, match="4 images but .* 5 labels"):
+        load_mnist(path=tmp_path, validation=2)
+
+
+def test_the_bundled_copy_is_always_checked(tmp_path, monkeypatch):
+    for name in NAMES:
+        shutil.copy(BUNDLED / (name + ".gz"), tmp_path / (name + ".gz"))
+    shutil.copy(BUNDLED / "SHA256SUMS.raw", tmp_path / "SHA256SUMS.raw")
+    name = "t10k-labels-idx1-ubyte"
+    data = bytearray(gzip.decompress((BUNDLED / (name + ".gz")).read_bytes()))
+    data[-1] = (data[-1] + 1) % 10
+    (tmp_path / (name + ".gz")).write_bytes(gzip.compress(bytes(data)))
+    monkeypatch.setattr(datasets, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(datasets, "SUMS_FILE", tmp_path / "SHA256SUMS.raw")
+    with pytest.raises(fastcnn.FileFormatError, match="failed its SHA-256 check"):
+        load_mnist()

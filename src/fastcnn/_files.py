@@ -25,7 +25,7 @@ MAX_HEADER_BYTES = 16 << 20
 MAX_JSON_DEPTH = 32
 MAX_INT_DIGITS = 64   # a Generator's 128-bit state has 39
 MAX_MEMBERS = 4096
-MAX_MODEL_BYTES = 4 << 30
+MAX_MODEL_BYTES = 1 << 30   # the book's largest net: 7 MB
 MAX_DATA_BYTES = 4 << 30
 
 

@@ -161,6 +161,7 @@ def _read(f, path, backend):
     header describes planned without allocating, every member's declared size
     and dtype against that plan, then the arrays read (each stopping at its
     planned size) and checked against their SHA-256, and only then the model built."""
+    _check_directory_size(f, path)
     try:
         zf = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
@@ -194,6 +195,33 @@ def _read(f, path, backend):
                                    "modified or damaged)")
             arrays[name] = a
     return _rebuild(path, header, plan, arrays, backend), header
+
+
+# End of central directory record: signature, then at offset 10 the number of
+# entries (2 bytes) and at 12 the directory's size (4 bytes), little-endian; it
+# sits in the last 22 + 65535 (the longest comment) bytes of the file.
+_EOCD, _EOCD_SEARCH = b"PK\x05\x06", 22 + 0xFFFF
+_DIRECTORY_ENTRY_MAX = 1024   # a fixed 46 bytes plus a short member name
+
+
+def _check_directory_size(f, path):
+    """Refuse an archive whose central directory is too large before zipfile
+    reads it (it would build an object per entry): at most MAX_MEMBERS entries
+    and MAX_MEMBERS * _DIRECTORY_ENTRY_MAX bytes. A zip64 directory (for
+    archives over 2 GiB or 65535 members, beyond the limits) is refused too."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - _EOCD_SEARCH))
+    tail = f.read()
+    at = tail.rfind(_EOCD)
+    f.seek(0)
+    if at < 0 or len(tail) - at < 22:
+        raise refuse(path, "not a readable .npz (zip) archive (truncated or damaged?): "
+                           "no end-of-directory record")
+    entries = int.from_bytes(tail[at + 10:at + 12], "little")
+    dir_size = int.from_bytes(tail[at + 12:at + 16], "little")
+    if entries > MAX_MEMBERS or dir_size > MAX_MEMBERS * _DIRECTORY_ENTRY_MAX:
+        raise refuse(path, f"its archive directory declares {entries} members in {dir_size} "
+                           f"bytes (at most {MAX_MEMBERS} members)")
 
 
 def _members(zf, path):
