@@ -633,3 +633,39 @@ def test_a_run_that_had_stopped_is_not_continued(tmp_path, capsys, tiny_mnist, m
     res = json.loads((out / f"keras-cnn-seed0-e{EPOCHS}.json").read_text())
     assert res["epochs_run"] == 1 and res["stop_reason"].startswith("the loss became nan")
     assert not partial.exists()
+
+
+# ---------------------------------------------------------------------------
+# train --data DIR: another IDX data set than MNIST, its shape and classes
+
+def _write_idx_set(directory, n_train, n_test, shape, classes, seed=0):
+    """Four IDX files (gzipped), written here from the format's definition:
+    images of `shape` (H, W) whose mean brightness tells the class."""
+    import gzip
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, classes, n).astype(np.uint8)
+        y[0] = classes - 1
+        x = (rng.integers(0, 40, (n,) + shape) + 200 * y[:, None, None] // classes).astype(
+            np.uint8)
+        for kind, a in (("images-idx3", x), ("labels-idx1", y)):
+            head = bytes([0, 0, 8, a.ndim]) + b"".join(d.to_bytes(4, "big") for d in a.shape)
+            (directory / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(head +
+                                                                                a.tobytes()))
+
+
+@pytest.mark.parametrize("preset, shape, n_train", [("fc100", (9, 7), 10060),
+                                                     ("keras-cnn", (16, 15), 10060)])
+def test_train_on_another_idx_data_set(preset, shape, n_train, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_idx_set(data, n_train, 50, shape, classes=3)
+    path = tmp_path / "m.npz"
+    argv = ["train", preset, "--data", str(data), "--epochs", "1", "--batch-size", "10",
+            "--save", str(path), "--threads", "1", "--quiet"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    model = fastcnn.load(path)
+    assert model.output_shape == (3,)
+    want = (1,) + shape if preset == "keras-cnn" else (shape[0] * shape[1],)
+    assert model.input_shape == want
+    assert cli.main(["evaluate", str(path), "--data", str(data), "--threads", "1"]) == 0

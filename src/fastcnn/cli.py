@@ -85,8 +85,9 @@ def _parser():
 def _common(p):
     p.add_argument("--threads", type=_positive_int, help="OpenMP threads (default: all cores)")
     p.add_argument("--backend", choices=["native", "reference"], default="native")
-    p.add_argument("--data", metavar="DIR", help="directory of the four MNIST IDX files "
-                                                   "(default: the bundled copy)")
+    p.add_argument("--data", metavar="DIR", help="directory of the four IDX files of MNIST "
+                                                   "or a data set in its format (Fashion-MNIST,"
+                                                   " KMNIST...; default: the bundled MNIST)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -137,7 +138,8 @@ def _train(args) -> int:
     spec = presets.PRESETS[preset]
     n_epochs = spec["epochs"] if epochs is None else epochs
     if not args.quiet:
-        print(f"fastcnn {fastcnn.__version__}: training {preset} on MNIST for {n_epochs} "
+        data = "MNIST" if args.data is None else args.data
+        print(f"fastcnn {fastcnn.__version__}: training {preset} on {data} for {n_epochs} "
               f"epoch{'' if n_epochs == 1 else 's'} ({args.backend} backend, "
               f"{fastcnn.get_num_threads()} threads)", flush=True)
     res = presets.train(preset, epochs=epochs, batch_size=args.batch_size, lr=args.lr,

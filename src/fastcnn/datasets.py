@@ -43,6 +43,9 @@ clear_cache()
 num_classes(*labels) -> int
     1 + the largest label in the given label arrays (10 for MNIST).
 
+image_shape(path=None) -> (C, H, W)
+    The shape of the training images, from their IDX header alone.
+
 expand_shifts(x, y, order=None) -> (x5, y5)
     The book's expanded training set: each image followed by its four 1-pixel
     shifts (order: itself, up, down, left, right), vacated pixels zero. With a
@@ -69,7 +72,7 @@ import numpy as np
 
 from ._files import MAX_DATA_BYTES, FileFormatError, refuse
 
-__all__ = ["load_mnist", "clear_cache", "num_classes", "expand_shifts", "random_shift"]
+__all__ = ["load_mnist", "clear_cache", "num_classes", "image_shape", "expand_shifts", "random_shift"]
 
 BUNDLED_DIR = Path(__file__).parent / "data" / "mnist"
 SUMS_FILE = BUNDLED_DIR / "SHA256SUMS.raw"
@@ -265,21 +268,8 @@ def _read_idx(file: Path, ndims) -> tuple[np.ndarray, str]:
     packed = file.suffix == ".gz"
     try:
         with (gzip.open(file, "rb") if packed else open(file, "rb")) as f:
-            head = f.read(4)
-            if len(head) < 4 or head[:2] != b"\0\0" or head[2] != IDX_UBYTE \
-                    or head[3] not in ndims:
-                raise refuse(file, f"not an IDX file of unsigned bytes with "
-                                   f"{' or '.join(map(str, ndims))} dimensions (it starts "
-                                   f"{head.hex() or 'empty'}; expected 000008"
-                                   f"{'/'.join(f'{n:02x}' for n in ndims)})")
-            sizes = f.read(4 * head[3])
-            if len(sizes) < 4 * head[3]:
-                raise refuse(file, f"it is too short ({4 + len(sizes)} bytes) for its IDX header")
-            dims = tuple(int.from_bytes(sizes[i:i + 4], "big") for i in range(0, len(sizes), 4))
+            head, sizes, dims = _read_header(f, file, ndims)
             count = math.prod(dims)
-            if min(dims) < 1 or count > MAX_DATA_BYTES:
-                raise refuse(file, f"its IDX header declares shape {dims}: each size must be "
-                                   f">= 1 and the whole at most {MAX_DATA_BYTES} bytes")
             header = 4 + len(sizes)
             if not packed and file.stat().st_size != header + count:
                 raise refuse(file, f"it holds {file.stat().st_size - header} data bytes but "
@@ -292,6 +282,40 @@ def _read_idx(file: Path, ndims) -> tuple[np.ndarray, str]:
     h.update(sizes)
     h.update(data)
     return data.reshape(dims), h.hexdigest()
+
+
+def _read_header(f, file: Path, ndims):
+    """(first 4 bytes, size bytes, dims) of an IDX stream, checked."""
+    head = f.read(4)
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] != IDX_UBYTE or head[3] not in ndims:
+        raise refuse(file, f"not an IDX file of unsigned bytes with "
+                           f"{' or '.join(map(str, ndims))} dimensions (it starts "
+                           f"{head.hex() or 'empty'}; expected 000008"
+                           f"{'/'.join(f'{n:02x}' for n in ndims)})")
+    sizes = f.read(4 * head[3])
+    if len(sizes) < 4 * head[3]:
+        raise refuse(file, f"it is too short ({4 + len(sizes)} bytes) for its IDX header")
+    dims = tuple(int.from_bytes(sizes[i:i + 4], "big") for i in range(0, len(sizes), 4))
+    if min(dims) < 1 or math.prod(dims) > MAX_DATA_BYTES:
+        raise refuse(file, f"its IDX header declares shape {dims}: each size must be "
+                           f">= 1 and the whole at most {MAX_DATA_BYTES} bytes")
+    return head, sizes, dims
+
+
+def image_shape(path=None) -> tuple[int, int, int]:
+    """(C, H, W) of the training images in directory `path` (None: the bundled
+    MNIST, (1, 28, 28)), from the IDX header alone; load_mnist checks the rest."""
+    directory = BUNDLED_DIR if path is None else Path(path)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"data directory '{directory}' does not exist or is not a "
+                                "directory")
+    file = _find(directory, TRAIN_IMAGES)
+    try:
+        with (gzip.open(file, "rb") if file.suffix == ".gz" else open(file, "rb")) as f:
+            dims = _read_header(f, file, IMAGE_DIMS)[2]
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise refuse(file, f"it could not be decompressed ({e}); {_ADVICE}") from None
+    return (1,) + dims[1:] if len(dims) == 3 else dims[1:]
 
 
 def _read_exactly(f, count: int, file: Path, dims) -> np.ndarray:

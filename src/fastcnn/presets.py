@@ -51,50 +51,67 @@ BOOK_BATCH = 10
 KERAS_VALIDATION = 6000
 
 
-def _book_layers(name, mbs):
-    """The network3 layers of a book row."""
+MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
+
+
+def _book_layers(name, mbs, shape=MNIST_SHAPE, classes=MNIST_CLASSES):
+    """The network3 layers of a book row, for images of `shape` (C, H, W) (MNIST's
+    in the book) and `classes` outputs: each 5x5 conv + 2x2 pool maps H to (H - 4) // 2."""
     from .network3 import ConvPoolLayer, FullyConnectedLayer, SoftmaxLayer
     act = network3.sigmoid if name in ("fc100", "conv", "conv2") else network3.ReLU
+    c, h, w = shape
     if name == "fc100":
-        return [FullyConnectedLayer(784, 100, act), SoftmaxLayer(100, 10)]
-    stack = [ConvPoolLayer((20, 1, 5, 5), (mbs, 1, 28, 28), (2, 2), act)]
+        return [FullyConnectedLayer(c * h * w, 100, act), SoftmaxLayer(100, classes)]
+    h1, w1 = (h - 4) // 2, (w - 4) // 2
+    h2, w2 = (h1 - 4) // 2, (w1 - 4) // 2
+    smallest = min(h1, w1) if name == "conv" else min(h2, w2)
+    if smallest < 1:
+        raise ValueError(f"preset {name!r} needs images of at least "
+                         f"{6 if name == 'conv' else 14} pixels a side, got {h}x{w}")
+    stack = [ConvPoolLayer((20, c, 5, 5), (mbs, c, h, w), (2, 2), act)]
     if name == "conv":
-        return stack + [FullyConnectedLayer(20 * 12 * 12, 100, act), SoftmaxLayer(100, 10)]
-    stack.append(ConvPoolLayer((40, 20, 5, 5), (mbs, 20, 12, 12), (2, 2), act))
+        return stack + [FullyConnectedLayer(20 * h1 * w1, 100, act),
+                        SoftmaxLayer(100, classes)]
+    stack.append(ConvPoolLayer((40, 20, 5, 5), (mbs, 20, h1, w1), (2, 2), act))
     if name == "dropout":
-        return stack + [FullyConnectedLayer(40 * 4 * 4, 1000, act, p_dropout=0.5),
+        return stack + [FullyConnectedLayer(40 * h2 * w2, 1000, act, p_dropout=0.5),
                         FullyConnectedLayer(1000, 1000, act, p_dropout=0.5),
-                        SoftmaxLayer(1000, 10, p_dropout=0.5)]
-    return stack + [FullyConnectedLayer(40 * 4 * 4, 100, act), SoftmaxLayer(100, 10)]
+                        SoftmaxLayer(1000, classes, p_dropout=0.5)]
+    return stack + [FullyConnectedLayer(40 * h2 * w2, 100, act), SoftmaxLayer(100, classes)]
 
 
-def keras_layers(name):
+def keras_layers(name, classes=MNIST_CLASSES):
     if name == "keras-cnn":
         return [L.Conv2D(32, 3, activation="relu"), L.MaxPool2D(2),
                 L.Conv2D(64, 3, activation="relu"), L.MaxPool2D(2),
-                L.Flatten(), L.Dropout(0.5), L.Dense(10, activation="softmax")]
+                L.Flatten(), L.Dropout(0.5), L.Dense(classes, activation="softmax")]
     # Keras' model (b) puts softmax on every position of the 1x1 conv and averages
     # the probabilities; here the 1x1 conv gives logits, they are averaged, and the
     # softmax comes last (the usual form, which the log-likelihood can fuse).
     return [L.Conv2D(32, 3, activation="relu"), L.MaxPool2D(2),
             L.Conv2D(64, 3, activation="relu"), L.MaxPool2D(2),
-            L.Conv2D(128, 3, activation="relu"), L.Conv2D(10, 1),
+            L.Conv2D(128, 3, activation="relu"), L.Conv2D(classes, 1),
             L.GlobalAvgPool2D(), L.Softmax()]
 
 
-def build(name, seed=0, backend="native", batch_size=None):
-    """(model, trainer kind): a network3.Network for a book row, else a Sequential."""
+def build(name, seed=0, backend="native", batch_size=None, shape=MNIST_SHAPE,
+          classes=MNIST_CLASSES):
+    """A network3.Network for a book row, else a Sequential, for images of `shape`
+    (C, H, W) and `classes` classes (MNIST's by default)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     if name in BOOK:
-        return network3.Network(_book_layers(name, batch_size or BOOK_BATCH),
+        return network3.Network(_book_layers(name, batch_size or BOOK_BATCH, shape, classes),
                                 batch_size or BOOK_BATCH, seed=seed, backend=backend)
-    return Sequential(keras_layers(name), input_shape=(1, 28, 28), backend=backend, seed=seed)
+    return Sequential(keras_layers(name, classes), input_shape=shape, backend=backend,
+                      seed=seed)
 
 
 def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
           backend="native", data_path=None, verbose=1, save=None, checkpoint=None):
-    """Train a preset on MNIST; returns a dict of results (accuracies in %).
+    """Train a preset on MNIST, or on the IDX data set in directory data_path (the
+    input shape and the number of classes from its data); returns a dict of
+    results (accuracies in %).
 
     checkpoint: a .npz path. After every epoch the whole state of the run is
     written there, atomically: parameters, optimizer state, history, epochs done,
@@ -128,15 +145,21 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
                 "lmbda": lmbda, "seed": seed, "backend": backend}
     start = time.perf_counter()
     resume = _Resume.read(checkpoint, settings, backend) if checkpoint else None
+    # The images' shape and the number of classes come from the data (a directory
+    # of IDX files may hold another data set than MNIST; the book's pickle is MNIST).
     if name in BOOK:
-        net = build(name, seed, backend, batch_size)
-        model = net.model
         tr, va, te = network3.load_data_shared(
             data_path, expanded=spec["expanded"],
             dtype="uint8" if spec["expanded"] else "float32")
+        shape = (MNIST_SHAPE if data_path is not None and os.path.isfile(data_path)
+                 else datasets.image_shape(data_path))
+        net = build(name, seed, backend, batch_size, shape, datasets.num_classes(
+            tr[1], va[1], te[1]))
+        model = net.model
     else:
-        model = build(name, seed, backend)
         tr, va, te = datasets.load_mnist(data_path, validation=KERAS_VALIDATION)
+        model = build(name, seed, backend, shape=tr[0].shape[1:],
+                      classes=datasets.num_classes(tr[1], va[1], te[1]))
     saver = None
     if checkpoint:
         settings["data"] = _fingerprint(tr, va, te)
