@@ -15,8 +15,11 @@ import math
 
 import numpy as np
 
+from ._validate import F32_MAX
 
-def _number(v, name: str, lo: float, hi: float = math.inf, lo_open=False, hi_open=False):
+
+def _number(v, name: str, lo: float, hi: float = F32_MAX, lo_open=False, hi_open=False):
+    """A real number in the range (the native ops take it as float32: at most F32_MAX)."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
         raise ValueError(f"{name} must be a number, got {v!r}")
     try:

@@ -35,6 +35,7 @@ import os
 import secrets
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -249,7 +250,13 @@ def _read_npy(zf, info, path, name, dtype, shape, max_bytes):
     """One .npy member as an array, reading no more than its planned size: its
     npy header must declare exactly `dtype` and `shape` (or, with shape None, a
     1-D array of at most max_bytes) before any data is read."""
-    # npy header + data; the header is at most a few hundred bytes
+    try:
+        return _read_npy_stream(zf, info, path, name, dtype, shape, max_bytes)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:   # CRC, inflate or local header
+        raise refuse(path, f"array {name!r} is damaged ({e})") from None
+
+
+def _read_npy_stream(zf, info, path, name, dtype, shape, max_bytes):
     with zf.open(info) as stream:
         try:
             version = np.lib.format.read_magic(stream)
