@@ -18,7 +18,8 @@ or -- only where a flip hits bytes the formats do not read (zip timestamps...)
 FASTCNN_FUZZ_LONG=1 runs the long version (not needed by .ci/run): more flips
 and cuts, bombs of 1 GiB (zip) and 8 GiB (gzip), a 2 TiB sparse IDX file, an
 archive of 65535 members; each category runs in a fresh process and reports
-its worst case time and RSS growth (resource.getrusage), printed as a table:
+its worst case time and RSS growth (peak resident set of a case, from
+/proc/self/status, less the resident set before it), printed as a table:
 
     FASTCNN_FUZZ_LONG=1 PYTHONPATH=src python -m pytest -q -s tests/test_fuzz_files.py
 """
@@ -103,12 +104,29 @@ def _members(path) -> tuple[dict, dict]:
     return json.loads(arrays.pop("header").tobytes()), arrays
 
 
+class Zeros:
+    """A member's content: `head` then `n` zero bytes, written in chunks (a bomb
+    is never held in memory while it is built)."""
+
+    def __init__(self, head: bytes, n: int):
+        self.head, self.n = head, n
+
+
 def _zip(path, members: dict, methods: dict | None = None):
-    """A zip of {name: bytes} (".npy" appended), each deflated or as in methods."""
+    """A zip of {name: bytes or Zeros} (".npy" appended), stored or as in methods."""
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in members.items():
-            zf.writestr(name + ".npy", data,
-                        compress_type=(methods or {}).get(name, zipfile.ZIP_STORED))
+            info = zipfile.ZipInfo(name + ".npy", date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = (methods or {}).get(name, zipfile.ZIP_STORED)
+            if isinstance(data, Zeros):
+                with zf.open(info, "w", force_zip64=data.n > 2 ** 31 - 2 ** 20) as f:
+                    f.write(data.head)
+                    left, block = data.n, bytes(16 << 20)
+                    while left:
+                        f.write(block[:min(left, len(block))])
+                        left -= min(left, len(block))
+            else:
+                zf.writestr(info, data)
     return path
 
 
@@ -235,14 +253,14 @@ def model_cases(d: Path, good: Path):
     # Zip bombs: a member inflating to BOMB bytes, declared as such; the same with
     # its declared size patched down to the planned one; a header member of BOMB bytes.
     w = arrays["param/3/w"]
-    big = _npy(w) + bytes(BOMB)
+    big = Zeros(_npy(w), BOMB)
     _signed(d / "bomb0.npz", header, arrays, methods={"param/3/w": zipfile.ZIP_DEFLATED},
             npy={"param/3/w": big})
     cases["model bombs"].append(d / "bomb0.npz")
     planned = len(_npy(w)).to_bytes(4, "little")
     add("model bombs", "bomb1", _patch_zip((d / "bomb0.npz").read_bytes(), "param/3/w",
                                            22, 24, planned))
-    header_bomb = _npy(np.zeros(BOMB, np.uint8))
+    header_bomb = Zeros(_npy(np.zeros(1, np.uint8), (BOMB,)), BOMB)
     _zip(d / "bomb2.npz", {"header": header_bomb}, {"header": zipfile.ZIP_DEFLATED})
     cases["model bombs"].append(d / "bomb2.npz")
 
@@ -345,6 +363,17 @@ def data_cases(d: Path):
     bomb = gzip.compress(image, mtime=0) + chunk * max(1, GZIP_BOMB // (64 << 20))
     add("data bombs", NAMES[0], bomb)
     add("data bombs", NAMES[0], bomb, sums=False)
+    if LONG:   # the bundled MNIST training images followed by the bomb: 47 MB is read
+        n += 1
+        directory = d / f"set{n}"
+        directory.mkdir()
+        bundled = Path(fastcnn.__file__).parent / "data" / "mnist"
+        for name in NAMES[1:]:
+            (directory / (name + ".gz")).symlink_to(bundled / (name + ".gz"))
+        target = directory / (NAMES[0] + ".gz")
+        target.write_bytes((bundled / (NAMES[0] + ".gz")).read_bytes()
+                           + chunk * (GZIP_BOMB // (64 << 20)))
+        cases["data bombs"].append((directory, target))
     add("data bombs", NAMES[0], b"\0\0\x08\x03" + b"".join(
         v.to_bytes(4, "big") for v in (2 ** 20, 64, 64)) + b"\0" * 100, packed=False,
         sums=False)
@@ -438,36 +467,61 @@ def test_every_damaged_file_is_refused_in_bounded_memory(cases, category):
 
 # -------------------------------------------------------------- long run --
 
-def _measure(category, directory):
-    """Run in a fresh process: rebuild the cases (same seeds), load each, and print
-    the worst time and the RSS growth over the process's peak before the loads."""
-    import resource
-    cases, expect = _all_cases(Path(directory))
-    mine = [(kind, t) for cat, kind, t in cases if cat == category]
-    _run(*mine[0], expect[mine[0][0]])          # warm up imports and caches
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    worst, failures = 0.0, []
-    for kind, target in mine:
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def _measure(manifest, category):
+    """Run in a fresh process: load each case of the category (written by the
+    parent, listed in the manifest); print the worst time and the worst RSS
+    growth of one case: its peak resident set (VmHWM, reset before each case
+    through /proc/self/clear_refs) less the resident set before it."""
+    with open(manifest) as f:
+        spec = json.load(f)
+
+    def target(kind, t):
+        return Path(t) if kind == "model" else (Path(t[0]), Path(t[1]))
+    mine = [(kind, target(kind, t)) for cat, kind, t in spec["cases"] if cat == category]
+    intact = {k: target(k, t) for k, t in spec["intact"].items()}
+    expect = spec["expect"]
+    _run(mine[0][0], intact[mine[0][0]], expect[mine[0][0]])   # warm-up on the intact file
+    worst, grew, failures = 0.0, 0, []
+    for kind, t in mine:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")   # VmHWM := VmRSS
+        before = _status_kb("VmRSS")
         t0 = time.perf_counter()
-        problem = _run(kind, target, expect[kind])
+        problem = _run(kind, t, expect[kind])
         worst = max(worst, time.perf_counter() - t0)
+        grew = max(grew, (_status_kb("VmHWM") - before) * 1024)
         if problem:
-            failures.append(f"{target}: {problem}")
-    grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+            failures.append(f"{t}: {problem}")
     print(json.dumps({"category": category, "cases": len(mine), "max_seconds": worst,
                       "rss_growth_bytes": grew, "failures": failures[:10]}))
 
 
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzzlong")
+    cases, expect = _all_cases(d)
+    path = d / "manifest.json"
+    path.write_text(json.dumps({"cases": [(c, k, str(t) if k == "model" else list(map(str, t)))
+                                          for c, k, t in cases], "expect": expect,
+                                "intact": {"model": str(d / "good.npz"),
+                                           "data": [str(d / "intact"), str(d / "intact")]}}))
+    return path
+
+
 @pytest.mark.skipif(not LONG, reason="set FASTCNN_FUZZ_LONG=1 for the long run")
 @pytest.mark.parametrize("category", CATEGORIES)
-def test_long_run_each_category_in_its_own_process(category, tmp_path):
-    # The cases are written by the child before it measures: only the loads count.
-    out = subprocess.run([sys.executable, __file__, category, str(tmp_path)], text=True,
+def test_long_run_each_category_in_its_own_process(category, manifest):
+    out = subprocess.run([sys.executable, __file__, str(manifest), category], text=True,
                          capture_output=True, timeout=1800,
                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"\n{category:20s} {result['cases']:5d} cases  max {result['max_seconds']:.3f} s  "
+    print(f"\n{category:20s} {result['cases']:5d} cases  max {result['max_seconds']:.4f} s  "
           f"RSS +{result['rss_growth_bytes'] / 2 ** 20:.1f} MiB")
     assert not result["failures"], result["failures"]
     assert result["rss_growth_bytes"] < MEMORY_BOUND
