@@ -70,7 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import MAX_DATA_BYTES, FileFormatError, refuse
+from ._files import MAX_DATA_BYTES, refuse
 
 __all__ = ["load_mnist", "clear_cache", "num_classes", "image_shape", "expand_shifts", "random_shift"]
 
