@@ -16,17 +16,51 @@ def threads(request):
     fastcnn.set_num_threads(before)
 
 
-def _isas():
-    out = ["generic"]
-    if fastcnn.build_info()["cpu_avx2_fma"] and fastcnn.build_info()["avx2_compiled"]:
-        out.append("avx2")
-    return out
+# Every SIMD path fastcnn has (the build's list; "generic" first). Paths this
+# CPU, OS or build cannot run are still parametrised, and skipped with the
+# reason set_isa gives, so a summary shows what did not run and why.
+ALL_ISAS = ("generic", "avx2", "avx512")
+_RAN_ISAS: set[str] = set()
 
 
-@pytest.fixture(params=_isas())
+def _unavailable(name: str) -> str:
+    """'' if this process can run path `name`, else set_isa's reason."""
+    before = _core.simd_level()
+    try:
+        _core._set_isa(name)
+    except ValueError as e:
+        return str(e)
+    finally:
+        _core._set_isa(before)
+    return ""
+
+
+@pytest.fixture(params=ALL_ISAS)
 def isa(request):
-    """Run the test on every SIMD path this CPU and build offer; restore afterwards."""
+    """Run the test on every SIMD path this CPU and build offer (the others are
+    skipped, naming what is missing); restore the path afterwards."""
+    why = _unavailable(request.param)
+    if why:
+        pytest.skip(why)
     before = _core.simd_level()
     _core._set_isa(request.param)
+    _RAN_ISAS.add(request.param)
     yield request.param
     _core._set_isa(before)
+
+
+def pytest_report_header(config):
+    info = fastcnn.build_info()
+    return (f"fastcnn SIMD path in use: {info['simd']}; paths this CPU and build run: "
+            f"{', '.join(info['isas_supported'])}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    info = fastcnn.build_info()
+    ran = [name for name in ALL_ISAS if name in _RAN_ISAS]
+    missing = [name for name in ALL_ISAS if name not in info["isas_supported"]]
+    line = (f"fastcnn: default path {info['simd']}; isa-parametrised tests ran on: "
+            f"{', '.join(ran) or 'none'}")
+    if missing:
+        line += f"; skipped (not runnable here): {', '.join(missing)}"
+    terminalreporter.write_line(line)

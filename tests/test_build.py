@@ -58,7 +58,10 @@ def test_subnormals_survive_import_and_native_work():
 
 def test_build_info_reports_what_runs():
     info = fastcnn.build_info()
-    assert info["simd"] in ("avx2", "generic")
+    assert info["simd"] in info["isas_supported"]
+    assert info["isas_supported"][0] == "generic"
+    assert set(info["isas_supported"]) <= set(info["isas_compiled"]) <= {"generic", "avx2",
+                                                                           "avx512"}
     assert isinstance(info["openmp"], bool)
     assert info["num_threads"] == fastcnn.get_num_threads()
     for key in ("compiler", "cxx_flags", "version"):
@@ -67,18 +70,26 @@ def test_build_info_reports_what_runs():
         assert bad not in info["cxx_flags"]
     if info["simd"] == "avx2":
         assert info["cpu_avx2_fma"] and info["avx2_compiled"]
+    if info["simd"] == "avx512":
+        assert info["cpu_avx512"] and info["avx512_compiled"]
 
 
-def test_isa_environment_variable_forces_the_portable_path():
+def test_isa_environment_variable_forces_a_path():
     code = "import fastcnn, json; print(json.dumps(fastcnn.build_info()))"
     forced = json.loads(_run(code, FASTCNN_ISA="generic"))
     assert forced["simd"] == "generic"
     default = json.loads(_run(code))
     want = "avx2" if default["cpu_avx2_fma"] and default["avx2_compiled"] else "generic"
+    if default["cpu_avx512"] and default["avx512_compiled"]:
+        want = "avx512"
     assert default["simd"] == want
-    # An unknown value must not crash the import; it falls back to a safe path.
-    odd = json.loads(_run(code, FASTCNN_ISA="no-such-isa"))
-    assert odd["simd"] in ("avx2", "generic")
+    # An unknown value is refused at import (a typo must not silently run,
+    # or benchmark, another path), with a message naming the variable.
+    full_env = {k: v for k, v in os.environ.items() if k != "FASTCNN_ISA"}
+    out = subprocess.run([sys.executable, "-c", "import fastcnn"], capture_output=True,
+                         text=True, timeout=120, env={**full_env, "FASTCNN_ISA": "no-such-isa"})
+    assert out.returncode != 0
+    assert "ImportError" in out.stderr and "FASTCNN_ISA=no-such-isa" in out.stderr
 
 
 def test_malloc_tuning_at_import_and_its_opt_outs():

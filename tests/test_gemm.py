@@ -1,7 +1,8 @@
 """GEMM: fastcnn.ops.gemm (native float32) against fastcnn.reference.gemm (float64).
 
-Every size in a small range (so every remainder modulo the 6 x 16 register tile
-is hit), the network's shapes, sizes that cross the MC/KC/NC cache blocks, all
+Every size in a small range (so every remainder modulo each path's MR x NR
+register tile is hit), the network's shapes, sizes that cross each path's
+MC/KC/NC cache blocks, all
 four transpose combinations, alpha/beta, NaN/Inf, strided inputs, bad input;
 on each SIMD path and with 1 and 2 threads.
 """
@@ -19,7 +20,11 @@ from fastcnn import _core, ops
 from fastcnn import reference as ref
 from helpers import as64, assert_close
 
-MR, NR, MC, KC, NC = 6, 16, 144, 256, 4080  # src/cpp/gemm/blocking.h
+# Each path's block table (src/cpp/gemm/blocking.h), asked from the build.
+BLOCKING = {name: _core._gemm_blocking(name) for name in fastcnn.build_info()["isas_compiled"]}
+# The shape lists below are built around the AVX2 table (also the portable
+# path's); AVX512_BLOCK_SHAPES add the edges of the AVX-512 table.
+MR, NR, MC, KC, NC = (BLOCKING["generic"][x] for x in ("mr", "nr", "mc", "kc", "nc"))
 
 # The network's GEMMs, M x N x K.
 NETWORK_SHAPES = [(20, 5760, 25), (40, 640, 500), (500, 640, 40), (40, 500, 640),
@@ -32,6 +37,16 @@ WHOLE_A_SHAPES = [(MC - 1, 37, KC + 1), (MC, NR * 3, KC), (MC + 1, 50, 2 * KC + 
                   (2 * MC + 5, 33, 17), (17, NC + 3, 9), (MC + 7, NC + 21, KC + 5)]
 BLOCKED_SHAPES = [(301, 37, 257), (MC + 6, 600, KC), (2 * MC + 1, 45, KC + 1),
                   (MC + 6, NC + 120, KC), (1024, 64, 64)]
+
+
+def block_edge_shapes(t):
+    """Whole-A and blocked shapes just around table t's MC, KC and NC."""
+    mc, kc, nc, nr = t["mc"], t["kc"], t["nc"], t["nr"]
+    return [(mc - 1, 37, kc + 1), (mc, nr * 3, kc), (mc + 1, 50, 2 * kc + 3),
+            (mc + 13, nc + 33, kc + 5), (2 * mc + 1, 45, kc + 1), (mc + 12, 600, kc)]
+
+
+AVX512_BLOCK_SHAPES = block_edge_shapes(BLOCKING["avx512"]) if "avx512" in BLOCKING else []
 
 
 # Weight gradients of the convolutions, dW = dout (K_out, N*OH*OW) @ cols.T:
@@ -69,18 +84,19 @@ def uses_stream_path(m, n, k, trans_a, trans_b):
     return k <= STREAM_MAX_K and not trans_b and m >= STREAM_MIN_N and n >= STREAM_MIN_N
 
 
-def uses_dot_path(m, n, k, trans_a, trans_b):
+def uses_dot_path(m, n, k, trans_a, trans_b, nr=NR):
     """Mirror of use_dot_path in sgemm.cpp."""
     if m * n > DOT_MAX_MN or k < DOT_KB:
         return False
-    tiled = m * (-(-n // NR) * NR) + 2 * (m + n)
+    tiled = m * (-(-n // nr) * nr) + 2 * (m + n)
     copies = (m if trans_a else 0) + (0 if trans_b else n)
     return m * n + m * n // 10 + 4 * copies < tiled
 
 
-def uses_blocked_path(m, k):
-    kc = -(-k // -(-k // KC))
-    return -(-m // MR) * MR * kc > MC * KC
+def uses_blocked_path(m, k, t=None):
+    mr, mc, kc_max = (MR, MC, KC) if t is None else (t["mr"], t["mc"], t["kc"])
+    kc = -(-k // -(-k // kc_max))
+    return -(-m // mr) * mr * kc > mc * kc_max
 
 
 def test_shape_lists_cover_both_paths():
@@ -95,6 +111,10 @@ def test_shape_lists_cover_both_paths():
     for ta, tb in [(False, False), (False, True), (True, False), (True, True)]:
         assert sum(uses_stream_path(*s, ta, tb) for s in STREAM_SHAPES) >= 5
     assert not any(uses_stream_path(*s, False, False) for s in WHOLE_A_SHAPES + BLOCKED_SHAPES)
+    if AVX512_BLOCK_SHAPES:
+        t = BLOCKING["avx512"]
+        paths = [uses_blocked_path(m, k, t) for m, _, k in AVX512_BLOCK_SHAPES]
+        assert any(paths) and not all(paths)
 
 
 def operands(rng, m, n, k, trans_a, trans_b, dtype=np.float32):
@@ -136,9 +156,11 @@ def check(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False),
                                               (True, True)])
 def test_every_small_size(isa, trans_a, trans_b):
-    """M 1..14, N 1..34, K 1..18: every remainder mod MR=6 and NR=16, twice over."""
+    """M 1..14, N 1..34, K 1..18: every remainder mod MR and NR of the path
+    (6 x 16: twice over; 12 x 32: once, plus a full tile and more)."""
     rng = np.random.default_rng(1)
-    m_max, n_max, k_max = 14, 34, 18
+    t = BLOCKING[isa]
+    m_max, n_max, k_max = max(14, t["mr"] + 2), max(34, t["nr"] + 2), 18
     a_full = rng.standard_normal((m_max, k_max)).astype(np.float32)  # (M, K)
     b_full = rng.standard_normal((k_max, n_max)).astype(np.float32)  # (K, N)
     for k in range(1, k_max + 1):
@@ -158,7 +180,8 @@ def test_every_small_size(isa, trans_a, trans_b):
                              name=f"gemm m={m} n={n} k={k}")
 
 
-@pytest.mark.parametrize("shape", NETWORK_SHAPES + WHOLE_A_SHAPES + BLOCKED_SHAPES,
+@pytest.mark.parametrize("shape",
+                         NETWORK_SHAPES + WHOLE_A_SHAPES + BLOCKED_SHAPES + AVX512_BLOCK_SHAPES,
                          ids=lambda s: "x".join(map(str, s)))
 def test_network_and_block_shapes(isa, threads, shape):
     rng = np.random.default_rng(2)
@@ -227,27 +250,23 @@ def test_stream_threads_agree_bitwise(isa, shape, trans_a, trans_b):
                                                        trans_a=trans_a, trans_b=trans_b))
 
 
-def test_paths_agree():
-    """The portable and AVX2 micro-kernels compute the same thing (to rounding)."""
-    if "avx2" not in [p for p in ("generic", "avx2") if _can_use(p)]:
-        pytest.skip("no AVX2 path on this CPU/build")
+def test_paths_agree(isa):
+    """Every path's micro-kernels compute what the portable ones do (to rounding)."""
     rng = np.random.default_rng(5)
     a, b = operands(rng, 47, 95, 300, False, False)
+    v = ops.gemm(a, b)
     before = _core.simd_level()
     try:
         _core._set_isa("generic")
         g = ops.gemm(a, b)
-        _core._set_isa("avx2")
-        v = ops.gemm(a, b)
     finally:
         _core._set_isa(before)
     rtol, atol = tolerance(a, b, 300)
-    assert_close(g, v.astype(np.float64), rtol=rtol, atol=atol)
+    assert_close(v, g.astype(np.float64), rtol=rtol, atol=atol)
 
 
 def _can_use(path):
-    info = fastcnn.build_info()
-    return path == "generic" or (info["cpu_avx2_fma"] and info["avx2_compiled"])
+    return path in fastcnn.build_info()["isas_supported"]
 
 
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False),
@@ -485,34 +504,73 @@ def test_core_direct_read_only_c():
 # ----------------------------------------------------------- dispatch ----
 
 
+def _cpu_flags():
+    """The CPU's feature flags as Linux reports them (an oracle independent of
+    fastcnn's CPUID probe); None elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def test_supported_paths_match_the_cpu():
+    flags = _cpu_flags()
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo")
+    info = fastcnn.build_info()
+    assert info["cpu_avx2_fma"] == ({"avx2", "fma"} <= flags)
+    assert info["cpu_avx512"] == ({"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags)
+    for path, have in [("avx2", info["cpu_avx2_fma"]), ("avx512", info["cpu_avx512"])]:
+        assert (path in info["isas_supported"]) == (have and path in info["isas_compiled"])
+
+
 def test_set_isa():
     before = _core.simd_level()
     try:
         _core._set_isa("generic")
         assert _core.simd_level() == "generic"
-        with pytest.raises(ValueError):
-            _core._set_isa("avx512")
+        with pytest.raises(ValueError, match="unknown SIMD path 'avx1024'"):
+            _core._set_isa("avx1024")
         assert _core.simd_level() == "generic"
-        if _can_use("avx2"):
-            _core._set_isa("avx2")
-            assert _core.simd_level() == "avx2"
+        for path in ("avx2", "avx512"):
+            if _can_use(path):
+                fastcnn.set_isa(path)
+                assert _core.simd_level() == path
+            else:  # the error names what is missing, and nothing changes
+                now = _core.simd_level()
+                with pytest.raises(ValueError, match="lacks|no '"):
+                    fastcnn.set_isa(path)
+                assert _core.simd_level() == now
     finally:
         _core._set_isa(before)
 
 
-@pytest.mark.parametrize("env", ["generic", "avx2", "bogus", ""])
+@pytest.mark.parametrize("env", ["generic", "avx2", "avx512", "auto", "", "bogus"])
 def test_fastcnn_isa_environment(env):
-    best = "avx2" if _can_use("avx2") else "generic"
-    want = "generic" if env == "generic" else best
+    """Unset, empty or auto: the best path; a path's name: that path, or an
+    ImportError saying why it cannot run; anything else: an ImportError."""
+    best = fastcnn.build_info()["isas_supported"][-1]
     src = os.path.dirname(os.path.dirname(fastcnn.__file__))
     code = ("import numpy as np, fastcnn; from fastcnn import ops;"
             "c = ops.gemm(np.ones((7, 9), np.float32), np.ones((9, 17), np.float32));"
             "assert (c == 9).all(); print(fastcnn.build_info()['simd'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "FASTCNN_ISA": env,
-                              "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")},
-                         check=True)
-    assert out.stdout.strip() == want
+                              "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    if env in ("", "auto"):
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == best
+    elif _can_use(env):
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == env
+    else:
+        assert out.returncode != 0
+        assert "ImportError" in out.stderr and f"FASTCNN_ISA={env}" in out.stderr
+        assert ("unknown SIMD path" if env == "bogus" else "lacks") in out.stderr
 
 
 def test_runtime_grants_fewer_threads():

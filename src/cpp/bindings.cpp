@@ -939,21 +939,47 @@ void bind_misc(py::module_& m) {
     m.def("get_num_threads", &fastcnn::get_num_threads);
     m.def("simd_level", &fastcnn::simd_level);
     m.def("_set_isa", [](const std::string& name) {
-        if (!fastcnn::set_isa(name.c_str())) {
-            throw py::value_error("ISA '" + name + "' is unknown or not available on this CPU/build");
+        const std::string err = fastcnn::set_isa(name.c_str());
+        if (!err.empty()) throw py::value_error("set_isa('" + name + "'): " + err);
+    }, py::arg("name"));
+    m.def("_gemm_blocking", [](const std::string& name) {
+        // The block table of path `name` (blocking.h), for tests and benches.
+        int64_t b[5];
+        if (!fastcnn::gemm_blocking(name.c_str(), b)) {
+            throw py::value_error("_gemm_blocking: '" + name +
+                                  "' is not a SIMD path this build has");
         }
+        py::dict d;
+        d["mr"] = b[0];
+        d["nr"] = b[1];
+        d["mc"] = b[2];
+        d["kc"] = b[3];
+        d["nc"] = b[4];
+        return d;
     }, py::arg("name"));
     m.def("build_info", []() {
         py::dict d;
         d["version"] = FASTCNN_VERSION;
         d["simd"] = fastcnn::simd_level();
+        auto to_list = [](const std::vector<std::string>& names) {
+            py::list out;
+            for (const std::string& name : names) out.append(name);
+            return out;
+        };
+        d["isas_supported"] = to_list(fastcnn::supported_isas());
+        d["isas_compiled"] = to_list(fastcnn::compiled_isas());
         d["cpu_avx2_fma"] = fastcnn::cpu_has_avx2_fma();
+        d["cpu_avx512"] = fastcnn::cpu_has_avx512();
         d["avx2_compiled"] = bool(FASTCNN_HAVE_AVX2_BUILD);
+        d["avx512_compiled"] = bool(FASTCNN_HAVE_AVX512_BUILD);
         d["openmp"] = fastcnn::openmp_enabled();
         d["num_threads"] = fastcnn::get_num_threads();
         d["compiler"] = FASTCNN_COMPILER;
         d["cxx_flags"] = FASTCNN_CXX_FLAGS;
         d["avx2_flags"] = FASTCNN_HAVE_AVX2_BUILD ? "-mavx2 -mfma (on *_avx2.cpp only)" : "";
+        d["avx512_flags"] = FASTCNN_HAVE_AVX512_BUILD
+                                ? std::string(FASTCNN_AVX512_FLAGS_STR) + " (on *_avx512.cpp only)"
+                                : std::string();
         d["build_type"] = FASTCNN_BUILD_TYPE;
         d["malloc_tuned"] = fastcnn::malloc_tuned();
         return d;
@@ -964,7 +990,8 @@ void bind_misc(py::module_& m) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "fastcnn native kernels (private; use fastcnn.ops)";
-    fastcnn::init_dispatch();
+    const std::string isa_error = fastcnn::init_dispatch();
+    if (!isa_error.empty()) throw py::import_error(isa_error);
     fastcnn::tune_malloc();
     bind_misc(m);
     bind_gemm(m);

@@ -23,6 +23,8 @@
 // std::bad_alloc before any parallel region starts.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace fastcnn {
 
@@ -57,14 +59,25 @@ void sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  float beta, float* C, int64_t ldc);
 
 // ------------------------------------------------------------ dispatch ----
-// Probe the CPU once (honouring FASTCNN_ISA=generic|avx2 from the environment)
-// and pick the micro-kernels. Called once at module import; safe to call again.
-void init_dispatch();
-// Force a path: "generic" or "avx2". Returns false (and changes nothing) if the
-// name is unknown or the CPU/build cannot run it.
-bool set_isa(const char* name);
-const char* simd_level();      // the path in use: "avx2" or "generic"
-bool cpu_has_avx2_fma();       // what the CPU offers, whatever is in use
+// SIMD paths: "generic" (portable), "avx2" (AVX2 + FMA), "avx512" (AVX-512
+// F/BW/DQ/VL). Results are bit-identical across thread counts on each path,
+// not across paths.
+// Probe the CPU once and pick the path: the best one, or the one FASTCNN_ISA
+// names (generic|avx2|avx512; unset, empty or "auto" = best). Returns "" or,
+// when FASTCNN_ISA is unknown or names a path that cannot run here, the error
+// (the best path is then in use). Called once at module import.
+std::string init_dispatch();
+// Force a path by name. Returns "" on success, else (changing nothing) why
+// not: unknown name, the CPU features it lacks, or a build without the path.
+std::string set_isa(const char* name);
+const char* simd_level();                  // the path in use
+std::vector<std::string> supported_isas();  // paths this CPU, OS and build run
+std::vector<std::string> compiled_isas();   // paths this build has kernels for
+bool cpu_has_avx2_fma();   // CPU + OS offer AVX2 + FMA, whatever is in use
+bool cpu_has_avx512();     // CPU + OS offer AVX-512 F/BW/DQ/VL
+// The GEMM block table of path `isa` (blocking.h) as {MR, NR, MC, KC, NC};
+// false if the build has no such path.
+bool gemm_blocking(const char* isa, int64_t out[5]);
 
 // -------------------------------------------------------------- memory ----
 // glibc only: fixed malloc thresholds (64 MiB mmap, 256 MiB trim), so the

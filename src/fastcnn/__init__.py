@@ -22,9 +22,23 @@ MAX_THREADS = 1024
 
 
 def build_info() -> dict:
-    """How the native core was built and what it runs: SIMD path in use,
-    OpenMP on/off, thread count, compiler and flags."""
+    """How the native core was built and what it runs: SIMD path in use
+    ("simd"), the paths this CPU, OS and build can run ("isas_supported", best
+    last) and the build has ("isas_compiled"), OpenMP on/off, thread count,
+    compiler and flags."""
     return dict(_core.build_info())
+
+
+def set_isa(name: str) -> None:
+    """Use SIMD path `name` ("generic", "avx2" or "avx512") from now on, in this
+    process. ValueError (changing nothing) if the name is unknown or the path
+    cannot run here; the message names the CPU feature missing, or says that
+    this build lacks the path. The environment variable FASTCNN_ISA does the
+    same at import (and "auto" there means the best path). Results are
+    bit-identical across thread counts on each path, not across paths."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    _core._set_isa(name)
 
 
 def set_num_threads(n: int) -> None:
@@ -41,5 +55,6 @@ def get_num_threads() -> int:
 
 
 __all__ = ["ops", "reference", "layers", "losses", "optim", "callbacks", "Sequential",
-           "Ensemble", "load", "FileFormatError", "datasets", "build_info", "set_num_threads", "get_num_threads",
+           "Ensemble", "load", "FileFormatError", "datasets", "build_info", "set_isa",
+           "set_num_threads", "get_num_threads",
            "__version__"]

@@ -170,11 +170,16 @@ def get_num_threads() -> int:
     """The OpenMP thread count (omp_get_max_threads); 1 without OpenMP."""
 
 def simd_level() -> str:
-    """The SIMD path in use: "avx2" or "generic"."""
+    """The SIMD path in use: "generic", "avx2" or "avx512"."""
 
 def _set_isa(name: str) -> None:
-    """Forces the SIMD path ("avx2" or "generic"); ValueError if unknown or unavailable."""
+    """Forces the SIMD path ("generic", "avx2" or "avx512"); ValueError, naming
+    what is missing, if unknown or unavailable."""
+
+def _gemm_blocking(name: str) -> dict[str, int]:
+    """The GEMM block table (mr, nr, mc, kc, nc) of a path this build has."""
 
 def build_info() -> dict[str, object]:
-    """How the core was built and what it runs: version, simd, cpu_avx2_fma, avx2_compiled,
-    openmp, num_threads, compiler, cxx_flags, avx2_flags, build_type."""
+    """How the core was built and what it runs: version, simd, isas_supported,
+    isas_compiled, cpu_avx2_fma, cpu_avx512, avx2_compiled, avx512_compiled,
+    openmp, num_threads, compiler, cxx_flags, avx2_flags, avx512_flags, build_type."""

@@ -3,7 +3,8 @@
 // transposes and folding alpha into A.
 //
 // Size letters: M N K = GEMM sizes; mc kc nr = extents of the block packed;
-// MR NR = panel widths (blocking.h).
+// W = panel width: mr_w / nr_w, the MR / NR of the path that reads the panels
+// (blocking.h), passed in because each path has its own table.
 //
 // Both functions read only inside the block they are given and write exactly
 // the panels they promise; padding rows/columns are written as 0.
@@ -29,9 +30,8 @@ namespace {
 
 // panel (kc, W): panel[p*W + i] = scale * src[i*ld + p] for i < r (the r
 // source rows, r <= W, each with kc values from src), 0 for r <= i < W.
-template <int64_t W>
-void transpose_rows_plain(const float* src, int64_t ld, int64_t r, int64_t kc, bool scaled,
-                          float scale, float* panel) {
+[[maybe_unused]] void transpose_rows_plain(int64_t W, const float* src, int64_t ld, int64_t r, int64_t kc,
+                          bool scaled, float scale, float* panel) {
     for (int64_t p = 0; p < kc; ++p) {
         float* out = panel + p * W;  // (W,)
         for (int64_t i = 0; i < r; ++i) out[i] = scaled ? scale * src[i * ld + p] : src[i * ld + p];
@@ -39,9 +39,8 @@ void transpose_rows_plain(const float* src, int64_t ld, int64_t r, int64_t kc, b
     }
 }
 
-template <int64_t W>
-void transpose_rows(const float* src, int64_t ld, int64_t r, int64_t kc, bool scaled,
-                    float scale, float* panel) {
+void transpose_rows(int64_t W, const float* src, int64_t ld, int64_t r, int64_t kc,
+                    bool scaled, float scale, float* panel) {
 #if defined(__SSE2__)
     const __m128 vscale = _mm_set1_ps(scale);
     const int64_t kc4 = kc & ~int64_t(3);
@@ -85,13 +84,13 @@ void transpose_rows(const float* src, int64_t ld, int64_t r, int64_t kc, bool sc
         }
     }
 #else
-    transpose_rows_plain<W>(src, ld, r, kc, scaled, scale, panel);
+    transpose_rows_plain(W, src, ld, r, kc, scaled, scale, panel);
 #endif
 }
 
 // One A panel: rows [i0, i0+mr) of op(A), mr <= MR, columns [p0, p0+kc).
 // panel (kc, MR).
-void pack_a_panel(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mr,
+void pack_a_panel(int64_t MR, bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mr,
                   int64_t p0, int64_t kc, float alpha, float* panel) {
     if (trans_a) {
         // A stored (K, M): the mr values of one k are contiguous.
@@ -104,12 +103,12 @@ void pack_a_panel(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t
         return;
     }
     // A stored (M, K): row i of op(A) is contiguous; a transpose.
-    transpose_rows<MR>(A + i0 * lda + p0, lda, mr, kc, true, alpha, panel);
+    transpose_rows(MR, A + i0 * lda + p0, lda, mr, kc, true, alpha, panel);
 }
 
 // Same without the multiply, for the common alpha == 1.
-void pack_a_panel_unscaled(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mr,
-                           int64_t p0, int64_t kc, float* panel) {
+void pack_a_panel_unscaled(int64_t MR, bool trans_a, const float* A, int64_t lda, int64_t i0,
+                           int64_t mr, int64_t p0, int64_t kc, float* panel) {
     if (trans_a) {
         for (int64_t p = 0; p < kc; ++p) {
             const float* src = A + (p0 + p) * lda + i0;  // (mr,)
@@ -119,26 +118,26 @@ void pack_a_panel_unscaled(bool trans_a, const float* A, int64_t lda, int64_t i0
         }
         return;
     }
-    transpose_rows<MR>(A + i0 * lda + p0, lda, mr, kc, false, 1.0f, panel);
+    transpose_rows(MR, A + i0 * lda + p0, lda, mr, kc, false, 1.0f, panel);
 }
 
 }  // namespace
 
 void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc,
-            int64_t p0, int64_t kc, float alpha, float* dst) {
+            int64_t p0, int64_t kc, float alpha, int64_t MR, float* dst) {
     for (int64_t ir = 0; ir < mc; ir += MR) {
         const int64_t mr = (mc - ir < MR) ? mc - ir : MR;
         float* panel = dst + ir * kc;  // (kc, MR)
         if (alpha == 1.0f) {
-            pack_a_panel_unscaled(trans_a, A, lda, i0 + ir, mr, p0, kc, panel);
+            pack_a_panel_unscaled(MR, trans_a, A, lda, i0 + ir, mr, p0, kc, panel);
         } else {
-            pack_a_panel(trans_a, A, lda, i0 + ir, mr, p0, kc, alpha, panel);
+            pack_a_panel(MR, trans_a, A, lda, i0 + ir, mr, p0, kc, alpha, panel);
         }
     }
 }
 
 void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc,
-                  int64_t j0, int64_t nr, float* dst) {
+                  int64_t j0, int64_t nr, int64_t NR, float* dst) {
     if (!trans_b) {
         // B stored (K, N): each k gives nr contiguous values.
         if (nr == NR) {
@@ -158,7 +157,7 @@ void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t
         return;
     }
     // B stored (N, K): column j of op(B) is a contiguous row of B; a transpose.
-    transpose_rows<NR>(B + j0 * ldb + p0, ldb, nr, kc, false, 1.0f, dst);
+    transpose_rows(NR, B + j0 * ldb + p0, ldb, nr, kc, false, 1.0f, dst);
 }
 
 void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,

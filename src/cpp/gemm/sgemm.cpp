@@ -1,7 +1,8 @@
 // sgemm.cpp -- the packed, cache-blocked single-precision GEMM (BLIS style).
 //
 // Size letters: C is M x N, op(A) is M x K, op(B) is K x N. MR NR MC KC NC are
-// the block sizes (blocking.h); mc kc nc mr nr the actual extents of a block.
+// the block sizes of the SIMD path in use (blocking.h, read from the kernels'
+// table once per call); mc kc nc mr nr the actual extents of a block.
 //
 // C (M, N; row stride ldc) = alpha * op(A) * op(B) + beta * C, exactly the
 // contract of fastcnn::sgemm in fastcnn.h (beta == 0: C is write-only).
@@ -49,6 +50,7 @@
 // std::bad_alloc is thrown outside it); nothing throws inside.
 #include <atomic>
 #include <cstddef>
+#include <cstring>
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -64,12 +66,6 @@
 namespace fastcnn {
 
 namespace {
-
-using gemm::KC;
-using gemm::MC;
-using gemm::MR;
-using gemm::NC;
-using gemm::NR;
 
 // Below this many multiply-adds one thread is faster than waking a second.
 constexpr int64_t kMinWorkPerThread = int64_t(1) << 16;
@@ -114,6 +110,7 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 // b_panel (kc_step, NR) is this thread's buffer.
 void columns_whole_a(const Problem& g, const gemm::Ukernels& kernels, const float* a_packed,
                       int64_t m_pad, int64_t kc_step, int64_t n0, int64_t n1, float* b_panel) {
+    const int64_t MR = kernels.blk.mr, NR = kernels.blk.nr;
     for (int64_t pc = 0; pc < g.K; pc += kc_step) {
         const int64_t kc = min64(kc_step, g.K - pc);
         const float beta = (pc == 0) ? g.beta : 1.0f;
@@ -128,7 +125,7 @@ void columns_whole_a(const Problem& g, const gemm::Ukernels& kernels, const floa
                                     min64(MR, g.M));
                 ir = MR;
             } else {
-                gemm::pack_b_panel(g.trans_b, g.B, g.ldb, pc, kc, jr, nr, b_panel);
+                gemm::pack_b_panel(g.trans_b, g.B, g.ldb, pc, kc, jr, nr, NR, b_panel);
             }
             for (; ir < g.M; ir += MR) {
                 kernels.tile(kc, a_block + ir * kc, b_panel, c_col + ir * g.ldc, g.ldc, beta,
@@ -140,15 +137,17 @@ void columns_whole_a(const Problem& g, const gemm::Ukernels& kernels, const floa
 
 // All of op(A) (rows 0..M, every K block), times alpha, into a_packed: for the
 // K block starting at pc, m_pad/MR A panels (kc, MR) at a_packed + pc*m_pad.
-void pack_whole_a(const Problem& g, int64_t m_pad, int64_t kc_step, float* a_packed) {
+void pack_whole_a(const Problem& g, int64_t MR, int64_t m_pad, int64_t kc_step,
+                  float* a_packed) {
     for (int64_t pc = 0; pc < g.K; pc += kc_step) {
         const int64_t kc = min64(kc_step, g.K - pc);
-        gemm::pack_a(g.trans_a, g.A, g.lda, 0, g.M, pc, kc, g.alpha, a_packed + pc * m_pad);
+        gemm::pack_a(g.trans_a, g.A, g.lda, 0, g.M, pc, kc, g.alpha, MR, a_packed + pc * m_pad);
     }
 }
 
 void gemm_whole_a(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
                   int max_threads) {
+    const int64_t MR = kernels.blk.mr, NR = kernels.blk.nr;
     const int64_t m_pad = ceil_div(g.M, MR) * MR;
     const int64_t n_panels = ceil_div(g.N, NR);
     int64_t threads = min64(max_threads, n_panels);
@@ -183,7 +182,7 @@ void gemm_whole_a(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_st
             const int64_t owner = (t + r) % threads;
             for (int64_t ch; (ch = next_chunk[owner].value.fetch_add(1)) < first(owner + 1);) {
                 if (!a_ready) {
-                    pack_whole_a(g, m_pad, kc_step, a_packed);
+                    pack_whole_a(g, MR, m_pad, kc_step, a_packed);
                     a_ready = true;
                 }
                 const int64_t n0 = ch * chunk_panels * NR;
@@ -214,7 +213,8 @@ void slice(int64_t total, int64_t tile, int64_t parts, int64_t i, int64_t* begin
 
 // Thread grid tm x tn (tm * tn threads): the one packing the least, among
 // those where every thread gets at least one tile and enough work.
-void choose_grid(int64_t M, int64_t N, int64_t K, int max_threads, int* tm, int* tn) {
+void choose_grid(int64_t M, int64_t N, int64_t K, int64_t MR, int64_t NR, int max_threads,
+                 int* tm, int* tn) {
     *tm = 1;
     *tn = 1;
     const int64_t tiles_m = ceil_div(M, MR);
@@ -245,6 +245,8 @@ void choose_grid(int64_t M, int64_t N, int64_t K, int max_threads, int* tm, int*
 // ic block covers the rows, else (kc_step, min(NC, cols) rounded up to NR).
 void gemm_part(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
                int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* a_buf, float* b_buf) {
+    const int64_t MR = kernels.blk.mr, NR = kernels.blk.nr, MC = kernels.blk.mc,
+                  NC = kernels.blk.nc;
     const bool one_ic = (m1 - m0) <= MC;
     for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = min64(NC, n1 - jc);
@@ -254,7 +256,7 @@ void gemm_part(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 const int64_t mc = min64(MC, m1 - ic);
                 const bool first_ic = (ic == m0);
-                gemm::pack_a(g.trans_a, g.A, g.lda, ic, mc, pc, kc, g.alpha, a_buf);
+                gemm::pack_a(g.trans_a, g.A, g.lda, ic, mc, pc, kc, g.alpha, MR, a_buf);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int64_t nr = min64(NR, nc - jr);
                     float* b_panel = one_ic ? b_buf : b_buf + jr * kc;  // (kc, NR)
@@ -267,7 +269,8 @@ void gemm_part(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
                                             g.ldc, beta, min64(MR, mc));
                         ir = MR;
                     } else if (first_ic) {
-                        gemm::pack_b_panel(g.trans_b, g.B, g.ldb, pc, kc, jc + jr, nr, b_panel);
+                        gemm::pack_b_panel(g.trans_b, g.B, g.ldb, pc, kc, jc + jr, nr, NR,
+                                           b_panel);
                     }
                     for (; ir < mc; ir += MR) {
                         const int64_t mr = min64(MR, mc - ir);
@@ -282,8 +285,10 @@ void gemm_part(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
 
 void gemm_blocked(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_step,
                   int max_threads) {
+    const int64_t MR = kernels.blk.mr, NR = kernels.blk.nr, MC = kernels.blk.mc,
+                  NC = kernels.blk.nc;
     int tm = 1, tn = 1;
-    choose_grid(g.M, g.N, g.K, max_threads, &tm, &tn);
+    choose_grid(g.M, g.N, g.K, MR, NR, max_threads, &tm, &tn);
     const int threads = tm * tn;
 
     // Largest part any thread gets, to size the per-thread buffers.
@@ -330,15 +335,15 @@ constexpr int64_t kDotMaxMN = 4096;
 constexpr int64_t kDotChunks = 8;
 
 // Whether the dot path beats the tiled paths, by a rough count of the work
-// in multiply-adds: the 6 x 16 tiles compute N padded up to 16 columns and
+// in multiply-adds: the MR x NR tiles compute N padded up to NR columns and
 // pack all of op(A) and op(B) (~2 per value); the dot path does exactly
 // M x N x K (plus ~10% for its accumulator traffic) but copies a transposed
 // op(A) (TN) and op(B) (NN) at ~4 per value. E.g. 20 x 25 x 36864: 20 x 32
 // tiles vs 20 x 25 dots; 10 x 100 x 640 NN: the copy of B does not pay.
-bool use_dot_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
+bool use_dot_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t NR) {
     if (M * N > kDotMaxMN || K < kDotKB) return false;
-    const int64_t n16 = ceil_div(N, NR) * NR;
-    const int64_t tiled = M * n16 + 2 * (M + N);
+    const int64_t n_pad = ceil_div(N, NR) * NR;
+    const int64_t tiled = M * n_pad + 2 * (M + N);
     const int64_t copies = (trans_a ? M : 0) + (trans_b ? 0 : N);
     const int64_t dot = M * N + M * N / 10 + 4 * copies;
     return dot < tiled;  // both per unit of K
@@ -445,10 +450,10 @@ constexpr int64_t kStreamChunk = 64;  // columns (rows) per thread task; multipl
 
 enum class Stream { none, nn, nt, tn };
 
-Stream stream_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
+Stream stream_path(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t NR) {
     if (M <= gemm::kStreamMaxM && N >= kStreamMinN) {
         if (!trans_b) return Stream::nn;
-        if (K >= kStreamMinDotK && !use_dot_path(trans_a, trans_b, M, N, K)) return Stream::nt;
+        if (K >= kStreamMinDotK && !use_dot_path(trans_a, trans_b, M, N, K, NR)) return Stream::nt;
     }
     if (K <= kStreamMaxK && !trans_b && M >= kStreamMinN && N >= kStreamMinN) return Stream::tn;
     return Stream::none;
@@ -511,7 +516,21 @@ void gemm_stream(const Problem& g, const gemm::Ukernels& kernels, Stream path, i
     for (int64_t t = 0; t < tasks; ++t) task(t);
 }
 
-int64_t k_step(int64_t K) { return ceil_div(K, ceil_div(K, KC)); }
+// K in nearly equal blocks of at most KC (500 -> 250 + 250, not 256 + 244).
+int64_t k_step(int64_t K, int64_t KC) { return ceil_div(K, ceil_div(K, KC)); }
+
+// Whether the whole-A path takes op(A) (M, K): one K block of it packed fits
+// the L2 share of an A block (MC x KC) and all of it stays modest.
+bool whole_a_fits(int64_t M, int64_t K, const gemm::Blocking& blk) {
+    const int64_t m_pad = ceil_div(M, blk.mr) * blk.mr;
+    return m_pad * k_step(K, blk.kc) <= blk.mc * blk.kc && m_pad * K <= kWholeAMaxFloats;
+}
+
+// A packed op(A) (sgemm_pack_a) starts with this many floats of header: the
+// SIMD path it was packed for (an int32 in the first float's bytes), so it is
+// read with that path's layout and kernels even if set_isa ran in between.
+// 16 floats keep the panels 64-byte aligned.
+constexpr int64_t kPackedHeader = 16;
 
 }  // namespace
 
@@ -523,25 +542,42 @@ int64_t k_step(int64_t K) { return ceil_div(K, ceil_div(K, KC)); }
 // step at mini-batch 10. Same packing and micro-kernels as the whole-A path
 // of sgemm, so the values are those sgemm computes on that path.
 
+// The size is the largest any path needs, so a buffer sized before a set_isa
+// still holds what sgemm_pack_a writes after it.
 int64_t sgemm_packed_a_size(int64_t M, int64_t K) {
-    const int64_t m_pad = ceil_div(M, MR) * MR;
-    if (M <= 0 || K <= 0 || m_pad * k_step(K) > MC * KC || m_pad * K > kWholeAMaxFloats) return 0;
-    return m_pad * K;
+    if (M <= 0 || K <= 0) return 0;
+    const gemm::Blocking blk = gemm::active_ukernels().blk;
+    if (!whole_a_fits(M, K, blk)) return 0;
+    int64_t most = 0;
+    for (int isa = 0; isa < gemm::kIsaCount; ++isa) {  // ukernels_for only looks up tables
+        const int64_t mr = gemm::ukernels_for(isa).blk.mr;
+        most = max64(most, ceil_div(M, mr) * mr * K);
+    }
+    return kPackedHeader + most;
 }
 
 void sgemm_pack_a(bool trans_a, int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
                   float* packed) {
+    const int isa = gemm::active_isa_id();
+    const gemm::Blocking blk = gemm::ukernels_for(isa).blk;
+    const int32_t tag = isa;
+    std::memcpy(packed, &tag, sizeof(tag));
     const Problem g{trans_a, false, M, 0, K, alpha, A, lda, nullptr, 0, 0.0f, nullptr, 0};
-    pack_whole_a(g, ceil_div(M, MR) * MR, k_step(K), packed);
+    pack_whole_a(g, blk.mr, ceil_div(M, blk.mr) * blk.mr, k_step(K, blk.kc),
+                 packed + kPackedHeader);
 }
 
 void sgemm_with_packed_a(const float* packed, int64_t M, int64_t N, int64_t K, bool trans_b,
                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-    alignas(64) float b_panel[KC * NR];  // one B panel (kc, NR), on this thread's stack
+    int32_t tag = 0;
+    std::memcpy(&tag, packed, sizeof(tag));
+    const gemm::Ukernels kernels = gemm::ukernels_for(tag);  // the path it was packed for
+    const gemm::Blocking& blk = kernels.blk;
+    alignas(64) float b_panel[gemm::kMaxKC * gemm::kMaxNR];  // one B panel (kc, NR), on the stack
     const Problem g{false, trans_b, M, N, K, 1.0f, nullptr, 0, B, ldb, beta, C, ldc};
-    columns_whole_a(g, gemm::active_ukernels(), packed, ceil_div(M, MR) * MR, k_step(K), 0, N,
-                    b_panel);
+    columns_whole_a(g, kernels, packed + kPackedHeader, ceil_div(M, blk.mr) * blk.mr,
+                    k_step(K, blk.kc), 0, N, b_panel);
 }
 
 namespace {
@@ -556,20 +592,18 @@ void sgemm_impl(bool serial, bool trans_a, bool trans_b, int64_t M, int64_t N, i
     }
     const Problem g{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
     const gemm::Ukernels kernels = gemm::active_ukernels();
-
-    // K in nearly equal blocks of at most KC (500 -> 250 + 250, not 256 + 244).
-    const int64_t kc_step = ceil_div(K, ceil_div(K, KC));
+    const int64_t kc_step = k_step(K, kernels.blk.kc);
 
     int max_threads = 1;
 #ifdef _OPENMP
     if (!serial && !omp_in_parallel()) max_threads = omp_get_max_threads();
 #endif
-    const Stream stream = stream_path(trans_a, trans_b, M, N, K);
+    const Stream stream = stream_path(trans_a, trans_b, M, N, K, kernels.blk.nr);
     if (stream != Stream::none) {
         gemm_stream(g, kernels, stream, max_threads);
         return;
     }
-    if (use_dot_path(trans_a, trans_b, M, N, K)) {
+    if (use_dot_path(trans_a, trans_b, M, N, K, kernels.blk.nr)) {
         // K in kDotChunks ranges (one for sgemm_serial); threads: at most one
         // per range, and only with enough work (M * N <= kDotMaxMN: no overflow).
         const int64_t blocks = ceil_div(K & ~int64_t(7), kDotKB);
@@ -579,10 +613,7 @@ void sgemm_impl(bool serial, bool trans_a, bool trans_b, int64_t M, int64_t N, i
         gemm_dot(g, kernels.dot, kDotKB, static_cast<int>(threads), chunks);
         return;
     }
-    // The whole-A path when one K block of packed op(A) fits the L2 share of
-    // an A block (MC x KC) and all of it stays modest.
-    const int64_t m_pad = ceil_div(M, MR) * MR;
-    if (m_pad * kc_step <= MC * KC && m_pad * K <= kWholeAMaxFloats) {
+    if (whole_a_fits(M, K, kernels.blk)) {
         gemm_whole_a(g, kernels, kc_step, max_threads);
     } else {
         gemm_blocked(g, kernels, kc_step, max_threads);

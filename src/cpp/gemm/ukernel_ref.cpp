@@ -16,6 +16,12 @@
 namespace fastcnn {
 namespace gemm {
 
+namespace {
+// The portable path's tile (blocking.h).
+constexpr int64_t MR = kBlockingRef.mr;
+constexpr int64_t NR = kBlockingRef.nr;
+}  // namespace
+
 static_assert(MR % 2 == 0, "ukernel_ref takes the rows two at a time");
 
 void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
