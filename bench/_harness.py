@@ -120,7 +120,8 @@ class Harness:
         print(f"cpu: {self.info['cpu']} ({self.info['logical_cpus']} logical CPUs); "
               f"load average at start: {self.info.get('loadavg_at_start')}")
         if isinstance(fc, dict):
-            print(f"fastcnn: simd={fc.get('simd')} cpu_avx2_fma={fc.get('cpu_avx2_fma')} "
+            print(f"fastcnn: simd={fc.get('simd')} (paths this CPU runs: "
+                  f"{', '.join(fc.get('isas_supported', []))}) "
                   f"openmp={fc.get('openmp')} threads={fc.get('num_threads')} "
                   f"compiler={fc.get('compiler')} flags={fc.get('cxx_flags')}")
         print(f"numpy {self.info['numpy']}; blas: {self.info.get('blas')}")

@@ -942,6 +942,24 @@ void bind_misc(py::module_& m) {
         const std::string err = fastcnn::set_isa(name.c_str());
         if (!err.empty()) throw py::value_error("set_isa('" + name + "'): " + err);
     }, py::arg("name"));
+    m.def("_peak_fma", [](const std::string& name, int64_t iters, int threads) {
+        // (flops, value) of fastcnn::peak_fma, for bench/bench_peak.py.
+        if (iters < 1 || iters > (int64_t(1) << 40))
+            throw py::value_error("_peak_fma: iters must be in [1, 2**40], got " +
+                                  std::to_string(iters));
+        if (threads < 1 || threads > 1024)
+            throw py::value_error("_peak_fma: threads must be in [1, 1024], got " +
+                                  std::to_string(threads));
+        float sink = 0.0f;
+        int64_t flops;
+        {
+            py::gil_scoped_release release;
+            flops = fastcnn::peak_fma(name.c_str(), iters, threads, &sink);
+        }
+        if (flops == 0)
+            throw py::value_error("_peak_fma: '" + name + "' is not a path this CPU and build run");
+        return py::make_tuple(flops, sink);
+    }, py::arg("name"), py::arg("iters"), py::arg("threads"));
     m.def("_gemm_blocking", [](const std::string& name) {
         // The block table of path `name` (blocking.h), for tests and benches.
         int64_t b[5];

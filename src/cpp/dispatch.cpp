@@ -208,6 +208,30 @@ bool cpu_has_avx512() {
     return f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.os_zmm;
 }
 
+int64_t peak_fma(const char* name, int64_t iters, int threads, float* sink) {
+    const int isa = name ? isa_by_name(name) : kUnset;
+    if (isa == kUnset || !runnable(isa) || iters <= 0 || threads < 1) return 0;
+    float (*loop)(int64_t) = &gemm::fma_loop_ref;
+    int64_t flops = gemm::kPeakFlopsRef;
+#if FASTCNN_HAVE_AVX2_BUILD
+    if (isa == kAvx2) {
+        loop = &gemm::fma_loop_avx2;
+        flops = gemm::kPeakFlopsAvx2;
+    }
+#endif
+#if FASTCNN_HAVE_AVX512_BUILD
+    if (isa == kAvx512) {
+        loop = &gemm::fma_loop_avx512;
+        flops = gemm::kPeakFlopsAvx512;
+    }
+#endif
+    float total = 0.0f;
+#pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static, 1)
+    for (int t = 0; t < threads; ++t) total += loop(iters);
+    *sink = total;
+    return flops * iters * threads;
+}
+
 bool gemm_blocking(const char* name, int64_t out[5]) {
     const int isa = name ? isa_by_name(name) : kUnset;
     if (isa == kUnset || !compiled(isa)) return false;

@@ -75,6 +75,12 @@ std::vector<std::string> supported_isas();  // paths this CPU, OS and build run
 std::vector<std::string> compiled_isas();   // paths this build has kernels for
 bool cpu_has_avx2_fma();   // CPU + OS offer AVX2 + FMA, whatever is in use
 bool cpu_has_avx512();     // CPU + OS offer AVX-512 F/BW/DQ/VL
+// Peak fp32 multiply-add throughput probe (bench/bench_peak.py): `threads`
+// OpenMP threads each run `iters` iterations of path `isa`'s independent FMA
+// chains (the path must be runnable: check supported_isas). Returns the
+// flops done in total (0 for an unknown or unrunnable path); *sink receives a
+// value of the result so the work cannot be optimised away.
+int64_t peak_fma(const char* isa, int64_t iters, int threads, float* sink);
 // The GEMM block table of path `isa` (blocking.h) as {MR, NR, MC, KC, NC};
 // false if the build has no such path.
 bool gemm_blocking(const char* isa, int64_t out[5]);

@@ -176,6 +176,10 @@ def _set_isa(name: str) -> None:
     """Forces the SIMD path ("generic", "avx2" or "avx512"); ValueError, naming
     what is missing, if unknown or unavailable."""
 
+def _peak_fma(name: str, iters: int, threads: int) -> tuple[int, float]:
+    """(flops done, a value of the result): `threads` threads each run `iters`
+    iterations of path `name`'s independent FMA chains (bench/bench_peak.py)."""
+
 def _gemm_blocking(name: str) -> dict[str, int]:
     """The GEMM block table (mr, nr, mc, kc, nc) of a path this build has."""
 

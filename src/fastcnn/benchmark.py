@@ -472,7 +472,8 @@ def header(settings, command):
     fc = info["fastcnn"]
     print(f"$ {command}\ncpu: {info['cpu']} ({info['logical_cpus']} logical CPUs); "
           f"load average at start: {info.get('loadavg_at_start')}")
-    print(f"fastcnn {fastcnn.__version__}: simd={fc.get('simd')} openmp={fc.get('openmp')} "
+    print(f"fastcnn {fastcnn.__version__}: simd={fc.get('simd')} (paths this CPU runs: "
+          f"{', '.join(fc.get('isas_supported', []))}) openmp={fc.get('openmp')} "
           f"threads={fc.get('num_threads')} {fc.get('compiler')} {fc.get('cxx_flags')}; "
           f"numpy {info['numpy']}; blas: {info.get('blas')}")
     if torch is None:

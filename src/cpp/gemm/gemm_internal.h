@@ -116,6 +116,20 @@ void stream_tn_avx512(int64_t K, int64_t i0, int64_t i1, int64_t N, const float*
                       int64_t ldc);
 #endif
 
+// Peak-FMA loops for bench/bench_peak.py (peak_*.cpp, ukernel_ref.cpp):
+// iters iterations of independent FMA chains (flops per iteration:
+// kPeakFlopsRef / Avx2 / Avx512); the return value only keeps the work alive.
+constexpr int64_t kPeakFlopsRef = 32 * 2;
+constexpr int64_t kPeakFlopsAvx2 = 12 * 8 * 2;
+constexpr int64_t kPeakFlopsAvx512 = 24 * 16 * 2;
+float fma_loop_ref(int64_t iters);
+#if FASTCNN_HAVE_AVX2_BUILD
+float fma_loop_avx2(int64_t iters);
+#endif
+#if FASTCNN_HAVE_AVX512_BUILD
+float fma_loop_avx512(int64_t iters);
+#endif
+
 // The micro-kernels of one SIMD path and its block table (dispatch.cpp),
 // chosen together so panels are always packed for the kernel that reads them.
 struct Ukernels {

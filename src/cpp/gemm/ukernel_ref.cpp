@@ -59,6 +59,19 @@ void ukernel_pack_ref(int64_t kc, const float* a_panel, const float* b_src, int6
     ukernel_ref(kc, a_panel, b_panel, c, ldc, beta, mr, NR);
 }
 
+// 32 independent multiply-add chains (the compiler vectorises them with the
+// baseline SSE2 multiply and add; no FMA on this path): 64 flops per iteration.
+float fma_loop_ref(int64_t iters) {
+    float acc[32];
+    for (int i = 0; i < 32; ++i) acc[i] = float(i);
+    for (int64_t it = 0; it < iters; ++it) {
+        for (int i = 0; i < 32; ++i) acc[i] = acc[i] * 0.999999f + 1e-6f;
+    }
+    float s = 0.0f;
+    for (int i = 0; i < 32; ++i) s += acc[i];
+    return s;
+}
+
 void dot_block_ref(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda,
                    const float* b, int64_t ldb, float* acc) {
     for (int64_t i = 0; i < m; ++i) {
