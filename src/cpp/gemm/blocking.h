@@ -37,11 +37,20 @@
 //                    M = 20, 40, 500 of the nets' conv layers fill 12 + 8 rows
 //                    (edge tiles cost only their rows); N = 576 and 64 (conv
 //                    outputs 24x24, 8x8) are whole multiples of 32.
-//   KC = 192         B micro-panel KC x NR x 4 B = 24 KiB of the 32 KiB L1d,
-//                    the A micro-panel 12 x KC x 4 B = 9 KiB streams from L2
-//                    (L1 is 8-way: the B panel keeps most of its lines).
-//   MC = 480         A block MC x KC x 4 B = 360 KiB: a third of a 1 MiB L2.
-//   NC = 4096        B block KC x NC x 4 B = 3 MiB per thread in L3.
+//                    (On Zen 4 AVX-512 has the same FMA peak as AVX2 -- bench_peak.py
+//                    -- so the gain here is fewer instructions and loads per FMA.)
+//   KC = 512         Longer than L1 holds: the B micro-panel KC x NR x 4 B = 64 KiB
+//                    streams from L2 with the A micro-panel (24 KiB). That is cheap
+//                    here: per k step 24 FMAs (24 cycles on Zen 4, whose 512-bit FMA
+//                    takes both 256-bit pipes; 12 on two 512-bit Intel ports) read
+//                    128 B of B + 48 B of A, 7-15 B/cycle against L2's 32-64. A long
+//                    KC halves the passes over the C tile (load + store per KC) of
+//                    KC = 256; on Zen 4, KC from 128 to 512 was faster at every
+//                    step (1024^3 and the nets' shapes).
+//   MC = 240         A block MC x KC x 4 B = 480 KiB: half of a 1 MiB L2, with the
+//                    B micro-panel (64 KiB) and C tiles beside it.
+//   NC = 4096        B block KC x NC x 4 B = 8 MiB per thread in L3 (two threads:
+//                    16 of Zen 4's 32 MiB).
 //
 // None of these depends on the thread count: each thread packs its own
 // blocks (see sgemm.cpp).
@@ -58,11 +67,11 @@ struct Blocking {
 
 constexpr Blocking kBlockingAvx2{6, 16, 144, 256, 4080};
 constexpr Blocking kBlockingRef = kBlockingAvx2;
-constexpr Blocking kBlockingAvx512{12, 32, 480, 192, 4096};
+constexpr Blocking kBlockingAvx512{12, 32, 240, 512, 4096};
 
 // Bounds over every table (stack buffers, static checks).
 constexpr int64_t kMaxNR = 32;
-constexpr int64_t kMaxKC = 256;
+constexpr int64_t kMaxKC = 512;
 
 // Streaming paths (stream_*.cpp): C columns per block, so a block of C rows
 // (M <= kStreamMaxM of them, 2 KiB each) stays in L1 while rows of B stream
