@@ -18,6 +18,7 @@ round-robin with a settle pause between; reported: median images/s and the sprea
 
     python bench/bench_train.py                    # everything, about 10 minutes
     python bench/bench_train.py --nets N2 --threads 1,2 --segments 5
+    python bench/bench_train.py --nets N2,N3 --batches 10 --isas avx2   # A/B of SIMD paths
     python bench/bench_train.py --quick            # smoke test, tiny segments
 """
 from __future__ import annotations
@@ -28,6 +29,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fastcnn  # noqa: E402
 
 # The nets, checks, timing and tables live in fastcnn.benchmark (what
 # `python -m fastcnn bench` runs); this script adds the batch-size sweep and the JSON.
@@ -55,6 +58,10 @@ def parse_args(argv):
                    help="mini-batch sizes to time the NumPy reference at (default 10)")
     p.add_argument("--no-reference", action="store_true", help="never time the reference")
     p.add_argument("--no-inference", action="store_true")
+    p.add_argument("--isas", nargs="+", default=[],
+                   help="also time fastcnn on these SIMD paths (e.g. avx2), for an A/B of "
+                        "paths against the default one in the same run")
+    p.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     p.add_argument("--quick", action="store_true", help="tiny segments: a smoke test")
     p.add_argument("--out", default=os.path.join(RESULTS_DIR, "bench_train.json"))
     args = p.parse_args(argv)
@@ -76,10 +83,15 @@ def main(argv=None):
     env = [f"{k}={os.environ[k]}" for k in ("PYTHONPATH", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
                                             "GOMP_SPINCOUNT", "FASTCNN_ISA") if k in os.environ]
     command = " ".join(env + [os.path.basename(sys.executable), "bench/bench_train.py"] + argv)
+    for isa in args.isas:
+        if isa not in fastcnn.build_info()["isas_supported"]:
+            raise SystemExit(f"--isas: '{isa}' is not a SIMD path this CPU and build run "
+                             f"({', '.join(fastcnn.build_info()['isas_supported'])})")
     settings = Settings(segments=args.segments, segment_seconds=args.segment_seconds,
                         settle=args.settle,
                         reference_batches=() if args.no_reference else
-                        tuple(args.reference_batches))
+                        tuple(args.reference_batches),
+                        compare_isas=tuple(args.isas), use_torch=not args.no_torch)
     info, tinfo = header(settings, command)
     data = load_data()
     failures, train_rows, infer_rows = [], [], []

@@ -69,6 +69,10 @@ class Settings:
     reference_inference: bool = False  # time the reference's inference too
     infer_batch: int = INFER_BATCH
     use_torch: bool = True
+    # Extra native contenders "native <path>" on these SIMD paths (e.g. ("avx2",)):
+    # the same net trained with fastcnn.set_isa(path) around each segment, to
+    # A/B the paths in one run; "native" is the default path.
+    compare_isas: tuple = ()
 
 
 # ---------------------------------------------------------------- machine --
@@ -338,6 +342,18 @@ def time_round_robin(runs, setup, settings, max_steps):
                    "max": max(r), "images_per_s": r} for name, r in rates.items()}
 
 
+def on_isa(isa, run):
+    """run(steps) on SIMD path isa, the path in use restored afterwards."""
+    def wrapped(steps):
+        before = fastcnn.build_info()["simd"]
+        fastcnn.set_isa(isa)
+        try:
+            return run(steps)
+        finally:
+            fastcnn.set_isa(before)
+    return wrapped
+
+
 def thread_setter(n):
     blas = ThreadpoolController() if ThreadpoolController else None
 
@@ -374,6 +390,8 @@ def train_case(net, threads, bs, data, settings, failures, ref_cache):
             xb, yb, rng=np.random.default_rng(1))
     checks = {"native": [check_native_vs_reference(model, xb, yb, ref_result=ref_cache[bs])]}
     runs = {"native": fastcnn_train(model, x, y, bs)}
+    for isa in settings.compare_isas:
+        runs[f"native {isa}"] = on_isa(isa, fastcnn_train(build(net), x, y, bs))
     if _use_torch(settings):
         tmodel = to_torch(model)
         dropout = any(isinstance(layer, L.Dropout) for layer in model.layers)
@@ -395,6 +413,8 @@ def infer_case(net, threads, data, settings, failures):
     model = build(net)
     checks, runs = {}, {"native": lambda k: len(model.predict_proba(x[:k * bs],
                                                                     batch_size=bs))}
+    for isa in settings.compare_isas:
+        runs[f"native {isa}"] = on_isa(isa, runs["native"])
     if _use_torch(settings):
         tmodel = to_torch(model)
         checks["torch"] = [check_torch_forward(model, tmodel, x[:bs])]
@@ -430,6 +450,11 @@ def _case(net, threads, bs, checks, runs, setup, settings, failures, max_steps):
            "contenders": res, "checks": [c for cs in checks.values() for c in cs],
            "native/torch": ratio(res.get("native"), res.get("torch")),
            "native/reference": ratio(res.get("native"), res.get("reference"))}
+    for name in runs:
+        if name.startswith("native ") and ratio(res.get("native"), res.get(name)):
+            row[f"native/{name}"] = ratio(res.get("native"), res.get(name))
+            print(f"         native ({fastcnn.build_info()['simd']}) / {name}: "
+                  f"x{row[f'native/{name}']:.2f} ({fmt_rate(res[name])} images/s)")
     print(f"  timed  {row_line(row)}", flush=True)
     return row
 
