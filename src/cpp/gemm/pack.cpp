@@ -30,7 +30,7 @@ namespace {
 
 // panel (kc, W): panel[p*W + i] = scale * src[i*ld + p] for i < r (the r
 // source rows, r <= W, each with kc values from src), 0 for r <= i < W.
-[[maybe_unused]] void transpose_rows_plain(int64_t W, const float* src, int64_t ld, int64_t r, int64_t kc,
+void transpose_rows_plain(int64_t W, const float* src, int64_t ld, int64_t r, int64_t kc,
                           bool scaled, float scale, float* panel) {
     for (int64_t p = 0; p < kc; ++p) {
         float* out = panel + p * W;  // (W,)
@@ -39,8 +39,9 @@ namespace {
     }
 }
 
-void transpose_rows(int64_t W, const float* src, int64_t ld, int64_t r, int64_t kc,
-                    bool scaled, float scale, float* panel) {
+template <int64_t W>
+void transpose_rows_w(const float* src, int64_t ld, int64_t r, int64_t kc, bool scaled,
+                      float scale, float* panel) {
 #if defined(__SSE2__)
     const __m128 vscale = _mm_set1_ps(scale);
     const int64_t kc4 = kc & ~int64_t(3);
@@ -88,50 +89,90 @@ void transpose_rows(int64_t W, const float* src, int64_t ld, int64_t r, int64_t 
 #endif
 }
 
-// One A panel: rows [i0, i0+mr) of op(A), mr <= MR, columns [p0, p0+kc).
-// panel (kc, MR).
-void pack_a_panel(int64_t MR, bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mr,
-                  int64_t p0, int64_t kc, float alpha, float* panel) {
+// dst (kc, W) = the kc rows of W contiguous values at src, row stride ld (a
+// compile-time W, so each row is a fixed-size copy, not a memcpy call).
+template <int64_t W>
+void copy_rows_w(const float* src, int64_t ld, int64_t kc, float* dst) {
+    for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * W, src + p * ld, W * sizeof(float));
+}
+
+void copy_rows(int64_t W, const float* src, int64_t ld, int64_t kc, float* dst) {
+    switch (W) {
+        case 16: copy_rows_w<16>(src, ld, kc, dst); return;
+        case 32: copy_rows_w<32>(src, ld, kc, dst); return;
+        default:
+            for (int64_t p = 0; p < kc; ++p)
+                std::memcpy(dst + p * W, src + p * ld, W * sizeof(float));
+            return;
+    }
+}
+
+// transpose_rows_w for the panel widths of the block tables (a compile-time
+// width keeps the panel addressing out of the inner loops: measured, a
+// run-time width cost ~4% of a training step), any other width plainly.
+void transpose_rows(int64_t W, const float* src, int64_t ld, int64_t r, int64_t kc,
+                    bool scaled, float scale, float* panel) {
+    switch (W) {
+        case 6: transpose_rows_w<6>(src, ld, r, kc, scaled, scale, panel); return;
+        case 12: transpose_rows_w<12>(src, ld, r, kc, scaled, scale, panel); return;
+        case 16: transpose_rows_w<16>(src, ld, r, kc, scaled, scale, panel); return;
+        case 32: transpose_rows_w<32>(src, ld, r, kc, scaled, scale, panel); return;
+        default: transpose_rows_plain(W, src, ld, r, kc, scaled, scale, panel); return;
+    }
+}
+
+// One A panel: rows [i0, i0+mr) of op(A), mr <= MR, columns [p0, p0+kc),
+// times alpha unless Scaled is false. panel (kc, MR). MR is a compile-time
+// width (the tables' 6 and 12), so the short row loops unroll.
+template <int64_t MR, bool Scaled>
+void pack_a_panel(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mr, int64_t p0,
+                  int64_t kc, float alpha, float* panel) {
     if (trans_a) {
         // A stored (K, M): the mr values of one k are contiguous.
         for (int64_t p = 0; p < kc; ++p) {
             const float* src = A + (p0 + p) * lda + i0;  // (mr,)
             float* out = panel + p * MR;                 // (MR,)
-            for (int64_t i = 0; i < mr; ++i) out[i] = alpha * src[i];
+            for (int64_t i = 0; i < mr; ++i) out[i] = Scaled ? alpha * src[i] : src[i];
             for (int64_t i = mr; i < MR; ++i) out[i] = 0.0f;
         }
         return;
     }
     // A stored (M, K): row i of op(A) is contiguous; a transpose.
-    transpose_rows(MR, A + i0 * lda + p0, lda, mr, kc, true, alpha, panel);
+    transpose_rows_w<MR>(A + i0 * lda + p0, lda, mr, kc, Scaled, alpha, panel);
 }
 
-// Same without the multiply, for the common alpha == 1.
-void pack_a_panel_unscaled(int64_t MR, bool trans_a, const float* A, int64_t lda, int64_t i0,
-                           int64_t mr, int64_t p0, int64_t kc, float* panel) {
-    if (trans_a) {
-        for (int64_t p = 0; p < kc; ++p) {
-            const float* src = A + (p0 + p) * lda + i0;  // (mr,)
-            float* out = panel + p * MR;                 // (MR,)
-            for (int64_t i = 0; i < mr; ++i) out[i] = src[i];
-            for (int64_t i = mr; i < MR; ++i) out[i] = 0.0f;
+template <int64_t MR>
+void pack_a_w(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+              int64_t kc, float alpha, float* dst) {
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+        const int64_t mr = (mc - ir < MR) ? mc - ir : MR;
+        float* panel = dst + ir * kc;  // (kc, MR)
+        if (alpha == 1.0f) {
+            pack_a_panel<MR, false>(trans_a, A, lda, i0 + ir, mr, p0, kc, alpha, panel);
+        } else {
+            pack_a_panel<MR, true>(trans_a, A, lda, i0 + ir, mr, p0, kc, alpha, panel);
         }
-        return;
     }
-    transpose_rows(MR, A + i0 * lda + p0, lda, mr, kc, false, 1.0f, panel);
 }
 
 }  // namespace
 
 void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc,
             int64_t p0, int64_t kc, float alpha, int64_t MR, float* dst) {
-    for (int64_t ir = 0; ir < mc; ir += MR) {
+    switch (MR) {
+        case 6: pack_a_w<6>(trans_a, A, lda, i0, mc, p0, kc, alpha, dst); return;
+        case 12: pack_a_w<12>(trans_a, A, lda, i0, mc, p0, kc, alpha, dst); return;
+        default: break;
+    }
+    for (int64_t ir = 0; ir < mc; ir += MR) {  // any other width, plainly
         const int64_t mr = (mc - ir < MR) ? mc - ir : MR;
         float* panel = dst + ir * kc;  // (kc, MR)
-        if (alpha == 1.0f) {
-            pack_a_panel_unscaled(MR, trans_a, A, lda, i0 + ir, mr, p0, kc, panel);
-        } else {
-            pack_a_panel(MR, trans_a, A, lda, i0 + ir, mr, p0, kc, alpha, panel);
+        for (int64_t p = 0; p < kc; ++p) {
+            for (int64_t i = 0; i < MR; ++i) {
+                const int64_t row = i0 + ir + i, col = p0 + p;
+                const float v = i >= mr ? 0.0f : trans_a ? A[col * lda + row] : A[row * lda + col];
+                panel[p * MR + i] = alpha * v;
+            }
         }
     }
 }
@@ -141,11 +182,7 @@ void pack_b_panel(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t
     if (!trans_b) {
         // B stored (K, N): each k gives nr contiguous values.
         if (nr == NR) {
-            for (int64_t p = 0; p < kc; ++p) {
-                const float* src = B + (p0 + p) * ldb + j0;  // (NR,)
-                float* out = dst + p * NR;                   // (NR,)
-                std::memcpy(out, src, NR * sizeof(float));
-            }
+            copy_rows(NR, B + p0 * ldb + j0, ldb, kc, dst);
             return;
         }
         for (int64_t p = 0; p < kc; ++p) {
