@@ -181,13 +181,13 @@ public:
     PackedWeights(bool trans, int64_t M, int64_t K, const float* A, int64_t lda)
         : trans_(trans), M_(M), K_(K), A_(A), lda_(lda),
           packed_(static_cast<size_t>(sgemm_packed_a_size(M, K))) {
-        if (packed_.size() > 0) sgemm_pack_a(trans, M, K, 1.0f, A, lda, packed_.get());
+        if (packed_.size() > 0) layout_ = sgemm_pack_a(trans, M, K, 1.0f, A, lda, packed_.get());
     }
     void gemm(int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) const {
         if (packed_.size() == 0) {
             sgemm_serial(trans_, false, M_, n, K_, 1.0f, A_, lda_, B, ldb, 0.0f, C, ldc);
         } else {
-            sgemm_with_packed_a(packed_.get(), M_, n, K_, false, B, ldb, 0.0f, C, ldc);
+            sgemm_with_packed_a(layout_, packed_.get(), M_, n, K_, false, B, ldb, 0.0f, C, ldc);
         }
     }
 
@@ -197,6 +197,7 @@ private:
     const float* A_;
     int64_t lda_;
     Scratch packed_;
+    int layout_ = 0;  // the SIMD path packed_ was packed for
 };
 
 // Sum of v[0..count) in float: 8 interleaved partial sums, combined pairwise.

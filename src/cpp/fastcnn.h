@@ -45,13 +45,16 @@ void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                   float beta, float* C, int64_t ldc);
 // Many GEMMs with one op(A) (a conv layer's weights times each image's
 // columns): sgemm_packed_a_size(M, K) floats (0: op(A) is too large for this,
-// use sgemm) receive alpha * op(A) from sgemm_pack_a; then each
-// sgemm_with_packed_a computes C (M,N) = packed . op(B) + beta * C on the
-// calling thread alone (no threads, no allocation). K must be the same K.
+// use sgemm; the size fits every SIMD path's layout) receive alpha * op(A)
+// from sgemm_pack_a, in the layout of the path in use, which it returns; then
+// each sgemm_with_packed_a(layout, ...) computes C (M,N) = packed . op(B) +
+// beta * C with that path's kernels (a set_isa in between changes nothing),
+// on the calling thread alone (no threads, no allocation). Same M and K.
 int64_t sgemm_packed_a_size(int64_t M, int64_t K);
-void sgemm_pack_a(bool trans_a, int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
-                  float* packed);
-void sgemm_with_packed_a(const float* packed, int64_t M, int64_t N, int64_t K, bool trans_b,
+int sgemm_pack_a(bool trans_a, int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
+                 float* packed);
+void sgemm_with_packed_a(int layout, const float* packed, int64_t M, int64_t N, int64_t K,
+                         bool trans_b,
                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 // Plain triple loop with the same contract: the oracle and fallback.
 void sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,

@@ -526,20 +526,6 @@ bool whole_a_fits(int64_t M, int64_t K, const gemm::Blocking& blk) {
     return m_pad * k_step(K, blk.kc) <= blk.mc * blk.kc && m_pad * K <= kWholeAMaxFloats;
 }
 
-// A packed op(A) (sgemm_pack_a) holds the panels from its start (so they keep
-// the buffer's alignment; a header in front measured ~8% slower in conv) and,
-// at packed_tag_offset(M, K) -- past the largest packing of any path -- the
-// SIMD path it was packed for (an int32 in one float's bytes), so it is read
-// with that path's layout and kernels even if set_isa ran in between.
-int64_t packed_tag_offset(int64_t M, int64_t K) {
-    int64_t most = 0;
-    for (int isa = 0; isa < gemm::kIsaCount; ++isa) {  // ukernels_for only looks up tables
-        const int64_t mr = gemm::ukernels_for(isa).blk.mr;
-        most = max64(most, ceil_div(M, mr) * mr * K);
-    }
-    return most;
-}
-
 }  // namespace
 
 // ------------------------------------------------------ packed op(A) ----
@@ -548,39 +534,41 @@ int64_t packed_tag_offset(int64_t M, int64_t K) {
 // by many single-threaded GEMMs: a conv layer multiplies the same weights by
 // every image's columns, and packing them per image cost ~5% of a training
 // step at mini-batch 10. Same packing and micro-kernels as the whole-A path
-// of sgemm, so the values are those sgemm computes on that path.
+// of sgemm, so the values are those sgemm computes on that path. The layout
+// (MR, KC) is the path's: sgemm_pack_a returns the path, and the caller hands
+// it back to sgemm_with_packed_a, so a set_isa in between cannot mix layouts.
 
-// The size is the largest any path needs, so a buffer sized before a set_isa
-// still holds what sgemm_pack_a writes after it.
+// The size is the largest any path's layout needs (ukernels_for only looks
+// up tables), so a buffer sized before a set_isa still holds the packing.
 int64_t sgemm_packed_a_size(int64_t M, int64_t K) {
-    if (M <= 0 || K <= 0) return 0;
-    const gemm::Blocking blk = gemm::active_ukernels().blk;
-    if (!whole_a_fits(M, K, blk)) return 0;
-    return packed_tag_offset(M, K) + 1;
+    if (M <= 0 || K <= 0 || !whole_a_fits(M, K, gemm::active_ukernels().blk)) return 0;
+    int64_t most = 0;
+    for (int isa = 0; isa < gemm::kIsaCount; ++isa) {
+        const int64_t mr = gemm::ukernels_for(isa).blk.mr;
+        most = max64(most, ceil_div(M, mr) * mr * K);
+    }
+    return most;
 }
 
-void sgemm_pack_a(bool trans_a, int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
-                  float* packed) {
+int sgemm_pack_a(bool trans_a, int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
+                 float* packed) {
     const int isa = gemm::active_isa_id();
     const gemm::Blocking blk = gemm::ukernels_for(isa).blk;
-    const int32_t tag = isa;
-    std::memcpy(packed + packed_tag_offset(M, K), &tag, sizeof(tag));
     const Problem g{trans_a, false, M, 0, K, alpha, A, lda, nullptr, 0, 0.0f, nullptr, 0};
-    pack_whole_a(g, blk.mr, ceil_div(M, blk.mr) * blk.mr, k_step(K, blk.kc),
-                 packed);
+    pack_whole_a(g, blk.mr, ceil_div(M, blk.mr) * blk.mr, k_step(K, blk.kc), packed);
+    return isa;
 }
 
-void sgemm_with_packed_a(const float* packed, int64_t M, int64_t N, int64_t K, bool trans_b,
-                         const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void sgemm_with_packed_a(int layout, const float* packed, int64_t M, int64_t N, int64_t K,
+                         bool trans_b, const float* B, int64_t ldb, float beta, float* C,
+                         int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-    int32_t tag = 0;
-    std::memcpy(&tag, packed + packed_tag_offset(M, K), sizeof(tag));
-    const gemm::Ukernels kernels = gemm::ukernels_for(tag);  // the path it was packed for
+    const gemm::Ukernels kernels = gemm::ukernels_for(layout);  // the path it was packed for
     const gemm::Blocking& blk = kernels.blk;
     alignas(64) float b_panel[gemm::kMaxKC * gemm::kMaxNR];  // one B panel (kc, NR), on the stack
     const Problem g{false, trans_b, M, N, K, 1.0f, nullptr, 0, B, ldb, beta, C, ldc};
-    columns_whole_a(g, kernels, packed, ceil_div(M, blk.mr) * blk.mr,
-                    k_step(K, blk.kc), 0, N, b_panel);
+    columns_whole_a(g, kernels, packed, ceil_div(M, blk.mr) * blk.mr, k_step(K, blk.kc), 0, N,
+                    b_panel);
 }
 
 namespace {
