@@ -657,14 +657,23 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
         }
     }
     if (plan.groups > 1) {
-        // dw = slot 0 + slot 1 + ..., in group order, for every value.
+        // dw = slot 0 + slot 1 + ..., in group order, for every value; a block
+        // of values at a time, slot by slot, so every read is a contiguous
+        // (vectorised) stream rather than one value per slot 4*K*CKK bytes
+        // apart (that strided walk took ~8% of a conv backward at batch 10).
         const int64_t n = K * CKK;
         const float* parts = dw_parts.get();
+        constexpr int64_t kBlock = 1024;
+        const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n * plan.groups >= kParallelMin)
-        for (int64_t e = 0; e < n; ++e) {
-            float acc = parts[e];
-            for (int64_t g = 1; g < plan.groups; ++g) acc += parts[g * n + e];
-            dw[e] = acc;
+        for (int64_t blk = 0; blk < blocks; ++blk) {
+            const int64_t e0 = blk * kBlock, e1 = std::min(n, e0 + kBlock);
+            float* out = dw + e0;  // (e1 - e0,)
+            for (int64_t e = e0; e < e1; ++e) out[e - e0] = parts[e];
+            for (int64_t g = 1; g < plan.groups; ++g) {
+                const float* slot = parts + g * n;  // (n,)
+                for (int64_t e = e0; e < e1; ++e) out[e - e0] += slot[e];
+            }
         }
     }
 }
