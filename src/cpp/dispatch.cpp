@@ -120,6 +120,7 @@ std::string unavailable_reason(int isa) {
         need(f.avx512dq, "AVX-512DQ");
         need(f.avx512vl, "AVX-512VL");
         need(f.os_zmm, "OS support for zmm/opmask state (XCR0)");
+        need(f.avx2 && f.fma, "AVX2 + FMA");  // the path also runs AVX2 kernels
     }
     if (!missing.empty()) {
         return std::string("the '") + kNames[isa] + "' path needs a CPU feature this CPU lacks: " +
@@ -246,7 +247,9 @@ namespace gemm {
 Ukernels ukernels_for(int isa) {
 #if FASTCNN_HAVE_AVX512_BUILD
     if (isa == kAvx512) {
-        return {&ukernel_avx512, &ukernel_pack_avx512, &dot_block_avx512, &stream_nn_avx512,
+        // The dot kernel is the AVX2 one (see ukernel_avx512.cpp); every
+        // AVX-512 CPU has AVX2 + FMA, and the avx512 build implies the avx2 one.
+        return {&ukernel_avx512, &ukernel_pack_avx512, &dot_block_avx2, &stream_nn_avx512,
                 &stream_nt_avx512, &stream_tn_avx512, kBlockingAvx512};
     }
 #endif

@@ -70,10 +70,6 @@ void dot_block_ref(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda
 void dot_block_avx2(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda,
                     const float* b, int64_t ldb, float* acc);
 #endif
-#if FASTCNN_HAVE_AVX512_BUILD
-void dot_block_avx512(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda,
-                      const float* b, int64_t ldb, float* acc);
-#endif
 
 // Streaming kernels (sgemm.cpp, "small M" and "small K" paths): no packing,
 // every row of B read front to back. `a` / `at` already hold alpha * op(A).
