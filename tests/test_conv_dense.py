@@ -379,6 +379,25 @@ def test_dense_backward_sgd(n, i, o, bias, wd, need_dx, threads, isa):
         np.testing.assert_allclose(rdx2, rdx, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("n,i,o", [(10, 1000, 1000), (10, 640, 1000), (16, 65, 64), (1, 200, 33),
+                                   (10, 1000, 10), (17, 100, 100), (3, 64, 40)])
+def test_dense_backward_sgd_one_pass_equals_two_gemms(n, i, o, threads, isa):
+    """The fused pass over w (small batch: dx's columns, then the same rows of w
+    updated while in cache) gives the bits of the two GEMMs it replaces."""
+    rng = np.random.default_rng(n + i + o)
+    x = rng.standard_normal((n, i)).astype(np.float32)
+    w = rng.standard_normal((i, o)).astype(np.float32)
+    dout = rng.standard_normal((n, o)).astype(np.float32)
+    lr, wd = 0.03, 0.01
+    want_dx = ops.gemm(dout, w, trans_b=True)
+    want_w = ops.gemm(x, dout, w.copy(), alpha=-lr, beta=1.0 - np.float32(lr) * np.float32(wd),
+                      trans_a=True)
+    w_got = w.copy()
+    dx = ops.dense_backward_sgd(dout, x, w_got, None, lr=lr, weight_decay=wd)
+    np.testing.assert_array_equal(dx, want_dx)
+    np.testing.assert_array_equal(w_got, want_w)
+
+
 @pytest.mark.parametrize("backend", [ops, reference], ids=["ops", "reference"])
 def test_dense_backward_sgd_bad_input(backend):
     rng = np.random.default_rng(0)

@@ -64,11 +64,13 @@ void dense_backward(float* dx, float* dw, float* db, const float* dout,
 void dense_backward_sgd(float* dx, float* w, float* b, const float* dout, const float* x,
                         int64_t N, int64_t I, int64_t O, float lr, float weight_decay) {
     if (dx) {
-        // dx (N,I) = dout (N,O) . w^T, with w as it was before this step.
-        sgemm(false, true, N, I, O, 1.0f, dout, O, w, O, 0.0f, dx, I);
+        // dx (N,I) = dout (N,O) . w^T, with w as it was before this step, and
+        // w (I,O) = (1 - lr*wd) * w - lr * x^T . dout, in one pass over w.
+        sgemm_dx_then_update(N, I, O, dout, x, -lr, 1.0f - lr * weight_decay, w, dx);
+    } else {
+        // w (I,O) = (1 - lr*wd) * w - lr * x^T . dout
+        sgemm(true, false, I, O, N, -lr, x, I, dout, O, 1.0f - lr * weight_decay, w, O);
     }
-    // w (I,O) = (1 - lr*wd) * w - lr * x^T . dout
-    sgemm(true, false, I, O, N, -lr, x, I, dout, O, 1.0f - lr * weight_decay, w, O);
     if (b) {
         const std::vector<double> acc = column_sums(dout, N, O);
         for (int64_t o = 0; o < O; ++o) {

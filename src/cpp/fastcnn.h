@@ -56,6 +56,15 @@ int sgemm_pack_a(bool trans_a, int64_t M, int64_t K, float alpha, const float* A
 void sgemm_with_packed_a(int layout, const float* packed, int64_t M, int64_t N, int64_t K,
                          bool trans_b,
                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// A dense layer's backward + SGD step in one pass over w (I,O):
+//   dx (N,I) = dout (N,O) . w^T      (w as it was), then
+//   w = beta * w + alpha * x^T (I,N) . dout (N,O).
+// Exactly the values of sgemm(false, true, N, I, O, 1, dout, O, w, O, 0, dx, I)
+// followed by sgemm(true, false, I, O, N, alpha, x, I, dout, O, beta, w, O);
+// when both take the streaming paths (a small mini-batch N), each block of
+// rows of w is updated right after it gave its columns of dx, while in cache.
+void sgemm_dx_then_update(int64_t N, int64_t I, int64_t O, const float* dout, const float* x,
+                          float alpha, float beta, float* w, float* dx);
 // Plain triple loop with the same contract: the oracle and fallback.
 void sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,

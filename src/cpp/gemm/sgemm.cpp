@@ -516,6 +516,30 @@ void gemm_stream(const Problem& g, const gemm::Ukernels& kernels, Stream path, i
     for (int64_t t = 0; t < tasks; ++t) task(t);
 }
 
+// dx = dout . w^T, then w = beta * w + alpha * x^T . dout, one block of rows
+// of w at a time (see sgemm_dx_then_update in fastcnn.h): the block is read
+// by stream_nt for dx's columns and then updated by stream_tn while it is
+// still in L2, so w crosses the memory bus once each way instead of being
+// read twice. Both kernels compute every value whole, in a fixed order, so
+// the values are those of the two separate streaming GEMMs.
+void dx_then_update(const gemm::Ukernels& kernels, int64_t N, int64_t I, int64_t O,
+                    const float* dout, const float* x, float alpha, float beta, float* w,
+                    float* dx, int max_threads) {
+    Scratch at_copy(static_cast<size_t>(N * I));  // alpha * x (N, I), as gemm_stream makes it
+    float* at = at_copy.get();
+    for (int64_t e = 0; e < N * I; ++e) at[e] = alpha * x[e];
+    const int64_t tasks = ceil_div(I, kStreamChunk);  // kStreamChunk rows of w: 64 x O floats
+    const int64_t threads =
+        max64(1, min64(min64(max_threads, tasks), N * I * O / kMinWorkPerThread));
+    auto task = [&](int64_t t) {
+        const int64_t lo = t * kStreamChunk, hi = min64(I, lo + kStreamChunk);
+        kernels.stream_nt(N, O, lo, hi, dout, O, w, O, 0.0f, dx, I);
+        kernels.stream_tn(N, lo, hi, O, at, I, dout, O, beta, w, O);
+    };
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
+    for (int64_t t = 0; t < tasks; ++t) task(t);
+}
+
 // K in nearly equal blocks of at most KC (500 -> 250 + 250, not 256 + 244).
 int64_t k_step(int64_t K, int64_t KC) { return ceil_div(K, ceil_div(K, KC)); }
 
@@ -612,6 +636,28 @@ void sgemm_impl(bool serial, bool trans_a, bool trans_b, int64_t M, int64_t N, i
 }
 
 }  // namespace
+
+void sgemm_dx_then_update(int64_t N, int64_t I, int64_t O, const float* dout, const float* x,
+                          float alpha, float beta, float* w, float* dx) {
+    if (N <= 0 || I <= 0 || O <= 0) {
+        sgemm(false, true, N, I, O, 1.0f, dout, O, w, O, 0.0f, dx, I);
+        sgemm(true, false, I, O, N, alpha, x, I, dout, O, beta, w, O);
+        return;
+    }
+    const gemm::Ukernels kernels = gemm::active_ukernels();
+    const int64_t nr = kernels.blk.nr;
+    if (stream_path(false, true, N, I, O, nr) != Stream::nt ||
+        stream_path(true, false, I, O, N, nr) != Stream::tn) {
+        sgemm(false, true, N, I, O, 1.0f, dout, O, w, O, 0.0f, dx, I);
+        sgemm(true, false, I, O, N, alpha, x, I, dout, O, beta, w, O);
+        return;
+    }
+    int max_threads = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel()) max_threads = omp_get_max_threads();
+#endif
+    dx_then_update(kernels, N, I, O, dout, x, alpha, beta, w, dx, max_threads);
+}
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
            float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
