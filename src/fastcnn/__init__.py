@@ -6,7 +6,10 @@ Two backends with the same op names and signatures:
 """
 from __future__ import annotations
 
-from . import _core
+from . import _openmp_wait
+
+with _openmp_wait.short_spin_while_loading():
+    from . import _core
 from . import ops, reference
 from . import callbacks, datasets, layers, losses, optim
 from ._files import FileFormatError
@@ -25,8 +28,11 @@ def build_info() -> dict:
     """How the native core was built and what it runs: SIMD path in use
     ("simd"), the paths this CPU, OS and build can run ("isas_supported", best
     last) and the build has ("isas_compiled"), OpenMP on/off, thread count,
-    compiler and flags."""
-    return dict(_core.build_info())
+    compiler and flags, and how its idle OpenMP threads wait ("openmp_wait":
+    see fastcnn._openmp_wait)."""
+    info = dict(_core.build_info())
+    info["openmp_wait"] = _openmp_wait.state
+    return info
 
 
 def set_isa(name: str) -> None:
