@@ -16,6 +16,14 @@ def threads(request):
     fastcnn.set_num_threads(before)
 
 
+@pytest.fixture
+def keep_threads():
+    """Restore the thread count a test (e.g. a CLI run with --threads) changed."""
+    before = fastcnn.get_num_threads()
+    yield
+    fastcnn.set_num_threads(before)
+
+
 # Every SIMD path fastcnn has (the build's list; "generic" first). Paths this
 # CPU, OS or build cannot run are still parametrised, and skipped with the
 # reason set_isa gives, so a summary shows what did not run and why.

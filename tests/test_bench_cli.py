@@ -16,11 +16,8 @@ TINY = ["bench", "--nets", "N1", "--threads", "1", "--segments", "2", "--segment
 RATE = r"(\d+) \[(\d+)\.\.(\d+)\]"
 
 
-@pytest.fixture(autouse=True)
-def keep_threads():
-    before = fastcnn.get_num_threads()
-    yield
-    fastcnn.set_num_threads(before)
+# main(["...", "--threads", "1"]) sets the process-wide thread count: restore it.
+pytestmark = pytest.mark.usefixtures("keep_threads")
 
 
 def _rows(text, title):

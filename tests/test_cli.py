@@ -24,12 +24,8 @@ SRC = str(Path(fastcnn.__file__).parents[1])
 PCT = r"(\d+\.\d\d)%"
 
 
-@pytest.fixture(autouse=True)
-def keep_threads():
-    """main(["...", "--threads", "1"]) sets the process-wide thread count: restore it."""
-    before = fastcnn.get_num_threads()
-    yield
-    fastcnn.set_num_threads(before)
+# main(["...", "--threads", "1"]) sets the process-wide thread count: restore it.
+pytestmark = pytest.mark.usefixtures("keep_threads")
 
 
 @pytest.fixture(scope="module")
