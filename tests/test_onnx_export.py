@@ -159,6 +159,15 @@ def test_saved_model_and_cli(images, tmp_path):
                                atol=PROBA_ATOL)
     assert main(["export", str(tmp_path / "missing.npz"), str(tmp_path / "x.onnx")]) == 2
     assert not (tmp_path / "x.onnx").exists()
+    # --opset reaches the graph; an opset below 13 is refused and nothing is written
+    assert main(["export", str(tmp_path / "m.npz"), str(tmp_path / "m15.onnx"),
+                 "--opset", "15"]) == 0
+    assert onnx.load(str(tmp_path / "m15.onnx")).opset_import[0].version == 15
+    np.testing.assert_allclose(_run_onnx(tmp_path / "m15.onnx", x), model.predict_proba(x),
+                               atol=PROBA_ATOL)
+    assert main(["export", str(tmp_path / "m.npz"), str(tmp_path / "x.onnx"),
+                 "--opset", "9"]) == 2
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_bad_input(tmp_path, monkeypatch):

@@ -203,3 +203,7 @@ def test_missing_matplotlib_says_what_to_install(trained, tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r'pip install "fastcnn\[plot\]"'):
         plot.learning_curves(history, tmp_path / "x.png")
+    # plot_model refuses before it creates anything
+    with pytest.raises(ImportError, match=r'pip install "fastcnn\[plot\]"'):
+        plot.plot_model(model, tmp_path / "pictures", history=history)
+    assert not (tmp_path / "pictures").exists()

@@ -363,14 +363,17 @@ def _add_export(sub):
                                       '(pip install "fastcnn[onnx]")')
     x.add_argument("model", metavar="MODEL.npz")
     x.add_argument("out", metavar="OUT.onnx")
+    x.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset of the graph (13 or later; default 17)")
 
 
 def _export(args) -> int:
     import fastcnn
     from . import onnx_export
     model = fastcnn.load(args.model, backend="reference")   # no compute: any backend does
-    onnx_export.export_onnx(model, args.out)
-    print(f"{args.model} -> {args.out} (ONNX opset {onnx_export.OPSET}; input 'input' "
+    opset = onnx_export.OPSET if args.opset is None else args.opset
+    onnx_export.export_onnx(model, args.out, opset=opset)
+    print(f"{args.model} -> {args.out} (ONNX opset {opset}; input 'input' "
           f"(N, {', '.join(map(str, model.input_shape))}) float32 pixels in [0, 1], "
           f"output 'output' (N, {', '.join(map(str, model.output_shape))}))")
     return 0

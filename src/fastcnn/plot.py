@@ -29,13 +29,18 @@ from . import layers as L
 DPI = 100
 
 
-def _figure(width, height, layout=None):
-    """A Figure on an Agg canvas: width x height inches at DPI."""
+def _need_matplotlib():
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401
     except ImportError:
         raise ImportError('pictures need matplotlib: pip install "fastcnn[plot]"') from None
+
+
+def _figure(width, height, layout=None):
+    """A Figure on an Agg canvas: width x height inches at DPI."""
+    _need_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
@@ -338,6 +343,7 @@ def plot_model(model, out_dir, data=None, history=None, image_index=0):
     data: (x, y) test examples for the confusion matrix, the misclassified grid and
     the feature maps (image data[0][image_index]); history: for the learning curves."""
     model = _sequential(model)
+    _need_matplotlib()      # before anything is written
     os.makedirs(out_dir, exist_ok=True)
     paths = {}
 

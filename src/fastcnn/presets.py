@@ -314,7 +314,9 @@ def _threads():
 def _named(path, e):
     """The message of e, naming the checkpoint file, and what to do about it."""
     text = str(e) if path in str(e) else f"cannot load {path!r}: {e}"
-    return ValueError(f"{text}; delete it (reproduce --fresh does) to start the run over")
+    # A damaged file stays a FileFormatError (a ValueError) so callers can tell it apart.
+    kind = type(e) if isinstance(e, ValueError) else ValueError
+    return kind(f"{text}; delete it (reproduce --fresh does) to start the run over")
 
 
 def _architecture(model):
