@@ -1,6 +1,7 @@
 """fastcnn ops next to NumPy's BLAS in one process: a NumPy matmul and a fastcnn op
 alternating, from one and from two Python threads, each result checked against a
-float64 oracle; and the OpenMP wait setting fastcnn makes at import (no timing here:
+float64 oracle; how fastcnn's worker threads wait (ops.busy_wait, inside fit only)
+and that a forked child gets workers of its own (no timing here:
 bench/bench_dropin.py measures the speed)."""
 from __future__ import annotations
 
@@ -61,27 +62,80 @@ def test_numpy_matmul_and_fastcnn_ops_alternate(python_threads, threads):
         raise errors[0]
 
 
-def _import_report(env):
-    code = ("import os, json, fastcnn; print(json.dumps([fastcnn.build_info()['openmp_wait'],"
-            " os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY')]))")
-    full = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    full.update(env, PYTHONPATH=SRC)
-    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True,
-                         check=True, timeout=120)
-    return json.loads(out.stdout)
+def test_busy_wait_is_scoped_and_changes_no_result():
+    """ops.busy_wait only changes how long idle workers spin: the same op gives the
+    same bits inside and outside it, and the previous setting comes back after."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 3, 17, 15)).astype(np.float32)
+    w = rng.standard_normal((9, 3, 5, 5)).astype(np.float32)
+    outside = ops.conv2d(x, w, padding=2)
+    assert not fastcnn._core.busy_wait()
+    with ops.busy_wait():
+        assert fastcnn._core.busy_wait()
+        with ops.busy_wait():
+            inside = ops.conv2d(x, w, padding=2)
+        assert fastcnn._core.busy_wait()   # the inner block restored the outer's setting
+    assert not fastcnn._core.busy_wait()
+    np.testing.assert_array_equal(inside, outside)
+    assert_close(inside, reference.conv2d(*as64(x, w), padding=2), name="conv2d")
+    with reference.busy_wait():   # the reference's twin exists and does nothing
+        pass
 
 
-@pytest.mark.skipif(not fastcnn.build_info()["openmp"], reason="built without OpenMP")
-def test_import_sets_a_short_spin_only_while_loading_openmp():
-    wait, spin, policy = _import_report({})
-    if wait.startswith("libgomp loaded before"):
-        pytest.skip("libgomp is loaded before fastcnn in this interpreter")
-    assert wait.startswith("short spin"), wait
-    assert spin is None and policy is None  # the user's environment is left as it was
+def test_fit_waits_hot_only_while_it_trains():
+    seen = []
+
+    class Spy(fastcnn.callbacks.Callback):
+        def on_epoch_end(self, model, epoch, logs):
+            seen.append(fastcnn._core.busy_wait())
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    model = fastcnn.Sequential([fastcnn.layers.Conv2D(4, 3), fastcnn.layers.Flatten(),
+                                fastcnn.layers.Dense(3)], input_shape=(1, 8, 8))
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[Spy()])
+    assert seen == [True, True]
+    assert not fastcnn._core.busy_wait()
+
+    class Stop(fastcnn.callbacks.Callback):
+        def on_epoch_end(self, model, epoch, logs):
+            raise RuntimeError("from a callback")
+
+    with pytest.raises(RuntimeError, match="from a callback"):   # and after a fit that raises
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[Stop()])
+    assert not fastcnn._core.busy_wait()
 
 
-@pytest.mark.parametrize("env", [{"GOMP_SPINCOUNT": "123"}, {"OMP_WAIT_POLICY": "active"}])
-def test_import_keeps_the_users_openmp_wait_setting(env):
-    wait, spin, policy = _import_report(env)
-    assert wait.startswith("user setting"), wait
-    assert (spin, policy) == (env.get("GOMP_SPINCOUNT"), env.get("OMP_WAIT_POLICY"))
+_FORK_CHILD = """
+import multiprocessing as mp, numpy as np, fastcnn
+from fastcnn import ops
+fastcnn.set_num_threads(2)
+a = np.arange(240 * 200, dtype=np.float32).reshape(240, 200) / 1e4
+want = ops.gemm(a, a.T)              # the workers exist in the parent now
+
+def child(q):
+    q.put(bool(np.array_equal(ops.gemm(a, a.T), want)))
+
+if __name__ == "__main__":
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    print(q.get(timeout=60))
+    p.join(60)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_parallel_ops(tmp_path):
+    """A forked child (multiprocessing's default on Linux, Dask's nanny) has none of
+    the parent's worker threads: its first parallel op must start its own, not wait
+    for threads that do not exist."""
+    script = tmp_path / "fork_child.py"
+    script.write_text(_FORK_CHILD)
+    env = dict(os.environ, PYTHONPATH=SRC)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True", out.stdout + out.stderr

@@ -18,6 +18,7 @@
 #include <cmath>
 
 #include "elementwise.h"
+#include "threadpool.h"
 #include "fastcnn.h"
 
 namespace fastcnn {
@@ -33,20 +34,18 @@ using elementwise::to_bits;
 
 // out (n), x (n)
 void relu_forward(float* out, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
         const float v = x[i];
         out[i] = v > 0.f ? v : (v != v ? v : 0.f);  // NaN stays NaN
-    }
+    });
 }
 
 // dx (n), dout (n), x (n): the forward INPUT.
 void relu_backward(float* dx, const float* dout, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
         const float d = dout[i];  // loaded unconditionally: keeps the loop branch-free
         dx[i] = x[i] > 0.f ? d : 0.f;
-    }
+    });
 }
 
 // ------------------------------------------------------------- sigmoid ----
@@ -54,12 +53,11 @@ void relu_backward(float* dx, const float* dout, const float* x, int64_t n) {
 // out (n), x (n). With e = e^-|x| in (0, 1]: sigmoid = 1/(1+e) for x >= 0,
 // e/(1+e) for x < 0, so nothing overflows for any x.
 void sigmoid_forward(float* out, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelHeavy)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= kMinParallelHeavy, [=](int64_t i) {
         const float v = x[i];
         const float e = exp_nonpos(v);  // e^-|v|; NaN -> NaN
         out[i] = (v >= 0.f ? 1.f : e) / (1.f + e);
-    }
+    });
 }
 
 // Plain twin: same formula with std::exp.
@@ -73,11 +71,10 @@ void sigmoid_forward_plain(float* out, const float* x, int64_t n) {
 
 // dx (n), dout (n), y (n) = sigmoid(x): dx = dout * y * (1 - y).
 void sigmoid_backward(float* dx, const float* dout, const float* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
         const float s = y[i];
         dx[i] = dout[i] * s * (1.f - s);
-    }
+    });
 }
 
 // ---------------------------------------------------------------- tanh ----
@@ -88,8 +85,7 @@ void sigmoid_backward(float* dx, const float* dout, const float* y, int64_t n) {
 // then the sign of x is put back. Both are computed and one is picked by mask.
 void tanh_forward(float* out, const float* x, int64_t n) {
     const uint32_t kSplitBits = 0x3F200000u;  // 0.625f
-#pragma omp parallel for schedule(static) if (n >= kMinParallelHeavy)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= kMinParallelHeavy, [=](int64_t i) {
         const uint32_t v_bits = to_bits(x[i]);
         const uint32_t abs_bits = v_bits & 0x7FFFFFFFu;
         const float a = from_bits(abs_bits);
@@ -107,7 +103,7 @@ void tanh_forward(float* out, const float* x, int64_t n) {
         const uint32_t use_small = mask_if(abs_bits < kSplitBits);
         const uint32_t t = (to_bits(small) & use_small) | (to_bits(large) & ~use_small);
         out[i] = from_bits(t | (v_bits & 0x80000000u));  // sign of x
-    }
+    });
 }
 
 // Plain twin.
@@ -118,11 +114,10 @@ void tanh_forward_plain(float* out, const float* x, int64_t n) {
 // dx (n), dout (n), y (n) = tanh(x): dx = dout * (1 - y^2), computed as
 // (1 - y)(1 + y): exact 1 - y for |y| near 1, where 1 - y*y loses digits.
 void tanh_backward(float* dx, const float* dout, const float* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
         const float t = y[i];
         dx[i] = dout[i] * ((1.f - t) * (1.f + t));
-    }
+    });
 }
 
 // ------------------------------------------------------------- softmax ----
@@ -152,20 +147,18 @@ double exp_shifted(float* out, const float* row, float m, int64_t K) {
 
 // out (N,K), x (N,K): out[r] = exp(x[r] - max) / sum.
 void softmax_forward(float* out, const float* x, int64_t N, int64_t K) {
-#pragma omp parallel for schedule(static) if (N * K >= kMinParallelHeavy)
-    for (int64_t r = 0; r < N; ++r) {
+    pool::parallel_for(N, N * K >= kMinParallelHeavy, [=](int64_t r) {
         const float* row = x + r * K;  // (K)
         float* o = out + r * K;        // (K)
         const float m = row_max(row, K);
         const float inv_sum = static_cast<float>(1.0 / exp_shifted(o, row, m, K));
         for (int64_t j = 0; j < K; ++j) o[j] *= inv_sum;
-    }
+    });
 }
 
 // out (N,K), x (N,K): out[r] = (x[r] - max) - log(sum exp(x[r] - max)).
 void log_softmax_forward(float* out, const float* x, int64_t N, int64_t K) {
-#pragma omp parallel for schedule(static) if (N * K >= kMinParallelHeavy)
-    for (int64_t r = 0; r < N; ++r) {
+    pool::parallel_for(N, N * K >= kMinParallelHeavy, [=](int64_t r) {
         const float* row = x + r * K;  // (K)
         float* o = out + r * K;        // (K)
         const float m = row_max(row, K);
@@ -173,7 +166,7 @@ void log_softmax_forward(float* out, const float* x, int64_t N, int64_t K) {
         for (int64_t j = 0; j < K; ++j) sum += std::exp(row[j] - m);
         const float log_sum = static_cast<float>(std::log(sum));
         for (int64_t j = 0; j < K; ++j) o[j] = (row[j] - m) - log_sum;
-    }
+    });
 }
 
 }  // namespace fastcnn

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "fastcnn.h"
+#include "threadpool.h"
 
 namespace py = pybind11;
 
@@ -937,6 +938,8 @@ void bind_misc(py::module_& m) {
         fastcnn::set_num_threads(n);
     }, py::arg("n"));
     m.def("get_num_threads", &fastcnn::get_num_threads);
+    m.def("set_busy_wait", &fastcnn::pool::set_busy_wait, py::arg("on"));
+    m.def("busy_wait", &fastcnn::pool::busy_wait);
     m.def("simd_level", &fastcnn::simd_level);
     m.def("_set_isa", [](const std::string& name) {
         const std::string err = fastcnn::set_isa(name.c_str());

@@ -67,6 +67,7 @@
 // (K, S*OHW), on the per-image path of the fused op one (K, OHW) plane set;
 // w_bias (K, CKK+1) forward per image; dw_parts (groups, K, CKK); db_parts (N, K).
 #include "fastcnn.h"
+#include "threadpool.h"
 #include "scratch.h"
 
 #include <algorithm>
@@ -76,10 +77,6 @@
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
-#endif
-
-#ifdef _OPENMP
-#include <omp.h>
 #endif
 
 namespace fastcnn {
@@ -133,31 +130,12 @@ Plan make_plan(int64_t N, int64_t CKK, int64_t K, int64_t OHW) {
     return p;
 }
 
-int thread_id() {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 // Runs body(g, t) for the groups g in [0, plan.groups), t = the thread's
 // index (for its scratch): shared out dynamically among plan.threads threads,
-// or in order here. Exceptions (sgemm's std::bad_alloc) are caught inside the
-// parallel region and rethrown here.
+// or in order here. An exception (sgemm's std::bad_alloc) is rethrown here.
 template <class Body>
 void for_each_group(const Plan& plan, Body body) {
-    std::exception_ptr error = nullptr;
-#pragma omp parallel for schedule(dynamic) num_threads(plan.threads) if (plan.threads > 1)
-    for (int64_t g = 0; g < plan.groups; ++g) {
-        try {
-            body(g, plan.threads > 1 ? thread_id() : 0);
-        } catch (...) {
-#pragma omp critical(fastcnn_conv_error)
-            if (!error) error = std::current_exception();
-        }
-    }
-    if (error) std::rethrow_exception(error);
+    pool::parallel_for_dynamic(plan.groups, plan.threads, body);
 }
 
 // maxpool2d's rule (pool.cpp): the running choice cur gives way to the next
@@ -665,8 +643,7 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
         const float* parts = dw_parts.get();
         constexpr int64_t kBlock = 1024;
         const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (n * plan.groups >= kParallelMin)
-        for (int64_t blk = 0; blk < blocks; ++blk) {
+        pool::parallel_for(blocks, n * plan.groups >= kParallelMin, [=](int64_t blk) {
             const int64_t e0 = blk * kBlock, e1 = std::min(n, e0 + kBlock);
             float* out = dw + e0;  // (e1 - e0,)
             for (int64_t e = e0; e < e1; ++e) out[e - e0] = parts[e];
@@ -674,7 +651,7 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
                 const float* slot = parts + g * n;  // (n,)
                 for (int64_t e = e0; e < e1; ++e) out[e - e0] += slot[e];
             }
-        }
+        });
     }
 }
 

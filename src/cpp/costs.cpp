@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "elementwise.h"
+#include "threadpool.h"
 #include "fastcnn.h"
 
 namespace fastcnn {
@@ -45,8 +46,7 @@ double softmax_loglik(float* dlogits, const float* logits, const int64_t* labels
                       int64_t N, int64_t K) {
     std::vector<double> row_loss(static_cast<size_t>(N));  // (N)
     const float inv_n = static_cast<float>(1.0 / static_cast<double>(N));
-#pragma omp parallel for schedule(static) if (N * K >= kMinParallelHeavy)
-    for (int64_t r = 0; r < N; ++r) {
+    pool::parallel_for(N, N * K >= kMinParallelHeavy, [=, &row_loss](int64_t r) {
         const float* z = logits + r * K;  // (K)
         float* d = dlogits + r * K;       // (K)
         const int64_t label = labels[r];
@@ -67,7 +67,7 @@ double softmax_loglik(float* dlogits, const float* logits, const int64_t* labels
         for (int64_t j = 0; j < K; ++j) d[j] *= inv_sum;  // softmax
         d[label] -= 1.f;
         for (int64_t j = 0; j < K; ++j) d[j] *= inv_n;
-    }
+    });
     return sum_in_order(row_loss) / static_cast<double>(N);
 }
 
@@ -77,8 +77,7 @@ double quadratic_cost(float* da, const float* a, const float* y, int64_t N, int6
     const int64_t blocks = (n + kBlock - 1) / kBlock;
     std::vector<double> partial(static_cast<size_t>(blocks));  // (blocks)
     const float fn = static_cast<float>(N);
-#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
-    for (int64_t b = 0; b < blocks; ++b) {
+    pool::parallel_for(blocks, n >= kMinParallelLight, [=, &partial](int64_t b) {
         const int64_t end = (b + 1) * kBlock < n ? (b + 1) * kBlock : n;
         double s = 0.0;
         for (int64_t i = b * kBlock; i < end; ++i) {
@@ -87,7 +86,7 @@ double quadratic_cost(float* da, const float* a, const float* y, int64_t N, int6
             s += static_cast<double>(diff) * diff;
         }
         partial[static_cast<size_t>(b)] = s;
-    }
+    });
     return 0.5 * sum_in_order(partial) / static_cast<double>(N);
 }
 
@@ -100,8 +99,7 @@ double binary_cross_entropy(float* dz, const float* z, const float* y, int64_t N
     const int64_t blocks = (n + kBlock - 1) / kBlock;
     std::vector<double> partial(static_cast<size_t>(blocks));  // (blocks)
     const float fn = static_cast<float>(N);
-#pragma omp parallel for schedule(static) if (n >= kMinParallelHeavy)
-    for (int64_t b = 0; b < blocks; ++b) {
+    pool::parallel_for(blocks, n >= kMinParallelHeavy, [=, &partial](int64_t b) {
         const int64_t end = (b + 1) * kBlock < n ? (b + 1) * kBlock : n;
         double s = 0.0;
         for (int64_t i = b * kBlock; i < end; ++i) {
@@ -115,7 +113,7 @@ double binary_cross_entropy(float* dz, const float* z, const float* y, int64_t N
             s += linear + static_cast<double>(std::log1p(e));
         }
         partial[static_cast<size_t>(b)] = s;
-    }
+    });
     return sum_in_order(partial) / static_cast<double>(N);
 }
 

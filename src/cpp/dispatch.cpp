@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define FASTCNN_X86_PROBE 1
@@ -35,6 +36,7 @@
 
 #include "fastcnn.h"
 #include "gemm/gemm_internal.h"
+#include "threadpool.h"
 
 namespace fastcnn {
 
@@ -226,9 +228,12 @@ int64_t peak_fma(const char* name, int64_t iters, int threads, float* sink) {
         flops = gemm::kPeakFlopsAvx512;
     }
 #endif
+    if (threads > 255) threads = 255;
+    std::vector<float> part_sums(static_cast<size_t>(threads));
+    auto part = [&](int t) { part_sums[static_cast<size_t>(t)] = loop(iters); };
+    pool::run(threads, pool::PartFn(part));
     float total = 0.0f;
-#pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static, 1)
-    for (int t = 0; t < threads; ++t) total += loop(iters);
+    for (float v : part_sums) total += v;
     *sink = total;
     return flops * iters * threads;
 }

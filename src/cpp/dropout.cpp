@@ -9,16 +9,16 @@
 // formula says, so NaN and Inf stay NaN where dropped (x * 0). out may be the
 // same buffer as x.
 #include "elementwise.h"
+#include "threadpool.h"
 #include "fastcnn.h"
 
 namespace fastcnn {
 
 // out (n), x (n), mask (n)
 void dropout_apply(float* out, const float* x, const uint8_t* mask, float scale, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= elementwise::kMinParallelLight)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= elementwise::kMinParallelLight, [=](int64_t i) {
         out[i] = x[i] * (mask[i] ? scale : 0.f);
-    }
+    });
 }
 
 }  // namespace fastcnn

@@ -20,6 +20,7 @@
 // kernel offset (Span) are computed once per call, not per plane: the integer
 // divisions cost as much as copying a short row.
 #include "fastcnn.h"
+#include "threadpool.h"
 
 #include <algorithm>
 #include <cstring>
@@ -85,8 +86,7 @@ void im2col(float* cols, const float* x, int64_t N, int64_t C, int64_t H, int64_
     const std::vector<Span> oh_in = spans(KH, OH, H, SH, PH);  // (KH)
     const std::vector<Span> ow_in = spans(KW, OW, W, SW, PW);  // (KW)
 
-#pragma omp parallel for schedule(static) if (C * KH * KW * ncols >= kParallelMin)
-    for (int64_t t = 0; t < planes; ++t) {
+    pool::parallel_for(planes, C * KH * KW * ncols >= kParallelMin, [=, &oh_in, &ow_in](int64_t t) {
         const int64_t n = t / C;
         const int64_t c = t % C;
         const float* plane = x + t * H * W;                     // x[n][c]  (H, W)
@@ -129,7 +129,7 @@ void im2col(float* cols, const float* x, int64_t N, int64_t C, int64_t H, int64_
                 std::fill(dst + rows.hi * OW, dst + OH * OW, 0.0f);  // rows below the image
             }
         }
-    }
+    });
 }
 
 void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64_t W,
@@ -141,8 +141,7 @@ void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64
     const std::vector<Span> oh_spans = spans(KH, OH, H, SH, PH);  // (KH)
     const std::vector<Span> ow_spans = spans(KW, OW, W, SW, PW);  // (KW)
 
-#pragma omp parallel for schedule(static) if (C * KH * KW * ncols >= kParallelMin)
-    for (int64_t t = 0; t < planes; ++t) {
+    pool::parallel_for(planes, C * KH * KW * ncols >= kParallelMin, [=, &oh_spans, &ow_spans](int64_t t) {
         const int64_t n = t / C;
         const int64_t c = t % C;
         float* plane = dx + t * H * W;                          // dx[n][c]  (H, W)
@@ -174,7 +173,7 @@ void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64
                 }
             }
         }
-    }
+    });
 }
 
 }  // namespace fastcnn

@@ -16,6 +16,7 @@
 #include <cmath>
 
 #include "elementwise.h"
+#include "threadpool.h"
 #include "fastcnn.h"
 
 namespace fastcnn {
@@ -27,40 +28,36 @@ using elementwise::kMinParallelLight;
 void sgd_update(float* param, const float* grad, float* velocity, int64_t n,
                 float lr, float momentum, float weight_decay, bool nesterov) {
     if (velocity == nullptr) {  // plain SGD: p -= lr * g
-#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
-        for (int64_t i = 0; i < n; ++i) {
+        pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
             const float g = grad[i] + weight_decay * param[i];
             param[i] -= lr * g;
-        }
+        });
     } else if (nesterov) {  // v = mu v + g; p -= lr (g + mu v)
-#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
-        for (int64_t i = 0; i < n; ++i) {
+        pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
             const float g = grad[i] + weight_decay * param[i];
             const float v = momentum * velocity[i] + g;
             velocity[i] = v;
             param[i] -= lr * (g + momentum * v);
-        }
+        });
     } else {  // v = mu v + g; p -= lr v
-#pragma omp parallel for schedule(static) if (n >= kMinParallelLight)
-        for (int64_t i = 0; i < n; ++i) {
+        pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
             const float g = grad[i] + weight_decay * param[i];
             const float v = momentum * velocity[i] + g;
             velocity[i] = v;
             param[i] -= lr * v;
-        }
+        });
     }
 }
 
 // param (n), grad (n), sum_sq (n): s += g^2; p -= lr g / (sqrt(s) + eps).
 void adagrad_update(float* param, const float* grad, float* sum_sq, int64_t n,
                     float lr, float eps, float weight_decay) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelHeavy)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= kMinParallelHeavy, [=](int64_t i) {
         const float g = grad[i] + weight_decay * param[i];
         const float s = sum_sq[i] + g * g;
         sum_sq[i] = s;
         param[i] -= lr * g / (std::sqrt(s) + eps);
-    }
+    });
 }
 
 // param (n), grad (n), sq_avg (n): s = alpha s + (1 - alpha) g^2;
@@ -68,13 +65,12 @@ void adagrad_update(float* param, const float* grad, float* sum_sq, int64_t n,
 void rmsprop_update(float* param, const float* grad, float* sq_avg, int64_t n,
                     float lr, float alpha, float eps, float weight_decay) {
     const float one_minus_alpha = 1.f - alpha;
-#pragma omp parallel for schedule(static) if (n >= kMinParallelHeavy)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= kMinParallelHeavy, [=](int64_t i) {
         const float g = grad[i] + weight_decay * param[i];
         const float s = alpha * sq_avg[i] + one_minus_alpha * g * g;
         sq_avg[i] = s;
         param[i] -= lr * g / (std::sqrt(s) + eps);
-    }
+    });
 }
 
 // param (n), grad (n), m (n), v (n), step t >= 1:
@@ -88,15 +84,14 @@ void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,
     const float inv_correction2 = static_cast<float>(1.0 / (1.0 - std::pow(double(beta2), t)));
     const float one_minus_b1 = 1.f - beta1;
     const float one_minus_b2 = 1.f - beta2;
-#pragma omp parallel for schedule(static) if (n >= kMinParallelHeavy)
-    for (int64_t i = 0; i < n; ++i) {
+    pool::parallel_for(n, n >= kMinParallelHeavy, [=](int64_t i) {
         const float g = grad[i] + weight_decay * param[i];
         const float mi = beta1 * m[i] + one_minus_b1 * g;
         const float vi = beta2 * v[i] + one_minus_b2 * g * g;
         m[i] = mi;
         v[i] = vi;
         param[i] -= step_size * mi / (std::sqrt(vi * inv_correction2) + eps);
-    }
+    });
 }
 
 }  // namespace fastcnn

@@ -40,6 +40,7 @@
 #include <limits>
 
 #include "fastcnn.h"
+#include "threadpool.h"
 
 namespace fastcnn {
 
@@ -244,8 +245,7 @@ void maxpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t
     const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    pool::parallel_for(planes, true, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         float* out_plane = out + p * OH * OW;        // (OH, OW)
         if (fast) {
@@ -253,7 +253,7 @@ void maxpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t
         } else {
             maxpool_plane(out_plane, x_plane, W, KH, KW, SH, SW, OH, OW);
         }
-    }
+    });
 }
 
 void maxpool2d_backward(float* dx, const float* dout, const float* x,
@@ -265,8 +265,7 @@ void maxpool2d_backward(float* dx, const float* dout, const float* x,
     // The row-tile path needs 32-bit offsets inside a window and pays off only
     // with several windows per row; otherwise the plain twin runs.
     const bool along_row = OW >= 4 && (KH - 1) * W + KW <= std::numeric_limits<int32_t>::max();
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    pool::parallel_for(planes, true, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         const float* dout_plane = dout + p * OH * OW;  // (OH, OW)
         float* dx_plane = dx + p * H * W;            // (H, W)
@@ -278,7 +277,7 @@ void maxpool2d_backward(float* dx, const float* dout, const float* x,
             maxpool_backward_plane_plain(dx_plane, dout_plane, x_plane, H, W, KH, KW, SH, SW,
                                          OH, OW);
         }
-    }
+    });
 }
 
 void avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
@@ -287,8 +286,7 @@ void avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
     const double count = static_cast<double>(KH * KW);
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    pool::parallel_for(planes, true, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         float* out_plane = out + p * OH * OW;        // (OH, OW)
         for (int64_t oh = 0; oh < OH; ++oh) {
@@ -310,7 +308,7 @@ void avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t
                 for (int64_t t = 0; t < n; ++t) out_row[ow0 + t] = static_cast<float>(sums[t] / count);
             }
         }
-    }
+    });
 }
 
 void avgpool2d_backward(float* dx, const float* dout,
@@ -320,8 +318,7 @@ void avgpool2d_backward(float* dx, const float* dout,
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
     const float count = static_cast<float>(KH * KW);
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    pool::parallel_for(planes, true, [=](int64_t p) {
         const float* dout_plane = dout + p * OH * OW;  // (OH, OW)
         float* dx_plane = dx + p * H * W;            // (H, W)
         if (fast) {                                  // each element written once
@@ -335,7 +332,7 @@ void avgpool2d_backward(float* dx, const float* dout,
                 }
             }
             zero_2x2_leftovers(dx_plane, H, W, OH, OW);
-            continue;
+            return;
         }
         std::fill(dx_plane, dx_plane + H * W, 0.0f);
         for (int64_t oh = 0; oh < OH; ++oh) {
@@ -348,15 +345,14 @@ void avgpool2d_backward(float* dx, const float* dout,
                 }
             }
         }
-    }
+    });
 }
 
 void l2pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
                       int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
     const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
     const int64_t planes = N * C;
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    pool::parallel_for(planes, true, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         float* out_plane = out + p * OH * OW;        // (OH, OW)
         for (int64_t oh = 0; oh < OH; ++oh) {
@@ -371,7 +367,7 @@ void l2pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t 
                 }
             }
         }
-    }
+    });
 }
 
 void l2pool2d_backward(float* dx, const float* dout, const float* x,
@@ -379,8 +375,7 @@ void l2pool2d_backward(float* dx, const float* dout, const float* x,
                        int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
     const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
     const int64_t planes = N * C;
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    pool::parallel_for(planes, true, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         const float* dout_plane = dout + p * OH * OW;  // (OH, OW)
         float* dx_plane = dx + p * H * W;            // (H, W)
@@ -411,28 +406,26 @@ void l2pool2d_backward(float* dx, const float* dout, const float* x,
                 }
             }
         }
-    }
+    });
 }
 
 void global_avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t HW) {
     const int64_t planes = N * C;
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    pool::parallel_for(planes, true, [=](int64_t p) {
         const float* x_plane = x + p * HW;           // (HW)
         double sum = 0.0;
         for (int64_t e = 0; e < HW; ++e) sum += x_plane[e];
         out[p] = static_cast<float>(sum / static_cast<double>(HW));
-    }
+    });
 }
 
 void global_avgpool2d_backward(float* dx, const float* dout, int64_t N, int64_t C, int64_t HW) {
     const int64_t planes = N * C;
     const float count = static_cast<float>(HW);
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    pool::parallel_for(planes, true, [=](int64_t p) {
         float* dx_plane = dx + p * HW;               // (HW)
         std::fill(dx_plane, dx_plane + HW, dout[p] / count);
-    }
+    });
 }
 
 }  // namespace fastcnn

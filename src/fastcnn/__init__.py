@@ -6,10 +6,7 @@ Two backends with the same op names and signatures:
 """
 from __future__ import annotations
 
-from . import _openmp_wait
-
-with _openmp_wait.short_spin_while_loading():
-    from . import _core
+from . import _core
 from . import ops, reference
 from . import callbacks, datasets, layers, losses, optim
 from ._files import FileFormatError
@@ -28,10 +25,11 @@ def build_info() -> dict:
     """How the native core was built and what it runs: SIMD path in use
     ("simd"), the paths this CPU, OS and build can run ("isas_supported", best
     last) and the build has ("isas_compiled"), OpenMP on/off, thread count,
-    compiler and flags, and how its idle OpenMP threads wait ("openmp_wait":
-    see fastcnn._openmp_wait)."""
+    compiler and flags, and how its idle worker threads wait ("thread_wait":
+    see fastcnn.ops.busy_wait)."""
     info = dict(_core.build_info())
-    info["openmp_wait"] = _openmp_wait.state
+    info["thread_wait"] = ("fastcnn's own workers: ~20 us spin then sleep; ~2 ms spin "
+                           "inside Sequential.fit (ops.busy_wait)")
     return info
 
 
@@ -48,15 +46,17 @@ def set_isa(name: str) -> None:
 
 
 def set_num_threads(n: int) -> None:
-    """Number of OpenMP threads the native ops use (omp_set_num_threads), 1 to
-    MAX_THREADS. Without OpenMP the core is single-threaded and this does nothing."""
+    """Number of threads the native ops use, 1 to MAX_THREADS. The count is
+    OpenMP's setting (omp_set_num_threads; OMP_NUM_THREADS and threadpoolctl
+    change it too); the threads are fastcnn's own. Without OpenMP the core is
+    single-threaded and this does nothing."""
     from ._validate import integer
 
     _core.set_num_threads(integer(n, "n", 1, MAX_THREADS))
 
 
 def get_num_threads() -> int:
-    """Number of OpenMP threads the native ops use (omp_get_max_threads)."""
+    """Number of threads the native ops use (OpenMP's omp_get_max_threads)."""
     return int(_core.get_num_threads())
 
 

@@ -169,6 +169,12 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The OpenMP thread count (omp_get_max_threads); 1 without OpenMP."""
 
+def set_busy_wait(on: bool) -> None:
+    """Idle worker threads spin ~2 ms (on) or ~20 us (off) before they sleep."""
+
+def busy_wait() -> bool:
+    """Whether idle worker threads spin long (set_busy_wait)."""
+
 def simd_level() -> str:
     """The SIMD path in use: "generic", "avx2" or "avx512"."""
 

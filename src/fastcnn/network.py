@@ -357,67 +357,68 @@ class Sequential:
         n_batches = n // batch_size if drop_last else -(-n // batch_size)
         self.history = history
         self.stop_training, self.stop_reason = False, None
-        for cb in callbacks:
-            cb.on_train_begin(self)
-        iteration = initial_epoch * n_batches
-        for epoch in range(initial_epoch + 1, epochs + 1):
-            start = time.perf_counter()
-            order = rng.permutation(n) if shuffle else None
-            bar = _progress(n_batches, f"epoch {epoch}/{epochs}", verbose)
-            loss_sum, correct, seen = 0.0, 0, 0
-            for b in range(n_batches):
-                for cb in callbacks:
-                    cb.on_batch_begin(self, iteration)
-                iteration += 1
-                sl = slice(b * batch_size, (b + 1) * batch_size)
-                idx = sl if order is None else order[sl]
-                xb, yb = self._batch(x[idx]), y[idx]
-                if augment is not None:
-                    xb = augment(xb, rng)
-                out, caches = self.forward(xb, True, rng, head)
-                value, dout = loss(self.ops, out, yb)
-                if not math.isfinite(value):
-                    self.stop_training = True
-                    self.stop_reason = (f"the loss became {value} in epoch {epoch}, batch "
-                                        f"{b + 1}: training stopped (try a smaller learning "
-                                        "rate or check the inputs)")
-                    break
-                if getattr(self.optimizer, "fusable", False):
-                    self._backward_sgd(dout, caches, params)
-                else:
-                    grads = self.backward(dout, caches)
-                    self.optimizer.step(self.ops, params,
-                                        [g[k] for layer, g in zip(self.layers, grads)
-                                         for k in layer.params])
-                loss_sum += value * out.shape[0]
-                correct += _n_correct(out, yb)
-                seen += out.shape[0]
-                if bar is not None:
-                    bar.update(1)
-                    if b % 50 == 0 or b == n_batches - 1:
-                        bar.set_postfix(loss=f"{loss_sum / seen:.4f}",
-                                        acc=f"{correct / seen:.2%}", refresh=False)
-            if bar is not None:
-                bar.close()
-            if not self.stop_training and not all(np.isfinite(p).all() for p, _ in params):
-                # an update overflowed after the last loss was seen (e.g. the last batch)
-                self.stop_training = True
-                self.stop_reason = (f"the parameters became non-finite (Inf or NaN) in epoch "
-                                    f"{epoch}: training stopped (try a smaller learning rate "
-                                    "or check the inputs)")
-            diverged = self.stop_reason if self.stop_training else None
-            if seen == 0:  # stopped in the first batch
-                break
-            logs = self._end_epoch(history, epoch, loss_sum / seen, correct / seen, val, test,
-                                   time.perf_counter() - start)
-            if verbose:
-                print(_epoch_line(epoch, epochs, logs, history), flush=True)
+        with self.ops.busy_wait():   # threads wait hot between the ops of a step
             for cb in callbacks:
-                cb.on_epoch_end(self, epoch, logs)
-            if diverged:  # a callback (say EarlyStopping) must not hide why training stopped
-                self.stop_training, self.stop_reason = True, diverged
-            if self.stop_training:
-                break
+                cb.on_train_begin(self)
+            iteration = initial_epoch * n_batches
+            for epoch in range(initial_epoch + 1, epochs + 1):
+                start = time.perf_counter()
+                order = rng.permutation(n) if shuffle else None
+                bar = _progress(n_batches, f"epoch {epoch}/{epochs}", verbose)
+                loss_sum, correct, seen = 0.0, 0, 0
+                for b in range(n_batches):
+                    for cb in callbacks:
+                        cb.on_batch_begin(self, iteration)
+                    iteration += 1
+                    sl = slice(b * batch_size, (b + 1) * batch_size)
+                    idx = sl if order is None else order[sl]
+                    xb, yb = self._batch(x[idx]), y[idx]
+                    if augment is not None:
+                        xb = augment(xb, rng)
+                    out, caches = self.forward(xb, True, rng, head)
+                    value, dout = loss(self.ops, out, yb)
+                    if not math.isfinite(value):
+                        self.stop_training = True
+                        self.stop_reason = (f"the loss became {value} in epoch {epoch}, batch "
+                                            f"{b + 1}: training stopped (try a smaller learning "
+                                            "rate or check the inputs)")
+                        break
+                    if getattr(self.optimizer, "fusable", False):
+                        self._backward_sgd(dout, caches, params)
+                    else:
+                        grads = self.backward(dout, caches)
+                        self.optimizer.step(self.ops, params,
+                                            [g[k] for layer, g in zip(self.layers, grads)
+                                             for k in layer.params])
+                    loss_sum += value * out.shape[0]
+                    correct += _n_correct(out, yb)
+                    seen += out.shape[0]
+                    if bar is not None:
+                        bar.update(1)
+                        if b % 50 == 0 or b == n_batches - 1:
+                            bar.set_postfix(loss=f"{loss_sum / seen:.4f}",
+                                            acc=f"{correct / seen:.2%}", refresh=False)
+                if bar is not None:
+                    bar.close()
+                if not self.stop_training and not all(np.isfinite(p).all() for p, _ in params):
+                    # an update overflowed after the last loss was seen (e.g. the last batch)
+                    self.stop_training = True
+                    self.stop_reason = (f"the parameters became non-finite (Inf or NaN) in epoch "
+                                        f"{epoch}: training stopped (try a smaller learning rate "
+                                        "or check the inputs)")
+                diverged = self.stop_reason if self.stop_training else None
+                if seen == 0:  # stopped in the first batch
+                    break
+                logs = self._end_epoch(history, epoch, loss_sum / seen, correct / seen, val, test,
+                                       time.perf_counter() - start)
+                if verbose:
+                    print(_epoch_line(epoch, epochs, logs, history), flush=True)
+                for cb in callbacks:
+                    cb.on_epoch_end(self, epoch, logs)
+                if diverged:  # a callback (say EarlyStopping) must not hide why training stopped
+                    self.stop_training, self.stop_reason = True, diverged
+                if self.stop_training:
+                    break
         history.stop_reason = self.stop_reason
         if self.stop_reason and verbose:
             print(self.stop_reason, file=sys.stderr, flush=True)

@@ -55,9 +55,7 @@
 #include <memory>
 #include <new>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "threadpool.h"
 
 #include "fastcnn.h"
 #include "gemm/gemm_internal.h"
@@ -191,13 +189,10 @@ void gemm_whole_a(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_st
             }
         }
     };
-#ifdef _OPENMP
     if (threads > 1) {
-#pragma omp parallel num_threads(static_cast<int>(threads))
-        work(omp_get_thread_num());
+        pool::run(static_cast<int>(threads), pool::PartFn(work));
         return;
     }
-#endif
     work(0);
 }
 
@@ -308,17 +303,10 @@ void gemm_blocked(const Problem& g, const gemm::Ukernels& kernels, int64_t kc_st
         float* a_buf = scratch.get() + t * per_thread;
         gemm_part(g, kernels, kc_step, m0, m1, n0, n1, a_buf, a_buf + a_size);
     };
-#ifdef _OPENMP
     if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-        {
-            // The runtime may grant fewer threads than asked: loop over parts.
-            const int team = omp_get_num_threads();
-            for (int t = omp_get_thread_num(); t < threads; t += team) run(t);
-        }
+        pool::run(threads, pool::PartFn(run));
         return;
     }
-#endif
     run(0);
 }
 
@@ -397,16 +385,7 @@ void gemm_dot(const Problem& g, gemm::dot_fn dot, int64_t kb, int threads, int64
             }
         }
     };
-#ifdef _OPENMP
-    if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-        run(omp_get_thread_num());
-    } else {
-        run(0);
-    }
-#else
-    run(0);
-#endif
+    pool::run(threads, pool::PartFn(run));
     for (int64_t i = 0; i < g.M; ++i) {
         for (int64_t j = 0; j < g.N; ++j) {
             float sum = 0.0f;
@@ -488,13 +467,9 @@ void gemm_stream(const Problem& g, const gemm::Ukernels& kernels, Stream path, i
     // threads were slower than 1). Each thread works on its own copy instead.
     const int64_t block_size = path == Stream::nn ? g.M * kStreamChunk : 0;
     Scratch blocks(static_cast<size_t>(block_size * threads));
-    auto task = [&](int64_t t) {
+    auto task = [&](int64_t t, int thread) {
         const int64_t lo = t * kStreamChunk, hi = min64(extent, lo + kStreamChunk);
         if (path == Stream::nn) {
-            int thread = 0;
-#ifdef _OPENMP
-            thread = omp_get_thread_num();
-#endif
             float* c = blocks.get() + thread * block_size;  // (M, kStreamChunk)
             const int64_t w = hi - lo;
             for (int64_t r = 0; r < g.M && g.beta != 0.0f; ++r) {
@@ -512,8 +487,7 @@ void gemm_stream(const Problem& g, const gemm::Ukernels& kernels, Stream path, i
             kernels.stream_tn(g.K, lo, hi, g.N, a, lda, g.B, g.ldb, g.beta, g.C, g.ldc);
         }
     };
-#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
-    for (int64_t t = 0; t < tasks; ++t) task(t);
+    pool::parallel_for_dynamic(tasks, static_cast<int>(threads), task);
 }
 
 // dx = dout . w^T, then w = beta * w + alpha * x^T . dout, one block of rows
@@ -531,13 +505,12 @@ void dx_then_update(const gemm::Ukernels& kernels, int64_t N, int64_t I, int64_t
     const int64_t tasks = ceil_div(I, kStreamChunk);  // kStreamChunk rows of w: 64 x O floats
     const int64_t threads =
         max64(1, min64(min64(max_threads, tasks), N * I * O / kMinWorkPerThread));
-    auto task = [&](int64_t t) {
+    auto task = [&](int64_t t, int) {
         const int64_t lo = t * kStreamChunk, hi = min64(I, lo + kStreamChunk);
         kernels.stream_nt(N, O, lo, hi, dout, O, w, O, 0.0f, dx, I);
         kernels.stream_tn(N, lo, hi, O, at, I, dout, O, beta, w, O);
     };
-#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
-    for (int64_t t = 0; t < tasks; ++t) task(t);
+    pool::parallel_for_dynamic(tasks, static_cast<int>(threads), task);
 }
 
 // K in nearly equal blocks of at most KC (500 -> 250 + 250, not 256 + 244).
@@ -610,9 +583,7 @@ void sgemm_impl(bool serial, bool trans_a, bool trans_b, int64_t M, int64_t N, i
     const int64_t kc_step = k_step(K, kernels.blk.kc);
 
     int max_threads = 1;
-#ifdef _OPENMP
-    if (!serial && !omp_in_parallel()) max_threads = omp_get_max_threads();
-#endif
+    if (!serial && !pool::in_parallel()) max_threads = pool::max_threads();
     const Stream stream = stream_path(trans_a, trans_b, M, N, K, kernels.blk.nr);
     if (stream != Stream::none) {
         gemm_stream(g, kernels, stream, max_threads);
@@ -653,9 +624,7 @@ void sgemm_dx_then_update(int64_t N, int64_t I, int64_t O, const float* dout, co
         return;
     }
     int max_threads = 1;
-#ifdef _OPENMP
-    if (!omp_in_parallel()) max_threads = omp_get_max_threads();
-#endif
+    if (!pool::in_parallel()) max_threads = pool::max_threads();
     dx_then_update(kernels, N, I, O, dout, x, alpha, beta, w, dx, max_threads);
 }
 
