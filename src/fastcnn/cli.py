@@ -243,7 +243,8 @@ def _run_once(args, preset, seed, overrides=None, on_epoch=None, log=None):
     log(f"== {preset} (seed {seed})")
     res = presets.train(preset, epochs=args.epochs, seed=seed, backend=args.backend,
                         data_path=args.data, verbose=not args.quiet, save=stem + ".npz",
-                        checkpoint=partial, on_epoch=on_epoch, **(overrides or {}))
+                        checkpoint=partial, **(overrides or {}),
+                        **({"on_epoch": on_epoch} if on_epoch else {}))
     _atomic_write(stem + ".json", json.dumps(res, indent=1))
     _remove(partial)
     log(f"== {preset}: test accuracy {_fmt(res['test_accuracy'])} (book "
