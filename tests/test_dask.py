@@ -65,7 +65,7 @@ def direct(data, tmp_path_factory):
     without checkpoints."""
     out = tmp_path_factory.mktemp("direct")
     runs = {}
-    for lr in (0.03, 0.1):  # noqa: B007
+    for lr in (0.03, 0.1):
         for seed in (0, 1):
             path = out / f"lr{lr}-seed{seed}.npz"
             res = presets.train(PRESET, epochs=EPOCHS, lr=lr, seed=seed, data_path=data,

@@ -187,7 +187,10 @@ def _reproduce(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     if getattr(args, "scheduler", None):
         from . import distributed
-        results = distributed.reproduce(rows, args)
+        try:
+            results = distributed.reproduce(rows, args)
+        except KeyboardInterrupt:
+            return _interrupted("reproduce", args.out)
         _write_results(args.out, results)
         print()
         print(table(results) + _notes(results))
@@ -496,14 +499,24 @@ def _sweep(args) -> int:
             from None
     if not seeds:
         raise ValueError("--seeds: give at least one seed")
-    results = distributed.sweep(args.preset, grid, seeds, epochs=args.epochs,
-                                scheduler=args.scheduler, out=args.out, data=args.data,
-                                backend=args.backend, fresh=args.fresh,
-                                verbose=not args.quiet)
+    try:
+        results = distributed.sweep(args.preset, grid, seeds, epochs=args.epochs,
+                                    scheduler=args.scheduler, out=args.out, data=args.data,
+                                    backend=args.backend, fresh=args.fresh,
+                                    verbose=not args.quiet)
+    except KeyboardInterrupt:
+        return _interrupted("sweep", args.out)
     print()
     print(distributed.sweep_table(results))
     print(f"\n(results in {os.path.join(args.out, 'results.md')} and results.json)")
     return 0
+
+
+def _interrupted(command, out):
+    print(f"\nfastcnn {command}: interrupted. Finished runs are kept in {out}; the runs "
+          "in progress resume from their last finished epoch when the same command is "
+          "run again.", file=sys.stderr, flush=True)
+    return 130
 
 
 EXTRA_COMMANDS = {"export": _export, "plot": _plot, "bench": _bench, "sweep": _sweep}
