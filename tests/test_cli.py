@@ -704,3 +704,11 @@ def test_sweep_in_process_matches_direct_runs(tmp_path, capsys, tiny_mnist):
                 assert np.array_equal(a[k], b[k]), k
         assert f"[{r['run']}] epoch 1:" in printed
         assert f"| {r['run']} | lr={r['lr']} | 0 |" in (out / "results.md").read_text()
+
+
+def test_scheduler_without_dask_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)   # import distributed fails
+    for argv in (["sweep", "conv", "--scheduler", "local:1"],
+                 ["reproduce", "--rows", "conv", "--scheduler", "local:1"]):
+        assert cli.main(argv + ["--out", str(tmp_path / "o"), "--epochs", "1"]) == 2
+        assert "pip install 'fastcnn[dask]'" in capsys.readouterr().err
