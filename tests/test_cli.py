@@ -669,3 +669,50 @@ def test_train_on_another_idx_data_set(preset, shape, n_train, tmp_path, capsys)
     want = (1,) + shape if preset == "keras-cnn" else (shape[0] * shape[1],)
     assert model.input_shape == want
     assert cli.main(["evaluate", str(path), "--data", str(data), "--threads", "1"]) == 0
+
+
+# ---------------------------------------------------------------------------
+# sweep without a scheduler: the runs one after the other in this process (the Dask
+# path is tests/test_dask.py, run once by CI)
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "conv", "--set", "momentum=0.9"], "--set must be NAME=V1,V2,..."),
+    (["sweep", "conv", "--set", "lr=fast"], "--set lr: values must be floats"),
+    (["sweep", "conv", "--seeds", "a"], "--seeds must be comma-separated integers"),
+    (["sweep", "nope"], "unknown preset 'nope'"),
+])
+def test_sweep_bad_arguments(argv, message, tmp_path, capsys, monkeypatch):
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a bad argument got through to presets.train")
+    monkeypatch.setattr(presets, "train", must_not_train)
+    assert cli.main(argv + ["--out", str(tmp_path / "sweep")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sweep_in_process_matches_direct_runs(tmp_path, capsys, tiny_mnist):
+    out = tmp_path / "sweep"
+    argv = ["sweep", "conv2-relu", "--set", "lr=0.03,0.1", "--seeds", "0", "--epochs", "1",
+            "--out", str(out), "--threads", "1"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["lr"], r["seed"]) for r in results] == [(0.03, 0), (0.1, 0)]
+    for r in results:
+        direct = tmp_path / f"direct-{r['lr']}.npz"
+        ref = presets.train("conv2-relu", epochs=1, lr=r["lr"], seed=0, verbose=0,
+                            save=str(direct))
+        assert (r["test_accuracy"], r["best_epoch"]) == (ref["test_accuracy"],
+                                                         ref["best_epoch"])
+        with np.load(direct) as a, np.load(out / f"{r['run']}.npz") as b:
+            for k in a.files:
+                assert np.array_equal(a[k], b[k]), k
+        assert f"[{r['run']}] epoch 1:" in printed
+        assert f"| {r['run']} | lr={r['lr']} | 0 |" in (out / "results.md").read_text()
+
+
+def test_scheduler_without_dask_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)   # import distributed fails
+    for argv in (["sweep", "conv", "--scheduler", "local:1"],
+                 ["reproduce", "--rows", "conv", "--scheduler", "local:1"]):
+        assert cli.main(argv + ["--out", str(tmp_path / "o"), "--epochs", "1"]) == 2
+        assert "pip install 'fastcnn[dask]'" in capsys.readouterr().err

@@ -7,6 +7,8 @@
                        models) with their published hyper-parameters, and print our
                        accuracy beside the book's; finished runs are kept and reused,
                        an interrupted run resumes from its last finished epoch
+  sweep PRESET         train a preset over a grid of settings and seeds, on a Dask
+                       cluster or local worker processes (pip install "fastcnn[dask]")
   selfcheck            build information and a check of every native op against NumPy
   plot MODEL.npz --out DIR    learning curves, confusion matrix, misclassified digits,
                        filters and feature maps as PNG files (pip install "fastcnn[plot]")
@@ -73,12 +75,14 @@ def _parser():
     r.add_argument("--epochs", type=_positive_int,
                    help="override every row's epochs (quick checks)")
     r.add_argument("--seed", type=int, default=0)
+    _add_scheduler(r)
     _common(r)
 
     sub.add_parser("selfcheck", help="print build info and check every native op")
     _add_export(sub)
     _add_plot(sub)
     _add_bench(sub)
+    _add_sweep(sub)
     return p
 
 
@@ -181,6 +185,17 @@ def _reproduce(args) -> int:
         if r not in presets.PRESETS and r != "ensemble":
             raise ValueError(f"--rows: unknown row {r!r}; known: {', '.join(ALL_ROWS)}")
     os.makedirs(args.out, exist_ok=True)
+    if getattr(args, "scheduler", None):
+        from . import distributed
+        try:
+            results = distributed.reproduce(rows, args)
+        except KeyboardInterrupt:
+            return _interrupted("reproduce", args.out)
+        _write_results(args.out, results)
+        print()
+        print(table(results) + _notes(results))
+        print(f"\n(results in {os.path.join(args.out, 'results.md')} and results.json)")
+        return 0
     results = []
     try:
         for r in rows:
@@ -200,34 +215,44 @@ def _reproduce(args) -> int:
     return 0
 
 
-def _run_once(args, preset, seed):
+def run_stem(out, preset, seed, epochs=None, overrides=None):
+    """The path, without extension, of one run's files in directory out."""
+    settings = "".join(f"-{k}{v}" for k, v in sorted((overrides or {}).items()))
+    return os.path.join(out, f"{preset}{settings}-seed{seed}" +
+                        (f"-e{epochs}" if epochs else ""))
+
+
+def _run_once(args, preset, seed, overrides=None, on_epoch=None, log=None):
     """Train one preset, or reuse the result of an earlier run with the same settings.
     While it trains, <stem>.partial.npz holds its state after the last finished
-    epoch; a later call resumes from there (--fresh: starts over)."""
+    epoch; a later call resumes from there (--fresh: starts over). overrides:
+    presets.train's batch_size, lr, lmbda; on_epoch: its per-epoch hook;
+    log: prints this function's lines."""
     from . import presets
-    stem = os.path.join(args.out, f"{preset}-seed{seed}" +
-                        (f"-e{args.epochs}" if args.epochs else ""))
+    log = log or _say
+    stem = run_stem(args.out, preset, seed, args.epochs, overrides)
     partial = stem + ".partial.npz"
     if not args.fresh and os.path.exists(stem + ".json") and os.path.exists(stem + ".npz"):
         with open(stem + ".json") as f:
             res = json.load(f)
-        print(f"== {preset} (seed {seed}): reusing the finished run in {stem}.json")
+        log(f"== {preset} (seed {seed}): reusing the finished run in {stem}.json")
         _remove(partial)   # left over if a run stopped between its results and clean-up
         if not os.path.exists(stem + ".png"):
-            _learning_curve(stem, res)
+            _learning_curve(stem, res, log)
         return res
     if args.fresh and os.path.exists(partial):
-        print(f"== {preset} (seed {seed}): discarding the interrupted run in {partial}")
+        log(f"== {preset} (seed {seed}): discarding the interrupted run in {partial}")
         os.remove(partial)
-    print(f"== {preset} (seed {seed})", flush=True)
+    log(f"== {preset} (seed {seed})")
     res = presets.train(preset, epochs=args.epochs, seed=seed, backend=args.backend,
                         data_path=args.data, verbose=not args.quiet, save=stem + ".npz",
-                        checkpoint=partial)
+                        checkpoint=partial, **(overrides or {}),
+                        **({"on_epoch": on_epoch} if on_epoch else {}))
     _atomic_write(stem + ".json", json.dumps(res, indent=1))
     _remove(partial)
-    print(f"== {preset}: test accuracy {_fmt(res['test_accuracy'])} (book "
-          f"{res['book']:.2f}%), {res['seconds']:.0f} s", flush=True)
-    _learning_curve(stem, res)
+    log(f"== {preset}: test accuracy {_fmt(res['test_accuracy'])} (book "
+          f"{res['book']:.2f}%), {res['seconds']:.0f} s")
+    _learning_curve(stem, res, log)
     return res
 
 
@@ -238,11 +263,13 @@ def _remove(path):
         pass
 
 
-def _ensemble(args):
-    """Row 9: a plurality vote of five row-8 (dropout) nets, seeds seed..seed+4."""
+def _ensemble(args, members=None):
+    """Row 9: a plurality vote of five row-8 (dropout) nets, seeds seed..seed+4
+    (members: their results when they were trained elsewhere, e.g. on Dask)."""
     import fastcnn
     from . import datasets
-    members = [_run_once(args, "dropout", args.seed + i) for i in range(ENSEMBLE_SIZE)]
+    if members is None:
+        members = [_run_once(args, "dropout", args.seed + i) for i in range(ENSEMBLE_SIZE)]
     models = []
     for i in range(ENSEMBLE_SIZE):
         stem = os.path.join(args.out, f"dropout-seed{args.seed + i}" +
@@ -303,20 +330,24 @@ def _save_results(model_path, res):
     _atomic_write(path, json.dumps(res, indent=1))
 
 
-def _learning_curve(stem, res):
+def _say(text):
+    print(text, flush=True)
+
+
+def _learning_curve(stem, res, log=_say):
     """<stem>.png: the run's learning curves, when matplotlib is installed."""
     if not res.get("history"):
         return
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        print('   (no learning curve: pip install "fastcnn[plot]" for pictures)')
+        log('   (no learning curve: pip install "fastcnn[plot]" for pictures)')
         return
     from . import plot
     plot.learning_curves(res["history"], stem + ".png",
                          title=f"{res['preset']} (seed {res['seed']}): test accuracy "
                                f"{_fmt(res.get('test_accuracy'))}")
-    print(f"   learning curves in {stem}.png")
+    log(f"   learning curves in {stem}.png")
 
 
 def _add_plot(sub):
@@ -436,7 +467,62 @@ def _bench(args) -> int:
     return 1 if out["failures"] else 0
 
 
-EXTRA_COMMANDS = {"export": _export, "plot": _plot, "bench": _bench}
+def _add_scheduler(p):
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run each run as a Dask task: tcp://HOST:8786 for a running "
+                        "cluster (--out must be on a filesystem all workers share), or "
+                        'local:N for N local worker processes (pip install "fastcnn[dask]")')
+
+
+def _add_sweep(sub):
+    s = sub.add_parser("sweep", help="train a preset over a grid of settings and seeds "
+                                     '(pip install "fastcnn[dask]" for --scheduler)')
+    s.add_argument("preset", help="the preset to train")
+    s.add_argument("--set", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="a grid axis: lr, batch_size or lmbda and its values (repeatable)")
+    s.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    s.add_argument("--epochs", type=_positive_int, help="default: the preset's published value")
+    s.add_argument("--out", default="fastcnn-sweep",
+                   help="directory for models, checkpoints and results")
+    s.add_argument("--fresh", action="store_true",
+                   help="retrain finished runs and discard interrupted runs' checkpoints")
+    _add_scheduler(s)
+    _common(s)
+
+
+def _sweep(args) -> int:
+    from . import distributed, presets
+    if args.preset not in presets.PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r}; known: {', '.join(presets.PRESETS)}")
+    grid = distributed.parse_grid(args.set)
+    try:
+        seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") \
+            from None
+    if not seeds:
+        raise ValueError("--seeds: give at least one seed")
+    try:
+        results = distributed.sweep(args.preset, grid, seeds, epochs=args.epochs,
+                                    scheduler=args.scheduler, out=args.out, data=args.data,
+                                    backend=args.backend, fresh=args.fresh,
+                                    verbose=not args.quiet)
+    except KeyboardInterrupt:
+        return _interrupted("sweep", args.out)
+    print()
+    print(distributed.sweep_table(results))
+    print(f"\n(results in {os.path.join(args.out, 'results.md')} and results.json)")
+    return 0
+
+
+def _interrupted(command, out):
+    print(f"\nfastcnn {command}: interrupted. Finished runs are kept in {out}; the runs "
+          "in progress resume from their last finished epoch when the same command is "
+          "run again.", file=sys.stderr, flush=True)
+    return 130
+
+
+EXTRA_COMMANDS = {"export": _export, "plot": _plot, "bench": _bench, "sweep": _sweep}
 
 
 if __name__ == "__main__":

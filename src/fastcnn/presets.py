@@ -108,7 +108,8 @@ def build(name, seed=0, backend="native", batch_size=None, shape=MNIST_SHAPE,
 
 
 def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
-          backend="native", data_path=None, verbose=1, save=None, checkpoint=None):
+          backend="native", data_path=None, verbose=1, save=None, checkpoint=None,
+          on_epoch=None):
     """Train a preset on MNIST, or on the IDX data set in directory data_path (the
     input shape and the number of classes from its data); returns a dict of
     results (accuracies in %).
@@ -123,6 +124,9 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
     written with other settings (preset, epochs, batch size, lr, lmbda, seed,
     backend, data) or a damaged one is refused with a ValueError naming it. The
     file is left in place: the caller deletes it once it has stored the results.
+
+    on_epoch: f(epoch, logs), called after each finished epoch (after its
+    checkpoint is written), e.g. to report progress.
 
     "seconds" is the wall time from the start of train (data loading included) to
     the end of training; for a resumed run, the sum of its segments', each up to
@@ -171,18 +175,19 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
                   f"({checkpoint})", flush=True)
         saver = _Checkpoint(checkpoint, settings, start, before["seconds"],
                             before["segments"] + 1)
+    callbacks = [c for c in (saver, _OnEpoch(on_epoch) if on_epoch else None) if c]
     if resume is not None and resume.state["stopped"]:
         hist = history  # the run had stopped (diverged) at its last epoch
     elif name in BOOK:
         hist = net.SGD(tr, epochs, batch_size, lr, va, te, lmbda=lmbda,
                        verbose=2 if verbose else False, initial_epoch=done if saver else 0,
-                       history=history if saver else None, callbacks=[saver] if saver else ())
+                       history=history if saver else None, callbacks=callbacks)
     else:
         hist = model.fit(tr[0], tr[1], epochs=epochs, batch_size=batch_size,
                          optimizer=None if resume is not None else optim.Adam(lr=lr),
                          validation_data=va, test_data=te, verbose=1 if verbose else 0,
                          initial_epoch=done if saver else 0,
-                         history=history if saver else None, callbacks=[saver] if saver else ())
+                         history=history if saver else None, callbacks=callbacks)
     seconds = time.perf_counter() - start + (saver.before if saver else 0.0)
     final = (model.evaluate(*te, batch_size=FIT_EVAL_BATCH)["accuracy"] if hist.epochs
              else float("nan"))
@@ -238,6 +243,16 @@ class _Checkpoint(Callback):
         if model.stop_training:   # fit ends after this epoch: so does a resumed run
             state["history"]["stop_reason"] = model.stop_reason
         save_checkpoint(model, self.path, state)
+
+
+class _OnEpoch(Callback):
+    """Calls f(epoch, logs) after each epoch."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def on_epoch_end(self, model, epoch, logs):
+        self.f(epoch, logs)
 
 
 class _Resume:
