@@ -55,6 +55,9 @@ def _parser():
     t.add_argument("--lr", type=float, help="learning rate (the book's eta)")
     t.add_argument("--lmbda", type=float, help="L2 regularisation (book presets)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--mpi", action="store_true",
+                   help="data-parallel over the ranks of an MPI job: mpiexec -n 2 python -m "
+                        "fastcnn train PRESET --mpi (needs pip install \"fastcnn[mpi]\")")
     _common(t)
     t.add_argument("--save", metavar="MODEL.npz", help="save the trained model here (and "
                                                       "its results and History in MODEL.json)")
@@ -141,14 +144,25 @@ def _train(args) -> int:
         epochs = QUICK["epochs"] if epochs is None else epochs
     spec = presets.PRESETS[preset]
     n_epochs = spec["epochs"] if epochs is None else epochs
+    comm, rank = None, 0
+    if args.mpi:
+        from .mpi import import_mpi
+        comm = import_mpi().COMM_WORLD
+        rank = comm.Get_rank()
+        if rank:  # only rank 0 reports and saves
+            args.quiet = True
     if not args.quiet:
         data = "MNIST" if args.data is None else args.data
         print(f"fastcnn {fastcnn.__version__}: training {preset} on {data} for {n_epochs} "
               f"epoch{'' if n_epochs == 1 else 's'} ({args.backend} backend, "
-              f"{fastcnn.get_num_threads()} threads)", flush=True)
+              f"{fastcnn.get_num_threads()} threads"
+              + (f" x {comm.Get_size()} MPI ranks" if comm is not None else "") + ")",
+              flush=True)
     res = presets.train(preset, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
                         lmbda=args.lmbda, seed=args.seed, backend=args.backend,
-                        data_path=args.data, verbose=not args.quiet, save=args.save)
+                        data_path=args.data, verbose=not args.quiet, save=args.save, comm=comm)
+    if rank:
+        return 0 if res["test_accuracy"] is not None else 1
     if res["stop_reason"]:
         print(res["stop_reason"], file=sys.stderr)
     print(f"{preset}: test accuracy {_fmt(res['test_accuracy'])} at the epoch of best "

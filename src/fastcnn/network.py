@@ -67,6 +67,7 @@ class Sequential:
         self.stop_training, self.stop_reason = False, None
         self.history = None   # the History of the current (or last) fit
         self._fuse, self._fused = True, {}
+        self._comm = None   # the MPI communicator while a data-parallel fit runs
         if input_shape is not None:
             self.build(input_shape)
 
@@ -303,7 +304,8 @@ class Sequential:
 
     def fit(self, x, y, epochs=1, batch_size=32, optimizer=None, loss="log_likelihood",
             validation_data=None, test_data=None, shuffle=True, callbacks=(), seed=None,
-            verbose=1, augment=None, drop_last=False, initial_epoch=0, history=None):
+            verbose=1, augment=None, drop_last=False, initial_epoch=0, history=None,
+            comm=None):
         """Train by mini-batch gradient descent; returns a History.
 
         optimizer: a fastcnn.optim optimizer or a name; None keeps the model's
@@ -323,7 +325,28 @@ class Sequential:
         state as they were after epoch initial_epoch, the run continues exactly as
         if it had never stopped. While fit runs, model.history is the History being
         filled (a callback's on_epoch_end sees it complete up to that epoch).
+
+        comm: an MPI communicator (mpi4py, pip install "fastcnn[mpi]") for one
+        data-parallel run, every rank calling fit with the same data and
+        arguments: each rank computes its share of each global mini-batch, the
+        gradients are summed by one Allreduce per step, every rank applies the
+        same update (see fastcnn.mpi). Only rank 0 prints. An error on any rank
+        ends the whole job (MPI Abort) instead of leaving the others waiting.
         """
+        with self.ops.busy_wait():   # threads wait hot between the ops of a step
+            if comm is not None and comm.Get_size() > 1:
+                from . import mpi
+                return mpi.abort_on_error(comm, self._fit, x, y, epochs, batch_size,
+                                          optimizer, loss, validation_data, test_data,
+                                          shuffle, callbacks, seed, verbose, augment,
+                                          drop_last, initial_epoch, history, comm)
+            return self._fit(x, y, epochs, batch_size, optimizer, loss, validation_data,
+                             test_data, shuffle, callbacks, seed, verbose, augment, drop_last,
+                             initial_epoch, history, None)
+
+    def _fit(self, x, y, epochs, batch_size, optimizer, loss, validation_data, test_data,
+             shuffle, callbacks, seed, verbose, augment, drop_last, initial_epoch, history,
+             comm):
         x = self._check_x(x)
         y = self._check_y(y, x.shape[0])
         epochs = positive_int(epochs, "epochs")
@@ -355,76 +378,125 @@ class Sequential:
 
         n = x.shape[0]
         n_batches = n // batch_size if drop_last else -(-n // batch_size)
+        rank, size, flat = 0, 1, None
+        local_rng = rng
+        if comm is not None:
+            from . import mpi
+            rank, size = comm.Get_rank(), comm.Get_size()
+            mpi.check_same(comm, "(training examples, batch_size, epochs, parameters)",
+                           (n, batch_size, epochs, self.n_params()))
+            flat = mpi.FlatGrads(params)
+            if rank:
+                verbose = 0
+            # The shuffled order comes from `rng`, the same on every rank; dropout
+            # masks and augmentation draw from a per-rank Generator, so each rank
+            # has its own masks for its own images (not those one process would draw).
+            base = self.seed if seed is None else seed
+            local_rng = np.random.default_rng([int(base) & (2**63 - 1), rank, initial_epoch])
+        self._comm = comm
         self.history = history
         self.stop_training, self.stop_reason = False, None
-        with self.ops.busy_wait():   # threads wait hot between the ops of a step
-            for cb in callbacks:
-                cb.on_train_begin(self)
-            iteration = initial_epoch * n_batches
-            for epoch in range(initial_epoch + 1, epochs + 1):
-                start = time.perf_counter()
-                order = rng.permutation(n) if shuffle else None
-                bar = _progress(n_batches, f"epoch {epoch}/{epochs}", verbose)
-                loss_sum, correct, seen = 0.0, 0, 0
-                for b in range(n_batches):
-                    for cb in callbacks:
-                        cb.on_batch_begin(self, iteration)
-                    iteration += 1
-                    sl = slice(b * batch_size, (b + 1) * batch_size)
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        iteration = initial_epoch * n_batches
+        for epoch in range(initial_epoch + 1, epochs + 1):
+            start = time.perf_counter()
+            order = rng.permutation(n) if shuffle else None
+            bar = _progress(n_batches, f"epoch {epoch}/{epochs}", verbose)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for b in range(n_batches):
+                for cb in callbacks:
+                    cb.on_batch_begin(self, iteration)
+                iteration += 1
+                sl = slice(b * batch_size, min((b + 1) * batch_size, n))
+                if flat is not None:
+                    value, n_ok, m = self._mpi_step(x, y, sl, order, augment, local_rng, head,
+                                                    loss, params, flat, comm)
+                else:
                     idx = sl if order is None else order[sl]
                     xb, yb = self._batch(x[idx]), y[idx]
                     if augment is not None:
                         xb = augment(xb, rng)
                     out, caches = self.forward(xb, True, rng, head)
                     value, dout = loss(self.ops, out, yb)
-                    if not math.isfinite(value):
-                        self.stop_training = True
-                        self.stop_reason = (f"the loss became {value} in epoch {epoch}, batch "
-                                            f"{b + 1}: training stopped (try a smaller learning "
-                                            "rate or check the inputs)")
-                        break
-                    if getattr(self.optimizer, "fusable", False):
-                        self._backward_sgd(dout, caches, params)
-                    else:
-                        grads = self.backward(dout, caches)
-                        self.optimizer.step(self.ops, params,
-                                            [g[k] for layer, g in zip(self.layers, grads)
-                                             for k in layer.params])
-                    loss_sum += value * out.shape[0]
-                    correct += _n_correct(out, yb)
-                    seen += out.shape[0]
-                    if bar is not None:
-                        bar.update(1)
-                        if b % 50 == 0 or b == n_batches - 1:
-                            bar.set_postfix(loss=f"{loss_sum / seen:.4f}",
-                                            acc=f"{correct / seen:.2%}", refresh=False)
-                if bar is not None:
-                    bar.close()
-                if not self.stop_training and not all(np.isfinite(p).all() for p, _ in params):
-                    # an update overflowed after the last loss was seen (e.g. the last batch)
+                    n_ok, m = None, out.shape[0]
+                if not math.isfinite(value):
                     self.stop_training = True
-                    self.stop_reason = (f"the parameters became non-finite (Inf or NaN) in epoch "
-                                        f"{epoch}: training stopped (try a smaller learning rate "
-                                        "or check the inputs)")
-                diverged = self.stop_reason if self.stop_training else None
-                if seen == 0:  # stopped in the first batch
+                    self.stop_reason = (f"the loss became {value} in epoch {epoch}, batch "
+                                        f"{b + 1}: training stopped (try a smaller learning "
+                                        "rate or check the inputs)")
                     break
-                logs = self._end_epoch(history, epoch, loss_sum / seen, correct / seen, val, test,
-                                       time.perf_counter() - start)
-                if verbose:
-                    print(_epoch_line(epoch, epochs, logs, history), flush=True)
-                for cb in callbacks:
-                    cb.on_epoch_end(self, epoch, logs)
-                if diverged:  # a callback (say EarlyStopping) must not hide why training stopped
-                    self.stop_training, self.stop_reason = True, diverged
-                if self.stop_training:
-                    break
+                if flat is not None:
+                    self.optimizer.step(self.ops, params, flat.views)
+                elif getattr(self.optimizer, "fusable", False):
+                    self._backward_sgd(dout, caches, params)
+                else:
+                    grads = self.backward(dout, caches)
+                    self.optimizer.step(self.ops, params,
+                                        [g[k] for layer, g in zip(self.layers, grads)
+                                         for k in layer.params])
+                loss_sum += value * m
+                correct += _n_correct(out, yb) if n_ok is None else n_ok
+                seen += m
+                if bar is not None:
+                    bar.update(1)
+                    if b % 50 == 0 or b == n_batches - 1:
+                        bar.set_postfix(loss=f"{loss_sum / seen:.4f}",
+                                        acc=f"{correct / seen:.2%}", refresh=False)
+            if bar is not None:
+                bar.close()
+            if not self.stop_training and not all(np.isfinite(p).all() for p, _ in params):
+                # an update overflowed after the last loss was seen (e.g. the last batch)
+                self.stop_training = True
+                self.stop_reason = (f"the parameters became non-finite (Inf or NaN) in epoch "
+                                    f"{epoch}: training stopped (try a smaller learning rate "
+                                    "or check the inputs)")
+            diverged = self.stop_reason if self.stop_training else None
+            if seen == 0:  # stopped in the first batch
+                break
+            logs = self._end_epoch(history, epoch, loss_sum / seen, correct / seen, val, test,
+                                   time.perf_counter() - start)
+            if verbose:
+                print(_epoch_line(epoch, epochs, logs, history), flush=True)
+            for cb in callbacks:
+                cb.on_epoch_end(self, epoch, logs)
+            if diverged:  # a callback (say EarlyStopping) must not hide why training stopped
+                self.stop_training, self.stop_reason = True, diverged
+            if self.stop_training:
+                break
+        self._comm = None
         history.stop_reason = self.stop_reason
         if self.stop_reason and verbose:
             print(self.stop_reason, file=sys.stderr, flush=True)
         for cb in callbacks:
             cb.on_train_end(self, history)
         return history
+
+    def _mpi_step(self, x, y, sl, order, augment, rng, head, loss, params, flat, comm):
+        """This rank's share of the global batch `sl`: its mean gradient weighted by
+        its share of the batch goes into the flat buffer, with its loss sum and
+        correct count; one Allreduce sums them. Returns (batch loss, correct, batch size)."""
+        from .mpi import share
+        m = sl.stop - sl.start
+        mine = share(m, comm.Get_rank(), comm.Get_size())
+        part = slice(sl.start + mine.start, sl.start + mine.stop)
+        k = part.stop - part.start
+        flat.buf[:] = 0
+        if k:
+            idx = part if order is None else order[part]
+            xb, yb = self._batch(x[idx]), y[idx]
+            if augment is not None:
+                xb = augment(xb, rng)
+            out, caches = self.forward(xb, True, rng, head)
+            value, dout = loss(self.ops, out, yb)
+            grads = self.backward(dout, caches)
+            w = np.float32(k / m)
+            for v, g in zip(flat.views, (g[key] for layer, g in zip(self.layers, grads)
+                                         for key in layer.params)):
+                np.multiply(g, w, out=v)
+            flat.extra[:] = value * k, _n_correct(out, yb)
+        flat.allreduce(comm)
+        return float(flat.extra[0]) / m, int(round(float(flat.extra[1]))), m
 
     def _pair(self, data, name):
         if data is None:
@@ -437,8 +509,16 @@ class Sequential:
     def _end_epoch(self, history, epoch, loss, acc, val, test, seconds):
         h = history.history
         logs = {"loss": loss, "accuracy": acc, "lr": self.optimizer.lr, "seconds": seconds}
+        comm = getattr(self, "_comm", None)
+        if comm is not None:
+            from . import mpi
+
+            def evaluate(x, y, batch_size):
+                return mpi.evaluate(self, comm, x, y, batch_size, self.loss)
+        else:
+            evaluate = self.evaluate
         if val is not None:
-            r = self.evaluate(*val, batch_size=FIT_EVAL_BATCH)
+            r = evaluate(*val, batch_size=FIT_EVAL_BATCH)
             logs["val_loss"], logs["val_accuracy"] = r["loss"], r["accuracy"]
         best = val is None or (history.best_val_accuracy is None
                                or logs["val_accuracy"] >= history.best_val_accuracy)
@@ -446,7 +526,7 @@ class Sequential:
             history.best_epoch, history.best_val_accuracy = epoch, logs["val_accuracy"]
         if test is not None and best:
             logs["test_accuracy"] = history.test_accuracy = \
-                self.evaluate(*test, batch_size=FIT_EVAL_BATCH)["accuracy"]
+                evaluate(*test, batch_size=FIT_EVAL_BATCH)["accuracy"]
             if val is None:
                 history.best_epoch = epoch
         logs["best"] = best

@@ -219,7 +219,7 @@ class Network:
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, validation_data,  # noqa: N802
             test_data=None, lmbda=0.0, verbose=True, initial_epoch=0, history=None,
-            callbacks=()):
+            callbacks=(), comm=None):
         """Train with mini-batch SGD, printing as network3 does. Returns a History.
         verbose: True prints network3's lines; False nothing; 2 prints fastcnn's
         progress bar and one line per epoch instead.
@@ -228,7 +228,9 @@ class Network:
         initial_epoch, the epochs already done, and history, their History. With
         initial_epoch > 0 the model's optimizer is continued when it is an SGD with
         these hyper-parameters (as restored from a checkpoint), else a new one
-        starts. callbacks: more fastcnn callbacks, called after the printout's."""
+        starts. callbacks: more fastcnn callbacks, called after the printout's.
+        comm: an MPI communicator for a data-parallel run (Sequential.fit); only
+        rank 0 prints."""
         if mini_batch_size != self.mini_batch_size:
             raise ValueError(f"mini_batch_size {mini_batch_size} differs from the network's "
                              f"{self.mini_batch_size} (network3 fixes it when the net is built)")
@@ -245,12 +247,14 @@ class Network:
         if initial_epoch and type(current) is _SGD and current.config() == opt.config():
             opt = current  # a restored optimizer: keep its state and step count
         fastcnn_style = verbose == 2 and verbose is not True
+        if comm is not None and comm.Get_rank():
+            verbose = False
         printer = _Printout(n_batches, bool(verbose) and not fastcnn_style)
         self.history = self.model.fit(
             train[0], train[1], epochs=epochs, batch_size=mbs, optimizer=opt,
             loss="log_likelihood", validation_data=val, test_data=test, shuffle=False,
             callbacks=[printer, *callbacks], verbose=1 if fastcnn_style else 0,
-            drop_last=True, initial_epoch=initial_epoch, history=history)
+            drop_last=True, initial_epoch=initial_epoch, history=history, comm=comm)
         return self.history
 
     def accuracy(self, data):

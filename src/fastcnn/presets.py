@@ -109,7 +109,7 @@ def build(name, seed=0, backend="native", batch_size=None, shape=MNIST_SHAPE,
 
 def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
           backend="native", data_path=None, verbose=1, save=None, checkpoint=None,
-          on_epoch=None):
+          on_epoch=None, comm=None):
     """Train a preset on MNIST, or on the IDX data set in directory data_path (the
     input shape and the number of classes from its data); returns a dict of
     results (accuracies in %).
@@ -131,6 +131,10 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
     "seconds" is the wall time from the start of train (data loading included) to
     the end of training; for a resumed run, the sum of its segments', each up to
     its last finished epoch ("segments" counts them).
+
+    comm: an MPI communicator (fastcnn.mpi) for one data-parallel run; every rank
+    loads the data and trains its share of each mini-batch; only rank 0 prints
+    and saves. Not combined with checkpoint.
     """
     spec = PRESETS.get(name)
     if spec is None:
@@ -145,6 +149,11 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
         if lmbda:
             raise ValueError("lmbda applies to the book's presets; the Keras models use none")
         lmbda = None
+    rank = 0 if comm is None else comm.Get_rank()
+    if comm is not None and checkpoint:
+        raise ValueError("checkpoint is not supported with an MPI comm (data-parallel run)")
+    if rank:
+        verbose = 0
     settings = {"preset": name, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "lmbda": lmbda, "seed": seed, "backend": backend}
     start = time.perf_counter()
@@ -181,17 +190,17 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
     elif name in BOOK:
         hist = net.SGD(tr, epochs, batch_size, lr, va, te, lmbda=lmbda,
                        verbose=2 if verbose else False, initial_epoch=done if saver else 0,
-                       history=history if saver else None, callbacks=callbacks)
+                       history=history if saver else None, callbacks=callbacks, comm=comm)
     else:
         hist = model.fit(tr[0], tr[1], epochs=epochs, batch_size=batch_size,
                          optimizer=None if resume is not None else optim.Adam(lr=lr),
                          validation_data=va, test_data=te, verbose=1 if verbose else 0,
                          initial_epoch=done if saver else 0,
-                         history=history if saver else None, callbacks=callbacks)
+                         history=history if saver else None, callbacks=callbacks, comm=comm)
     seconds = time.perf_counter() - start + (saver.before if saver else 0.0)
     final = (model.evaluate(*te, batch_size=FIT_EVAL_BATCH)["accuracy"] if hist.epochs
              else float("nan"))
-    if save:
+    if save and rank == 0:
         model.save(save)
     return {
         "preset": name, "row": spec["row"], "book": spec["book"], "epochs": epochs,
