@@ -30,9 +30,10 @@ def _mpiexec():
 
 def _env():
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    src = os.path.join(os.path.dirname(HERE), "src")
-    if os.path.isdir(os.path.join(src, "fastcnn")):  # the developer build in the tree
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    # the fastcnn these tests imported (installed, or the developer build in the tree)
+    import fastcnn
+    src = os.path.dirname(os.path.dirname(fastcnn.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     return env
 
 
