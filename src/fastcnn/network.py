@@ -413,12 +413,8 @@ class Sequential:
                     value, n_ok, m = self._mpi_step(x, y, sl, order, augment, local_rng, head,
                                                     loss, params, flat, comm)
                 else:
-                    idx = sl if order is None else order[sl]
-                    xb, yb = self._batch(x[idx]), y[idx]
-                    if augment is not None:
-                        xb = augment(xb, rng)
-                    out, caches = self.forward(xb, True, rng, head)
-                    value, dout = loss(self.ops, out, yb)
+                    out, yb, caches, value, dout = self._forward_loss(
+                        x, y, sl if order is None else order[sl], augment, rng, head, loss)
                     n_ok, m = None, out.shape[0]
                 if not math.isfinite(value):
                     self.stop_training = True
@@ -472,6 +468,16 @@ class Sequential:
             cb.on_train_end(self, history)
         return history
 
+    def _forward_loss(self, x, y, idx, augment, rng, head, loss):
+        """One training forward pass on the examples idx (a slice or an index array):
+        returns (output, labels, caches, loss value, d loss / d output)."""
+        xb, yb = self._batch(x[idx]), y[idx]
+        if augment is not None:
+            xb = augment(xb, rng)
+        out, caches = self.forward(xb, True, rng, head)
+        value, dout = loss(self.ops, out, yb)
+        return out, yb, caches, value, dout
+
     def _mpi_step(self, x, y, sl, order, augment, rng, head, loss, params, flat, comm):
         """This rank's share of the global batch `sl`: its mean gradient weighted by
         its share of the batch goes into the flat buffer, with its loss sum and
@@ -483,12 +489,8 @@ class Sequential:
         k = part.stop - part.start
         flat.buf[:] = 0
         if k:
-            idx = part if order is None else order[part]
-            xb, yb = self._batch(x[idx]), y[idx]
-            if augment is not None:
-                xb = augment(xb, rng)
-            out, caches = self.forward(xb, True, rng, head)
-            value, dout = loss(self.ops, out, yb)
+            out, yb, caches, value, dout = self._forward_loss(
+                x, y, part if order is None else order[part], augment, rng, head, loss)
             grads = self.backward(dout, caches)
             w = np.float32(k / m)
             for v, g in zip(flat.views, (g[key] for layer, g in zip(self.layers, grads)
