@@ -259,6 +259,21 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tmp_path, fake_train,
     assert [r["epochs_run"] for r in results] == [2, 2]
 
 
+def test_notes_say_how_an_ensembles_wall_time_was_added_up():
+    members = [300.0, 420.0, 360.0]
+    par = {"preset": "ensemble", "seconds": sum(members), "member_seconds": members,
+           "members_parallel": True}
+    note = cli._notes([par])
+    assert "3 members' added up (they ran as parallel tasks" in note
+    assert "the slowest member took 7.0 min" in note
+    seq = dict(par, members_parallel=False)
+    assert "they ran one after the other" in cli._notes([seq])
+    # a resumed single run and an ensemble: both notes, resumed first
+    note = cli._notes([{"preset": "conv", "segments": 2}, par])
+    assert note.index("Resumed after an interruption: conv.") < note.index("ensemble's")
+    assert cli._notes([{"preset": "conv"}]) == ""
+
+
 def _member_predictions(path, x):
     """argmax of softmax(x @ w + b) = argmax of the logits, straight from the file."""
     with np.load(path) as f:
@@ -284,8 +299,12 @@ def test_reproduce_ensemble_votes_five_dropout_nets(tmp_path, fake_train, mnist)
     winner = np.argmax(votes, axis=1)  # ties: the lowest class
     assert result["test_accuracy"] == round(100 * float(np.mean(winner == ys)), 2)
     assert result["seconds"] == sum(60.0 * (s + 1) for s in range(2, 7))
+    assert result["member_seconds"] == [60.0 * (s + 1) for s in range(2, 7)]
     md = (out / "results.md").read_text().splitlines()
     assert md[2] == _row(result)
+    # trained one after the other here; the slowest member (seed 6) took 7 min
+    assert ("members' added up (they ran one after the other); the slowest member took "
+            "7.0 min.") in (out / "results.md").read_text()
 
     # the members are finished runs: a second call trains nothing
     assert cli.main(argv) == 0

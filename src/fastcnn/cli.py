@@ -279,9 +279,11 @@ def _remove(path):
 
 def _ensemble(args, members=None):
     """Row 9: a plurality vote of five row-8 (dropout) nets, seeds seed..seed+4
-    (members: their results when they were trained elsewhere, e.g. on Dask)."""
+    (members: their results when they were trained elsewhere, e.g. as parallel
+    tasks on Dask). "seconds" is the members' training times added up."""
     import fastcnn
     from . import datasets
+    parallel = members is not None
     if members is None:
         members = [_run_once(args, "dropout", args.seed + i) for i in range(ENSEMBLE_SIZE)]
     models = []
@@ -295,6 +297,7 @@ def _ensemble(args, members=None):
             "epochs": members[0]["epochs"], "epochs_run": members[0]["epochs_run"],
             "test_accuracy": round(100 * acc, 2), "final_test_accuracy": round(100 * acc, 2),
             "best_epoch": None, "seconds": round(sum(m["seconds"] for m in members), 1),
+            "member_seconds": [m["seconds"] for m in members], "members_parallel": parallel,
             "seed": args.seed, "backend": args.backend}
 
 
@@ -314,13 +317,22 @@ def table(results) -> str:
 
 
 def _notes(results) -> str:
-    """What the table needs said about its runs: resumed runs' wall time."""
+    """What the table needs said about its runs: resumed runs' wall time, and an
+    ensemble's, which adds up its members' (even when they ran in parallel)."""
+    notes = []
     resumed = [r["preset"] for r in results if r.get("segments", 1) > 1]
-    if not resumed:
-        return ""
-    return (f"\n\nResumed after an interruption: {', '.join(resumed)}. The wall time of a "
-            "resumed run is the sum of its segments' (each from its start, data loading "
-            "included, to its last finished epoch).")
+    if resumed:
+        notes.append(f"Resumed after an interruption: {', '.join(resumed)}. The wall time of "
+                     "a resumed run is the sum of its segments' (each from its start, data "
+                     "loading included, to its last finished epoch).")
+    for r in results:
+        if r["preset"] == "ensemble" and r.get("member_seconds"):
+            how = ("they ran as parallel tasks, so the ensemble took less wall time than that"
+                   if r.get("members_parallel") else "they ran one after the other")
+            notes.append(f"The ensemble's wall time is its {len(r['member_seconds'])} members' "
+                         f"added up ({how}); the slowest member took "
+                         f"{max(r['member_seconds']) / 60:.1f} min.")
+    return "".join("\n\n" + n for n in notes)
 
 
 def _write_results(out, results):
