@@ -16,11 +16,13 @@ busy process.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _subproc import emit_result, run_for_result  # noqa: E402
 
 CASES = "N2:10,N3:10,N2:128,K1:128"
 
@@ -58,19 +60,15 @@ def worker(net, bs, threads):
         t = time.perf_counter()
         model.fit(x, y, batch_size=bs, optimizer=opt, verbose=0, shuffle=False)
         rates.append(n / (time.perf_counter() - t))
-    print("RESULT " + json.dumps({"images_per_s": statistics.median(rates),
-                                  "simd": fastcnn.build_info().get("simd")}), flush=True)
+    emit_result({"images_per_s": statistics.median(rates),
+                 "simd": fastcnn.build_info().get("simd")})
 
 
 def sample(src, env_extra, net, bs, threads):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(src), OMP_NUM_THREADS=str(threads),
                **env_extra)
-    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", net, str(bs),
-                        str(threads)], env=env, capture_output=True, text=True, timeout=600)
-    if r.returncode:
-        raise RuntimeError(f"sample of {src} ({net} b{bs}, {threads} threads) failed:\n{r.stderr}")
-    line = next(l for l in r.stdout.splitlines() if l.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return run_for_result([sys.executable, os.path.abspath(__file__), "--worker", net, str(bs),
+                           str(threads)], env, timeout=600)
 
 
 def main():

@@ -19,11 +19,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from _subproc import emit_result, run_for_result  # noqa: E402
 
 
 def worker(net_name, bs, steps, use_mpi):
@@ -59,7 +61,7 @@ def worker(net_name, bs, steps, use_mpi):
         if comm.Get_rank():
             return
     out["params"] = model.n_params()
-    print("RESULT " + json.dumps(out), flush=True)
+    emit_result(out)
 
 
 def sample(net_name, bs, steps, use_mpi):
@@ -70,11 +72,7 @@ def sample(net_name, bs, steps, use_mpi):
         exe = shutil.which("mpiexec") or os.path.join(os.path.dirname(sys.executable),
                                                       "mpiexec")
         cmd = [exe, "-n", "2"] + cmd + ["--mpi"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    if r.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr}")
-    line = next(l for l in r.stdout.splitlines() if l.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return run_for_result(cmd, env)
 
 
 def main():
