@@ -1,12 +1,18 @@
 // threadpool.cpp -- the worker threads behind pool::run (see threadpool.h for why).
 //
-// One job at a time. The caller publishes the job (function, part count)
-// and then a new value of `ticket` = (sequence number << 8 | parts); each
-// worker w (part w + 1) waits for the ticket to change, runs its part if
-// w + 1 < parts, and counts down `pending`. The caller runs part 0, then
-// waits for pending to reach 0. Because the part count travels in the
-// ticket, a worker that wakes late for a job it has no part in never reads
-// the next job's fields.
+// One job at a time. The caller publishes the job (function, part count),
+// then `claim` = (sequence number << 16 | 0) and a new `ticket` = (sequence
+// number << 8 | parts) that wakes the workers. The caller and every worker
+// then take parts one at a time from `claim` (a compare-and-swap that also
+// checks the sequence number, so a worker that wakes late can never take a
+// part of the next job) until none is left, and count down `pending` for each
+// part they finish; the caller returns when pending reaches 0. Which thread
+// runs which part does not change what a part computes (the split into parts
+// is fixed by the part count), so results stay independent of the timing.
+// Parts are claimed rather than assigned because a worker whose core is
+// taken by another process may not run for milliseconds: the caller then
+// runs that part itself instead of waiting for it (a fixed assignment made a
+// 2-thread training step ~15x slower next to one busy process).
 //
 // Waiting workers spin (with the pause hint) for spin_ns, then sleep on a
 // condition variable; the caller wakes sleepers only when there are any.
@@ -60,7 +66,8 @@ int64_t now_ns() {
 struct Pool {
     std::mutex caller;                   // one job at a time
     std::atomic<uint64_t> ticket{0};     // seq << 8 | parts
-    std::atomic<int> pending{0};         // workers' parts not yet finished
+    std::atomic<uint64_t> claim{0};      // seq << 16 | parts taken so far
+    std::atomic<int> pending{0};         // parts not yet finished
     std::atomic<int> sleepers{0};
     std::atomic<int64_t> spin_ns{kShortSpinNs};
     std::atomic<bool> busy_wait{false};
@@ -69,11 +76,44 @@ struct Pool {
     std::mutex error_lock;
     std::mutex sleep_lock;
     std::condition_variable wake;
-    std::vector<std::thread> workers;    // worker w runs part w + 1
+    std::vector<std::thread> workers;
 
     void record(std::exception_ptr e) {
         std::lock_guard<std::mutex> g(error_lock);
         if (!error) error = e;
+    }
+
+    // Take the next part of job `seq` (of `parts`), or -1 when none is left or
+    // that job is over.
+    int take(uint64_t seq, int parts) {
+        seq &= (uint64_t(1) << 48) - 1;   // what claim's upper 48 bits hold
+        uint64_t c = claim.load(std::memory_order_acquire);
+        for (;;) {
+            if ((c >> 16) != seq) return -1;
+            const int next = static_cast<int>(c & 0xFFFF);
+            if (next >= parts) return -1;
+            if (claim.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+                return next;
+            }
+        }
+    }
+
+    // Run parts of job `seq` until none is left; returns when this thread has
+    // no more to take (others may still be running theirs).
+    void take_and_run(uint64_t seq, int parts) {
+        for (int part; (part = take(seq, parts)) >= 0;) {
+            tl_part = part;
+            tl_inside = true;
+            try {
+                (*job)(part);
+            } catch (...) {
+                record(std::current_exception());
+            }
+            tl_inside = false;
+            tl_part = 0;
+            pending.fetch_sub(1, std::memory_order_acq_rel);
+        }
     }
 
     // seen: the ticket when the worker was made (before the job it is made for).
@@ -98,17 +138,8 @@ struct Pool {
             }
             seen = t;
             const int parts = static_cast<int>(t & 0xFF);
-            if (w + 1 >= parts) continue;
-            tl_part = w + 1;
-            tl_inside = true;
-            try {
-                (*job)(w + 1);
-            } catch (...) {
-                record(std::current_exception());
-            }
-            tl_inside = false;
-            tl_part = 0;
-            pending.fetch_sub(1, std::memory_order_acq_rel);
+            if (w + 1 >= parts) continue;   // more workers than this job has parts
+            take_and_run(t >> 8, parts);
         }
     }
 
@@ -180,23 +211,17 @@ void run(int parts, PartFn fn) {
     p.grow(parts - 1);
     p.job = &fn;
     p.error = nullptr;
-    p.pending.store(parts - 1, std::memory_order_relaxed);
+    p.pending.store(parts, std::memory_order_relaxed);
     const uint64_t seq = (p.ticket.load(std::memory_order_relaxed) >> 8) + 1;
+    p.claim.store(seq << 16, std::memory_order_release);
     p.ticket.store(seq << 8 | static_cast<uint64_t>(parts), std::memory_order_seq_cst);
     if (p.sleepers.load(std::memory_order_seq_cst) > 0) {
         std::lock_guard<std::mutex> g(p.sleep_lock);
         p.wake.notify_all();
     }
-    tl_inside = true;
-    tl_part = 0;
-    try {
-        fn(0);
-    } catch (...) {
-        p.record(std::current_exception());
-    }
-    tl_inside = false;
-    // Wait for the workers' parts: spin briefly, then give the core away
-    // while a worker is descheduled (another process on this core).
+    p.take_and_run(seq, parts);
+    // Wait for the parts other threads took: spin briefly, then give the core
+    // away while such a worker is descheduled (another process on this core).
     const int64_t start = now_ns();
     for (int i = 0; p.pending.load(std::memory_order_acquire) > 0; ++i) {
         FASTCNN_PAUSE();

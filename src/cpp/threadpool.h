@@ -44,9 +44,10 @@ int max_threads();        // threads a parallel loop may use (OpenMP's setting)
 bool in_parallel();       // true inside a part run by run()
 int thread_num();         // this thread's part index inside run(); 0 outside
 
-// Calls fn(t) for every t in [0, parts), on up to `parts` threads (the caller
-// runs part 0). Returns when every part has finished. An exception from a
-// part is rethrown here (the first one).
+// Calls fn(t) for every t in [0, parts), on up to `parts` threads: the caller
+// and the workers take parts one at a time, so which thread runs which part
+// varies from call to call (a part must not depend on it). Returns when every
+// part has finished. An exception from a part is rethrown here (the first one).
 void run(int parts, PartFn fn);
 
 // Long spin (training) or short spin (everything else) for idle workers.
