@@ -105,13 +105,14 @@ def main():
             for net, bs in cases:
                 a = sample(args.base, {}, net, bs, th)
                 b = sample(args.other, env, net, bs, th)
-                row = rows.setdefault((th, net, bs), {"base": [], "other": [], "simd": None})
+                row = rows.setdefault((th, net, bs), {"base": [], "other": []})
                 row["base"].append(a["images_per_s"])
                 row["other"].append(b["images_per_s"])
-                row["simd"] = (a["simd"], b["simd"])
+                paths = (a["simd"], b["simd"])
         print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    print(f"base {args.base}, other {args.other} {' '.join(args.env)}; images/s per round; "
-          "ratio = other / base, median of the rounds (and each round's)")
+    print(f"base {args.base} ({paths[0]} path), other {args.other} {' '.join(args.env)} "
+          f"({paths[1]} path); images/s per round; ratio = other / base, median of the "
+          "rounds (and each round's)")
     print("| threads | net | batch | base | other | ratio | rounds |")
     print("|---|---|---|---|---|---|---|")
     for (th, net, bs), r in rows.items():
