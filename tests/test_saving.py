@@ -169,6 +169,29 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch, error):
     fastcnn.load(path)
 
 
+def test_save_into_a_missing_directory_names_the_users_path(tmp_path):
+    path = tmp_path / "no-such-dir" / "m.npz"
+    with pytest.raises(FileNotFoundError) as e:
+        _model().save(path)
+    assert str(path) in str(e.value) and "directory does not exist" in str(e.value)
+    assert ".tmp" not in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_flushes_the_directory_after_the_rename(tmp_path, monkeypatch):
+    """The rename itself reaches the disk: the directory is fsynced after it."""
+    path = tmp_path / "m.npz"
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append((os.path.realpath(f"/proc/self/fd/{fd}"), os.path.exists(path)))
+        return real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    _model().save(path)
+    assert (os.path.realpath(tmp_path), True) in synced
+
+
 # ---------------------------------------------------------------------------
 # Refusals
 

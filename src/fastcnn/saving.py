@@ -103,19 +103,42 @@ def atomic_write(path, write) -> None:
     tmp = os.path.join(directory, f".fastcnn-{os.getpid()}-{secrets.token_hex(8)}.tmp")
     # created like any new file (mode 0o666 less the umask; mkstemp would make it 0o600),
     # O_EXCL: never an existing file
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+    except OSError as e:   # name the user's file, not the temporary one
+        why = ("its directory does not exist" if isinstance(e, FileNotFoundError)
+               else f"cannot create a file in {directory!r}: {e.strerror}")
+        raise type(e)(e.errno, f"cannot write {os.fspath(path)!r}: {why}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_directory(directory)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+
+
+def _fsync_directory(directory) -> None:
+    """Flush the directory entry of a rename to disk, so that after a power loss the
+    new file, not the old one, is there (POSIX; skipped where directories cannot be
+    opened, e.g. on Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_checkpoint(model, path, state) -> None:
