@@ -211,10 +211,14 @@ def _row(r):
             f"{r['seconds'] / 60:.1f} min |")
 
 
-def test_reproduce_writes_results_and_reuses_finished_runs(tmp_path, fake_train, capsys):
+def test_reproduce_writes_results_and_reuses_finished_runs(tmp_path, fake_train, capsys,
+                                                         monkeypatch):
     out = tmp_path / "runs"
     argv = ["reproduce", "--rows", "conv,keras-cnn", "--out", str(out), "--quiet"]
-    assert cli.main(argv) == 0
+    clock = iter([1000.0, 1090.0])   # the command's start and end
+    with monkeypatch.context() as m:
+        m.setattr(cli.time, "monotonic", lambda: next(clock))
+        assert cli.main(argv) == 0
     assert fake_train.calls == [("conv", 0, None), ("keras-cnn", 0, None)]
     results = json.loads((out / "results.json").read_text())
     assert [r["preset"] for r in results] == ["conv", "keras-cnn"]
@@ -230,6 +234,7 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tmp_path, fake_train,
     assert not list(out.glob("*.partial.npz"))
     printed = capsys.readouterr().out
     assert "\n".join(md) in printed
+    assert "this command ran 1.5 min)" in printed
 
     # a second call reuses both finished runs: the same table, no training
     assert cli.main(argv) == 0

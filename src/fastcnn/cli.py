@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 QUICK = dict(preset="conv2-relu", epochs=3)
 DEFAULT_ROWS = ["conv", "conv2", "conv2-relu", "keras-cnn"]
@@ -199,6 +200,7 @@ def _reproduce(args) -> int:
         if r not in presets.PRESETS and r != "ensemble":
             raise ValueError(f"--rows: unknown row {r!r}; known: {', '.join(ALL_ROWS)}")
     os.makedirs(args.out, exist_ok=True)
+    started = time.monotonic()
     if getattr(args, "scheduler", None):
         from . import distributed
         try:
@@ -208,7 +210,7 @@ def _reproduce(args) -> int:
         _write_results(args.out, results)
         print()
         print(table(results) + _notes(results))
-        print(f"\n(results in {os.path.join(args.out, 'results.md')} and results.json)")
+        print(_footer(args.out, started))
         return 0
     results = []
     try:
@@ -225,8 +227,15 @@ def _reproduce(args) -> int:
         return 130
     print()
     print(table(results) + _notes(results))
-    print(f"\n(results in {os.path.join(args.out, 'results.md')} and results.json)")
+    print(_footer(args.out, started))
     return 0
+
+
+def _footer(out, started) -> str:
+    """Where the results are, and this command's own wall time (finished runs it
+    reused took none of it; runs it resumed count only from their resumption)."""
+    return (f"\n(results in {os.path.join(out, 'results.md')} and results.json; "
+            f"this command ran {(time.monotonic() - started) / 60:.1f} min)")
 
 
 def run_stem(out, preset, seed, epochs=None, overrides=None):
