@@ -358,7 +358,7 @@ def test_train_progress_output(tmp_path, capsys, small_mnist):
     assert cli.main(["train", "fc100", "--epochs", "1", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (f"fastcnn {fastcnn.__version__}: training fc100 on MNIST for 1 epoch "
-                        "(native backend, 1 threads)")
+                        "(native backend, 1 thread)")
     assert lines[1].startswith("epoch 1/1  loss ")
     assert lines[-1].startswith("fc100: test accuracy ")
 

@@ -156,7 +156,7 @@ def _train(args) -> int:
         data = "MNIST" if args.data is None else args.data
         print(f"fastcnn {fastcnn.__version__}: training {preset} on {data} for {n_epochs} "
               f"epoch{'' if n_epochs == 1 else 's'} ({args.backend} backend, "
-              f"{fastcnn.get_num_threads()} threads"
+              f"{fastcnn.get_num_threads()} thread{'' if fastcnn.get_num_threads() == 1 else 's'}"
               + (f" x {comm.Get_size()} MPI ranks" if comm is not None else "") + ")",
               flush=True)
     res = presets.train(preset, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
