@@ -1014,6 +1014,10 @@ PYBIND11_MODULE(_core, m) {
     const std::string isa_error = fastcnn::init_dispatch();
     if (!isa_error.empty()) throw py::import_error(isa_error);
     fastcnn::tune_malloc();
+    // The limits the intake enforces, read by the Python checks and the tests.
+    m.attr("MAX_SIZE") = kMaxDim;
+    m.attr("CHOICE_NO_GRADIENT") = int(fastcnn::kNoGradient);
+    m.attr("MAX_FUSED_POOL_WINDOW") = int(fastcnn::kNoGradient) - 1;
     bind_misc(m);
     bind_gemm(m);
     bind_conv_dense(m);
