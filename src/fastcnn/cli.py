@@ -42,9 +42,19 @@ def _positive_int(text):
     return v
 
 
+def _version() -> str:
+    """The installed distribution's version (a source tree without metadata: 'unknown')."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("fastcnn")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _parser():
     from . import presets
     p = argparse.ArgumentParser(prog="fastcnn", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"fastcnn {_version()}")
     sub = p.add_subparsers(dest="command")
 
     t = sub.add_parser("train", help="train a preset model on MNIST")
