@@ -53,7 +53,7 @@ def test_bench_prints_machine_tables_and_ratios(tmp_path, capsys):
 
 
 def test_bench_without_torch(monkeypatch, capsys):
-    monkeypatch.setattr(benchmark, "torch", None)
+    monkeypatch.setattr(benchmark.nets, "torch", None)
     assert main(TINY + ["--no-inference", "--no-reference"]) == 0
     text = capsys.readouterr().out
     assert "PyTorch not installed" in text

@@ -1,6 +1,6 @@
 """fastcnn ops next to NumPy's BLAS in one process: a NumPy matmul and a fastcnn op
 alternating, from one and from two Python threads, each result checked against a
-float64 oracle; how fastcnn's worker threads wait (ops.busy_wait, inside fit only)
+float64 oracle; how fastcnn's worker threads wait (fastcnn.threads.busy_wait, inside fit only)
 and that a forked child gets workers of its own (no timing here:
 bench/bench_dropin.py measures the speed)."""
 from __future__ import annotations
@@ -63,23 +63,21 @@ def test_numpy_matmul_and_fastcnn_ops_alternate(python_threads, threads):
 
 
 def test_busy_wait_is_scoped_and_changes_no_result():
-    """ops.busy_wait only changes how long idle workers spin: the same op gives the
-    same bits inside and outside it, and the previous setting comes back after."""
+    """threads.busy_wait only changes how long idle workers spin: the same op gives
+    the same bits inside and outside it, and the previous setting comes back after."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((6, 3, 17, 15)).astype(np.float32)
     w = rng.standard_normal((9, 3, 5, 5)).astype(np.float32)
     outside = ops.conv2d(x, w, padding=2)
     assert not fastcnn._core.busy_wait()
-    with ops.busy_wait():
+    with fastcnn.threads.busy_wait():
         assert fastcnn._core.busy_wait()
-        with ops.busy_wait():
+        with fastcnn.threads.busy_wait():
             inside = ops.conv2d(x, w, padding=2)
         assert fastcnn._core.busy_wait()   # the inner block restored the outer's setting
     assert not fastcnn._core.busy_wait()
     np.testing.assert_array_equal(inside, outside)
     assert_close(inside, reference.conv2d(*as64(x, w), padding=2), name="conv2d")
-    with reference.busy_wait():   # the reference's twin exists and does nothing
-        pass
 
 
 def test_fit_waits_hot_only_while_it_trains():

@@ -17,6 +17,7 @@ import pytest
 
 import fastcnn
 from fastcnn import cli, datasets, presets
+from fastcnn.runs import reproduce, training_run
 from fastcnn import layers as L
 from fastcnn.network3 import FullyConnectedLayer, Network, SoftmaxLayer
 
@@ -80,7 +81,7 @@ def _exit_code(argv):
 def test_argparse_errors_exit_2(argv, message, capsys, monkeypatch):
     def must_not_train(*args, **kwargs):
         raise AssertionError("a bad argument got through to presets.train")
-    monkeypatch.setattr(presets, "train", must_not_train)
+    monkeypatch.setattr(training_run, "train", must_not_train)
     assert _exit_code(argv) == 2
     assert message in capsys.readouterr().err
 
@@ -198,7 +199,7 @@ class FakeTrain:
 @pytest.fixture
 def fake_train(monkeypatch):
     fake = FakeTrain()
-    monkeypatch.setattr(presets, "train", fake)
+    monkeypatch.setattr(training_run, "train", fake)
     return fake
 
 
@@ -268,15 +269,15 @@ def test_notes_say_how_an_ensembles_wall_time_was_added_up():
     members = [300.0, 420.0, 360.0]
     par = {"preset": "ensemble", "seconds": sum(members), "member_seconds": members,
            "members_parallel": True}
-    note = cli._notes([par])
+    note = reproduce.notes([par])
     assert "3 members' added up (they ran as parallel tasks" in note
     assert "the slowest member took 7.0 min" in note
     seq = dict(par, members_parallel=False)
-    assert "they ran one after the other" in cli._notes([seq])
+    assert "they ran one after the other" in reproduce.notes([seq])
     # a resumed single run and an ensemble: both notes, resumed first
-    note = cli._notes([{"preset": "conv", "segments": 2}, par])
+    note = reproduce.notes([{"preset": "conv", "segments": 2}, par])
     assert note.index("Resumed after an interruption: conv.") < note.index("ensemble's")
-    assert cli._notes([{"preset": "conv"}]) == ""
+    assert reproduce.notes([{"preset": "conv"}]) == ""
 
 
 def _member_predictions(path, x):
@@ -332,7 +333,7 @@ def small_mnist(monkeypatch):
         return tuple((x[:n], y[:n]) for (x, y), n in zip(sets, SLICE))
 
     # network3.load_data_shared and presets.train both call datasets.load_mnist
-    monkeypatch.setattr(datasets, "load_mnist", load_slice)
+    monkeypatch.setattr(datasets.idx, "load_mnist", load_slice)
     return load_slice()
 
 
@@ -385,7 +386,7 @@ def _load_tiny(real=_REAL_LOAD, sizes=TINY):
 
 @pytest.fixture
 def tiny_mnist(monkeypatch):
-    monkeypatch.setattr(datasets, "load_mnist", _load_tiny())
+    monkeypatch.setattr(datasets.idx, "load_mnist", _load_tiny())
 
 
 class HistorySpy:
@@ -424,7 +425,7 @@ def uninterrupted(tmp_path_factory):
     """The reference: each tiny run trained in one go."""
     runs = {}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(datasets, "load_mnist", _load_tiny())
+        mp.setattr(datasets.idx, "load_mnist", _load_tiny())
         before = fastcnn.get_num_threads()
         for preset in BATCHES:
             runs[preset] = _run(tmp_path_factory.mktemp(preset), preset)
@@ -542,7 +543,7 @@ def test_time_of_a_resumed_run_is_the_sum_of_its_segments(tmp_path, capsys, tiny
     """presets.train reads its clock when it starts, at each checkpoint and when
     training ends; here every reading is one second after the last."""
     clock = iter(range(1000, 2000))
-    monkeypatch.setattr(presets, "time", type("Clock", (), {
+    monkeypatch.setattr(training_run, "time", type("Clock", (), {
         "perf_counter": staticmethod(lambda: float(next(clock)))}))
     out = tmp_path / "runs"
     partial = _interrupted(out, "keras-cnn", "mid", 2, capsys)
@@ -568,7 +569,7 @@ def test_fresh_discards_an_interrupted_run(tmp_path, capsys, tiny_mnist, uninter
 
 @pytest.mark.parametrize("change", ["backend", "data"])
 def test_resume_refuses_a_checkpoint_of_other_settings(change, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(datasets, "load_mnist", _load_tiny())
+    monkeypatch.setattr(datasets.idx, "load_mnist", _load_tiny())
     out = tmp_path / "runs"
     partial = _interrupted(out, "keras-cnn", "end", 1, capsys)
     saved = partial.read_bytes()
@@ -577,7 +578,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(change, tmp_path, capsys,
         more = ["--backend", "reference"]
         why = "backend 'native' there, 'reference' here"
     else:   # the same command on other images
-        monkeypatch.setattr(datasets, "load_mnist", _load_tiny(_REAL_LOAD, (301, 100, 100)))
+        monkeypatch.setattr(datasets.idx, "load_mnist", _load_tiny(_REAL_LOAD, (301, 100, 100)))
         why = "other data"
 
     def must_not_train(*args, **kwargs):
@@ -708,7 +709,7 @@ def test_train_on_another_idx_data_set(preset, shape, n_train, tmp_path, capsys)
 def test_sweep_bad_arguments(argv, message, tmp_path, capsys, monkeypatch):
     def must_not_train(*args, **kwargs):
         raise AssertionError("a bad argument got through to presets.train")
-    monkeypatch.setattr(presets, "train", must_not_train)
+    monkeypatch.setattr(training_run, "train", must_not_train)
     assert cli.main(argv + ["--out", str(tmp_path / "sweep")]) == 2
     assert message in capsys.readouterr().err
 

@@ -352,7 +352,7 @@ def test_expand_shifts_shuffled_across_chunks(monkeypatch, dtype):
     x = rng.integers(1, 256, size=(40, 2, 5, 6)).astype(dtype)
     y = rng.integers(0, 10, size=40)
     x_before = x.copy()
-    monkeypatch.setattr(datasets, "_CHUNK_BYTES", 7 * x[0].nbytes)
+    monkeypatch.setattr(datasets.augment, "_CHUNK_BYTES", 7 * x[0].nbytes)
     for order in (rng.permutation(200), np.arange(200), np.arange(200)[::-1]):
         want_x, want_y = _expand_then_shuffle(x, y, order)
         got_x, got_y = expand_shifts(x, y, order=order)
@@ -386,10 +386,10 @@ def test_expand_shifts_rejects_bad_orders():
 def test_clear_cache_keeps_loads_and_returned_arrays_intact(official):
     (xt, _), _, _ = load_mnist(dtype="uint8")
     datasets.clear_cache()
-    assert not datasets._cache
+    assert not datasets.idx._cache
     assert np.array_equal(xt[:, 0], official["train-images-idx3-ubyte"][:50000])
     (xt2, _), _, _ = load_mnist(dtype="uint8")  # read and checked again
-    assert np.array_equal(xt2, xt) and datasets._cache
+    assert np.array_equal(xt2, xt) and datasets.idx._cache
 
 
 @pytest.mark.parametrize("max_shift", [1, 2])
@@ -499,7 +499,7 @@ def test_the_bundled_copy_is_always_checked(tmp_path, monkeypatch):
     data = bytearray(gzip.decompress((BUNDLED / (name + ".gz")).read_bytes()))
     data[-1] = (data[-1] + 1) % 10
     (tmp_path / (name + ".gz")).write_bytes(gzip.compress(bytes(data)))
-    monkeypatch.setattr(datasets, "BUNDLED_DIR", tmp_path)
-    monkeypatch.setattr(datasets, "SUMS_FILE", tmp_path / "SHA256SUMS.raw")
+    monkeypatch.setattr(datasets.idx, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(datasets.idx, "SUMS_FILE", tmp_path / "SHA256SUMS.raw")
     with pytest.raises(fastcnn.FileFormatError, match="failed its SHA-256 check"):
         load_mnist()

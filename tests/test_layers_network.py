@@ -18,6 +18,7 @@ import fastcnn
 from fastcnn import Ensemble, Sequential, optim
 from fastcnn import layers as L
 from fastcnn.callbacks import Callback, EarlyStopping, ReduceLROnPlateau, StepLR
+from fastcnn.nn.steps import LayerStep
 
 
 @pytest.fixture(autouse=True)
@@ -551,9 +552,10 @@ def test_model_history_is_the_history_being_filled():
 def test_bad_initial_epoch_or_history():
     model, x, y, opt = _tiny()
     h = model.fit(x, y, epochs=2, optimizer=opt, verbose=0)
-    for bad in (-1, 4, 1.0, True, "1"):
-        with pytest.raises(ValueError, match=re.escape("initial_epoch must be an integer in "
-                                                       "[0, epochs] = [0, 3]")):
+    for bad, error in ((-1, ValueError), (4, ValueError), (1.0, TypeError), (True, TypeError),
+                       ("1", TypeError)):   # a wrong value, or not an integer at all
+        with pytest.raises(error, match=re.escape("initial_epoch must be an integer in "
+                                                  "[0, epochs] = [0, 3]")):
             model.fit(x, y, epochs=3, initial_epoch=bad, verbose=0)
     with pytest.raises(ValueError, match="history holds 2 epochs, but initial_epoch is 1"):
         model.fit(x, y, epochs=3, initial_epoch=1, history=h, verbose=0)
@@ -764,7 +766,9 @@ def test_bad_training_arguments():
     x, y = _x(), np.zeros(4, int)
     _fit_error("batch_size", x, y, batch_size=0)
     _fit_error("epochs", x, y, epochs=0)
-    _fit_error("epochs", x, y, epochs=1.5)
+    with pytest.raises(TypeError, match="epochs"):
+        Sequential([L.Dense(2)], input_shape=(4,)).fit(x.reshape(4, -1)[:, :4], y, epochs=1.5,
+                                                      verbose=0)
     _fit_error("unknown optimizer 'adamw'", x, y, optimizer="adamw")
     _fit_error("unknown loss 'hinge'", x, y, loss="hinge")
     _fit_error("drop_last", x, y, batch_size=5, drop_last=True)
@@ -785,9 +789,25 @@ def test_loss_must_fit_the_last_activation(loss, last):
 
 
 @pytest.mark.parametrize("make, match", [
+    (lambda: L.Dense(2.5), "units"),
+    (lambda: L.Conv2D("3", 3), "filters"),
+    (lambda: L.Conv2D(2, 3, stride=1.0), "stride"),
+    (lambda: L.Dense(3, activation=None and 1 or 7), "activation"),
+    (lambda: L.Dropout("0.5"), "rate"),
+    (lambda: L.Dropout(0.5, inverted="yes"), "inverted"),
+    (lambda: optim.SGD("0.1"), "lr"),
+    (lambda: optim.SGD(0.1, nesterov=1), "nesterov"),
+])
+def test_wrong_kinds_of_argument_are_type_errors(make, match):
+    """The kind of mistake decides the exception, in every module: the wrong kind of
+    object is a TypeError, a wrong value (below) a ValueError."""
+    with pytest.raises(TypeError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("make, match", [
     (lambda: L.Dense(0), "units"),
     (lambda: L.Dense(-3), "units"),
-    (lambda: L.Dense(2.5), "units"),
     (lambda: L.Conv2D(0, 3), "filters"),
     (lambda: L.Conv2D(2, 0), "kernel_size"),
     (lambda: L.Conv2D(2, (3, -1)), "kernel_size"),
@@ -847,7 +867,7 @@ def test_dropout_without_rng_in_training_is_refused():
 
 
 # ---------------------------------------------------------------------------
-# ReLU conv + max-pool: the pool applies the ReLU mask (Sequential.build)
+# ReLU conv + max-pool, unfused: the pool applies the ReLU mask (nn/steps.py)
 
 
 @pytest.mark.parametrize("backend, dtype", [("native", "float32"), ("reference", "float64")])
@@ -859,15 +879,13 @@ def test_relu_mask_moved_to_the_pool_changes_no_bit(backend, dtype, size, stride
               L.Conv2D(3, 2, activation="relu"), L.MaxPool2D(size, stride),
               L.Dense(5, activation="softmax")]
     model = Sequential(layers, input_shape=(2, 15, 14), backend=backend, dtype=dtype, seed=3)
-    assert [getattr(layer, "relu_mask_after", None) for layer in model.layers] == \
-        [True, None, True, None, None]
-    assert model.layers[1].relu_mask_before and model.layers[3].relu_mask_before
+    model.fuse = False
+    assert [(type(s).__name__, getattr(s, "fused", None)) for s in model.steps] == \
+        [("ConvPoolStep", False), ("ConvPoolStep", False), ("LayerStep", None)]
     x, y = _data((2, 15, 14), 6, 5, seed=4)
     x[0, :, :8] = -5.0  # whole windows at relu 0: pooled 0, gradient stops
     moved = model.loss_and_grads(x, y)[2]
-    for layer in model.layers:
-        if isinstance(layer, (L.Conv2D, L.MaxPool2D)):
-            layer.relu_mask_after = layer.relu_mask_before = False
+    model.steps = [LayerStep(layer) for layer in model.layers]   # each conv masks its own
     plain = model.loss_and_grads(x, y)[2]
     assert any(np.count_nonzero(g["w"]) for g in moved if g)
     for g_moved, g_plain in zip(moved, plain):

@@ -183,7 +183,7 @@ def test_train_save_then_plot_draws_the_learning_curves(tmp_path, capsys, monkey
     def small(path=None, validation=10000, dtype="float32"):
         (x, y), (xv, yv), (xt, yt) = full(path, validation=validation, dtype=dtype)
         return (x[:600], y[:600]), (xv[:200], yv[:200]), (xt[:200], yt[:200])
-    monkeypatch.setattr(datasets, "load_mnist", small)
+    monkeypatch.setattr(datasets.idx, "load_mnist", small)
     model = tmp_path / "m.npz"
     assert main(["train", "fc100", "--epochs", "2", "--save", str(model), "--quiet"]) == 0
     assert main(["plot", str(model), "--out", str(tmp_path / "pics")]) == 0

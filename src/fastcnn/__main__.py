@@ -1,7 +1,7 @@
 """python -m fastcnn: the command line (see fastcnn.cli)."""
 import sys
 
-from fastcnn.cli import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

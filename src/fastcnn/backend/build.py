@@ -1,0 +1,31 @@
+"""What the native core was built with and which SIMD path it runs."""
+from __future__ import annotations
+
+from .. import _core
+
+
+def build_info() -> dict:
+    """How the native core was built and what it runs: SIMD path in use
+    ("simd"), the paths this CPU, OS and build can run ("isas_supported", best
+    last) and the build has ("isas_compiled"), OpenMP on/off, thread count,
+    compiler and flags, and how its idle worker threads wait ("thread_wait":
+    see fastcnn.threads.busy_wait)."""
+    info = dict(_core.build_info())
+    info["thread_wait"] = ("fastcnn's own workers: ~20 us spin then sleep; ~2 ms spin "
+                           "inside Sequential.fit (fastcnn.threads.busy_wait)")
+    return info
+
+
+def set_isa(name: str) -> None:
+    """Use SIMD path `name` ("generic", "avx2" or "avx512") from now on, in this
+    process. ValueError (changing nothing) if the name is unknown or the path
+    cannot run here; the message names the CPU feature missing, or says that
+    this build lacks the path. The environment variable FASTCNN_ISA does the
+    same at import (and "auto" there means the best path). Results are
+    bit-identical across thread counts on each path, not across paths."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    _core._set_isa(name)
+
+
+__all__ = ["build_info", "set_isa"]
