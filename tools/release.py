@@ -417,6 +417,8 @@ def summary(stage, facts, files, seconds, ok):
         log(f"    SIMD paths compiled {inst['isas_compiled']}; selfcheck passed with "
             f"FASTCNN_ISA = {', '.join(inst['selfcheck_isas'])}")
     log(f"  total {seconds / 60:.1f} min: " + ("PASSED" if ok else "FAILED"))
+    failed = sum(result != "ok" for _, _, result in stage.rows)
+    log(f"release: {len(stage.rows) - failed} passed, {failed} failed")
 
 
 def main(argv=None):
