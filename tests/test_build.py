@@ -14,16 +14,9 @@ import pytest
 
 import fastcnn
 from fastcnn import ops, reference
+from fastcnn.backend import ops_list
 
-OPS = [
-    "gemm", "im2col", "col2im", "conv2d", "conv2d_backward",
-    "maxpool2d", "maxpool2d_backward", "avgpool2d", "avgpool2d_backward",
-    "l2pool2d", "l2pool2d_backward", "global_avgpool2d", "global_avgpool2d_backward",
-    "dense", "dense_backward", "relu", "relu_backward", "sigmoid", "sigmoid_backward",
-    "tanh", "tanh_backward", "softmax", "log_softmax", "softmax_loglik", "quadratic_cost",
-    "binary_cross_entropy", "dropout", "dropout_backward",
-    "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",
-]
+OPS = ops_list.OPS   # the ops interface, as the backend defines it
 
 
 def _run(code: str, **env) -> str:
@@ -34,6 +27,18 @@ def _run(code: str, **env) -> str:
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
+
+
+def _public(module):
+    """Public names of a backend package, its submodules (conv, pool...) aside."""
+    return {n for n in dir(module) if not n.startswith("_")
+            and not isinstance(getattr(module, n), type(module))}
+
+
+def test_both_backends_hold_exactly_the_same_names():
+    """fastcnn.ops and fastcnn.reference are interchangeable: the same public names
+    (the ops, nothing else: thread control lives in fastcnn.threads)."""
+    assert _public(ops) == _public(reference) == set(OPS)
 
 
 @pytest.mark.parametrize("name", OPS)

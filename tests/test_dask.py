@@ -22,6 +22,7 @@ distributed = pytest.importorskip("distributed")
 
 from fastcnn import cli, datasets, presets  # noqa: E402
 from fastcnn import distributed as fd  # noqa: E402
+from fastcnn.runs import reproduce  # noqa: E402
 
 PRESET = "conv2-relu"   # a small book preset that learns in a few hundred images
 TRAIN, VAL, TEST = 400, 10000, 300   # the book presets hold out 10000 for validation
@@ -102,7 +103,7 @@ def test_local_cluster_sweep_matches_direct_runs(data, direct, tmp_path, capfd):
     assert len(results) == 4
     for res in results:
         ref, ref_params = direct[(res["lr"], res["seed"])]
-        _check_run(res, ref, _params(cli.run_stem(str(out), PRESET, res["seed"], EPOCHS,
+        _check_run(res, ref, _params(reproduce.run_stem(str(out), PRESET, res["seed"], EPOCHS,
                                                   res["settings"]) + ".npz"), ref_params)
         name = res["run"]
         # one progress line per finished epoch per run, prefixed with its name
@@ -119,7 +120,7 @@ def test_killed_worker_run_resumes_bit_identically(data, direct, tmp_path):
                                        dashboard_address=None)
     client = distributed.Client(cluster)
     try:
-        victim = cli.run_stem(str(out), PRESET, 1, EPOCHS, {"lr": 0.1})
+        victim = reproduce.run_stem(str(out), PRESET, 1, EPOCHS, {"lr": 0.1})
         box = {}
 
         def run():
@@ -156,7 +157,7 @@ def test_killed_worker_run_resumes_bit_identically(data, direct, tmp_path):
     _check_run(res, ref, _params(victim + ".npz"), ref_params)
     other = by_lr[0.03]
     _check_run(other, *direct[(0.03, 1)][:1],
-               _params(cli.run_stem(str(out), PRESET, 1, EPOCHS, {"lr": 0.03}) + ".npz"),
+               _params(reproduce.run_stem(str(out), PRESET, 1, EPOCHS, {"lr": 0.03}) + ".npz"),
                direct[(0.03, 1)][1])
 
 

@@ -70,7 +70,8 @@ def _resolve(module, is_package, level, target):
 def imports(name, path, known):
     """[(imported module, line, what)] of one module: the most specific known
     module each import statement loads (a submodule when `from X import sub`)."""
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
     is_package = path.endswith("__init__.py")
     found = []
     for node in ast.walk(tree):

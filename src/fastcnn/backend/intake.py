@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.checks import (decay_rate, epsilon, flag, integer, learning_rate, pair, real,
-                             shape_str, weight_decay)
+from ..common.checks import (decay_rate, epsilon, flag, integer, labels_in_range,
+                             learning_rate, pair, real, shape_str, weight_decay)
 from ..common.geometry import conv_output_size, pool_output_size
 from ..common.limits import MAX_FUSED_POOL_WINDOW
 
@@ -285,9 +285,7 @@ def labels(y, n: int, k: int) -> np.ndarray:
     if y.shape != (n,):
         raise ValueError(f"labels has shape {shape_str(y.shape)}, expected {shape_str((n,))} "
                          f"(one label per row of logits)")
-    if y.size and (y.min() < 0 or y.max() >= k):
-        raise ValueError(f"labels must lie in [0, {k}) for logits with {k} classes, "
-                         f"got values in [{y.min()}, {y.max()}]")
+    labels_in_range(y, k, "labels", "classes of logits")
     return y.astype(np.int64, copy=False)
 
 

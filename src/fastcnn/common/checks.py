@@ -84,6 +84,14 @@ def real(v, name: str, lo: float | None = None, hi: float | None = None,
     return v
 
 
+def labels_in_range(y, k: int, name: str = "labels", what: str = "classes") -> None:
+    """ValueError unless every integer label in y lies in [0, k): the rule for
+    class labels wherever they are taken (the model, the losses, the ops)."""
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"{name} must lie in [0, {k}) for {k} {what}, got values in "
+                         f"[{y.min()}, {y.max()}]")
+
+
 def flag(v, name: str) -> bool:
     """A yes/no argument: a bool (or numpy bool), nothing else."""
     if not isinstance(v, (bool, np.bool_)):
@@ -130,5 +138,5 @@ def epsilon(eps) -> float:
     return real(eps, "eps", 0.0, lo_open=True)
 
 
-__all__ = ["shape_str", "integer", "count", "pair", "real", "flag", "choice", "instance",
+__all__ = ["shape_str", "integer", "count", "pair", "real", "flag", "choice", "instance", "labels_in_range",
            "learning_rate", "weight_decay", "decay_rate", "epsilon", "F32_MAX", "F32_TINY"]

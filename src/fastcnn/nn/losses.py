@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..common.checks import labels_in_range
+
 
 def _targets(y, out):
     """Targets shaped like out: one-hot rows for integer labels."""
     if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
         k = out.shape[1]
-        if y.size and (y.min() < 0 or y.max() >= k):
-            raise ValueError(f"labels must lie in [0, {k}) for an output of {k} classes, "
-                             f"got values in [{y.min()}, {y.max()}]")
+        labels_in_range(y, k, "labels", "output classes")
         t = np.zeros(out.shape, dtype=out.dtype)
         t[np.arange(y.shape[0]), y] = 1
         return t

@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from .. import backend as B
-from ..common.checks import count, flag
+from ..common.checks import count, flag, labels_in_range
 from ..io import onnx
 from ..io.files import refuse
 from . import losses, saving, steps, training
@@ -146,9 +146,8 @@ class Sequential:
         y = np.asarray(y)
         if y.ndim == 1 and y.dtype.kind in "iu":
             classes = self.output_shape[0] if len(self.output_shape) == 1 else None
-            if y.size and classes is not None and (y.min() < 0 or y.max() >= classes):
-                raise ValueError(f"{name} holds labels in [{y.min()}, {y.max()}], but the model "
-                                 f"has {classes} outputs: labels must lie in [0, {classes})")
+            if classes is not None:
+                labels_in_range(y, classes, f"labels in {name}", "model outputs")
             y = y.astype(np.int64, copy=False)
         elif y.dtype.kind != "f" or y.shape[1:] != tuple(self.output_shape):
             raise ValueError(f"{name} must be integer labels (N,) or float targets shaped "

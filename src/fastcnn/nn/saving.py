@@ -146,7 +146,7 @@ def _check_header(header, path, has_digest):
     if opt is not None:
         steps = opt["steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= MAX_SIZE:
-            raise refuse(path, f"optimizer steps must be an integer in [0, 2**40], "
+            raise refuse(path, f"optimizer steps must be an integer in [0, {MAX_SIZE}], "
                                f"got {steps!r:.80}")
 
 

@@ -7,8 +7,6 @@ same names, signatures and return structure as fastcnn.ops. See docs/ops.md.
   pool.py       max / average / L2 / global average pooling (+ backward)
   pointwise.py  activations, softmax, costs, dropout, optimizer updates
 """
-from __future__ import annotations
-
 from .conv import (  # noqa: F401 -- the ops (ops_list.OPS), re-exported
     col2im, conv2d, conv2d_backward, conv2d_maxpool, conv2d_maxpool_backward, dense,
     dense_backward, dense_backward_sgd, gemm, im2col)
@@ -19,6 +17,6 @@ from .pointwise import (  # noqa: F401
 from .pool import (  # noqa: F401
     avgpool2d, avgpool2d_backward, global_avgpool2d, global_avgpool2d_backward, l2pool2d,
     l2pool2d_backward, maxpool2d, maxpool2d_backward)
-from ..ops_list import OPS
+from ..ops_list import OPS as _OPS
 
-__all__ = list(OPS)
+__all__ = list(_OPS)
