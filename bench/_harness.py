@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 # the machine description every bench script prints (CPU, SIMD path, threads, BLAS)
-from fastcnn.benchmark import cpu_model, machine_info  # noqa: F401
+from fastcnn.bench import cpu_model, machine_info  # noqa: F401
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import fastcnn
-from fastcnn.benchmark import cpu_model
+from fastcnn.bench import cpu_model
 
 try:
     from threadpoolctl import threadpool_info, threadpool_limits

@@ -5,7 +5,7 @@
     python bench/bench_mpi.py --cases N2:64 --rounds 5 --steps 40
 
 Each sample is a fresh process (mpiexec -n 2 ... or plain python) that builds the
-net (fastcnn.benchmark), runs 3 warm-up steps, then times one fit of --steps
+net (fastcnn.bench), runs 3 warm-up steps, then times one fit of --steps
 global mini-batches of random MNIST-shaped images (no evaluation) and reports
 images/s. The MPI samples also time the step's Allreduce alone on the net's flat
 gradient buffer (bytes, median microseconds over 200 calls). The two contenders
@@ -31,10 +31,10 @@ from _subproc import emit_result, run_for_result  # noqa: E402
 def worker(net_name, bs, steps, use_mpi):
     import numpy as np
     import fastcnn as fc
-    from fastcnn.benchmark import build
+    from fastcnn.bench import build
     comm = None
     if use_mpi:
-        from fastcnn.mpi import FlatGrads, import_mpi
+        from fastcnn.nn.data_parallel import FlatGrads, import_mpi
         comm = import_mpi().COMM_WORLD
     g = np.random.default_rng(0)
     x = g.integers(0, 256, (bs * steps, 1, 28, 28), dtype=np.uint8)
@@ -87,7 +87,7 @@ def main():
         net_name, bs, steps = args.worker
         worker(net_name, int(bs), int(steps), args.mpi)
         return
-    from fastcnn.benchmark import cpu_model
+    from fastcnn.bench import cpu_model
     print(f"bench_mpi: {' '.join(sys.argv)}\nCPU: {cpu_model()}, {os.cpu_count()} logical CPUs,"
           f" load {os.getloadavg()}")
     results = []

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastcnn  # noqa: E402
 from fastcnn import optim  # noqa: E402
-from fastcnn.saving import atomic_write  # noqa: E402
+from fastcnn.io.files import atomic_write  # noqa: E402
 from _harness import RESULTS_DIR, machine_info  # noqa: E402
 from bench_train import NETS, build  # noqa: E402
 

@@ -2,7 +2,7 @@
 PyTorch on the CPU, the same nets side by side.
 
 The nets N1 N2 N3 K1, the checks and the round-robin timing are those of
-fastcnn.benchmark (which `python -m fastcnn bench` runs quickly, after a plain pip
+fastcnn.bench (which `python -m fastcnn bench` runs quickly, after a plain pip
 install); this script sweeps more mini-batch sizes and thread counts and writes JSON.
 
 Same start (fastcnn's initial weights copied into an equivalent torch.nn.Sequential),
@@ -32,13 +32,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastcnn  # noqa: E402
 
-# The nets, checks, timing and tables live in fastcnn.benchmark (what
+# The nets, checks, timing and tables live in fastcnn.bench (what
 # `python -m fastcnn bench` runs); this script adds the batch-size sweep and the JSON.
-from fastcnn.benchmark import (  # noqa: E402,F401 -- the tests use several of these
+from fastcnn.bench import (  # noqa: E402,F401 -- the tests use several of these
     LR, NETS, Settings, build, check_native_vs_reference, check_torch_forward,
     check_torch_step, header, infer_case, load_data, net_layers, print_table, to_torch,
     torch, train_case, twin)
-from fastcnn.saving import atomic_write  # noqa: E402
+from fastcnn.io.files import atomic_write  # noqa: E402
 from _harness import RESULTS_DIR  # noqa: E402
 
 DEFAULT_BATCHES = {"N1": (10, 64, 256), "N2": (10, 64, 256), "N3": (10, 64, 256),

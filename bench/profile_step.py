@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastcnn  # noqa: E402
 from fastcnn import ops  # noqa: E402
-from fastcnn.benchmark import build, cpu_model, load_data  # noqa: E402
+from fastcnn.bench import build, cpu_model, load_data  # noqa: E402
 
 
 def wrap_ops(totals, counts):
