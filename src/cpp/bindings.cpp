@@ -170,9 +170,9 @@ int64_t checked_mul(int64_t a, int64_t b, const char* what) {
     return r;
 }
 
-// Parameters that reach index arithmetic are bounded so that no intermediate
-// (e.g. H + 2*PH) can overflow int64.
-constexpr int64_t kMaxDim = int64_t(1) << 40;
+// Parameters that reach index arithmetic are bounded by kMaxDim (geometry.h)
+// so that no intermediate (e.g. H + 2*PH) can overflow int64.
+using fastcnn::kMaxDim;
 
 void require_range(int64_t v, int64_t lo, int64_t hi, const char* name) {
     if (v < lo || v > hi) {
@@ -266,8 +266,8 @@ ConvGeom conv_geom(const std::vector<int64_t>& x_dims, const char* x_name, int64
                               dims_str({g.H + 2 * PH, g.W + 2 * PW}) + " of " + x + " with shape " +
                               dims_str(x_dims));
     }
-    g.OH = (g.H + 2 * PH - KH) / SH + 1;
-    g.OW = (g.W + 2 * PW - KW) / SW + 1;
+    g.OH = fastcnn::conv_out_size(g.H, KH, SH, PH);
+    g.OW = fastcnn::conv_out_size(g.W, KW, SW, PW);
     g.ckk = checked_mul(checked_mul(g.C, KH, "C*KH"), KW, "C*KH*KW");
     g.nohw = checked_mul(checked_mul(g.N, g.OH, "N*OH"), g.OW, "N*OH*OW");
     checked_mul(g.ckk, g.nohw, "C*KH*KW*N*OH*OW");
@@ -461,7 +461,8 @@ PoolCall pool_geometry(const std::vector<int64_t>& dims, const char* name,
                               name + " with shape " + dims_str(dims));
     }
     return PoolCall{dims[0], dims[1], dims[2], dims[3], kh, kw, sh, sw,
-                    (dims[2] - kh) / sh + 1, (dims[3] - kw) / sw + 1};
+                    fastcnn::pool_out_size(dims[2], kh, sh),
+                    fastcnn::pool_out_size(dims[3], kw, sw)};
 }
 
 // Intake of out (N, C, OH, OW) and x (N, C, H, W) for a forward kernel.
@@ -575,10 +576,11 @@ ConvPoolCall conv_pool_intake(py::handle x, py::handle w, int64_t sh, int64_t sw
     c.g = conv_geom(dims_of(x), "x", wd[2], wd[3], sh, sw, ph, pw);
     c.K = conv_filters(w, c.g);
     c.p = pool_geometry({c.g.N, c.K, c.g.OH, c.g.OW}, "the conv output", pkh, pkw, psh, psw);
-    if (pkh * pkw >= fastcnn::kNoGradient) {  // offsets 0..254; 255 means "no gradient"
+    if (pkh * pkw > fastcnn::kMaxFusedPoolWindow) {  // one byte per choice (geometry.h)
         throw py::value_error("pooling window " + dims_str({pkh, pkw}) + " has " +
                               std::to_string(pkh * pkw) +
-                              " elements; the fused conv + max-pool handles at most 254");
+                              " elements; the fused conv + max-pool handles at most " +
+                              std::to_string(fastcnn::kMaxFusedPoolWindow));
     }
     c.pooled = {c.g.N, c.K, c.p.OH, c.p.OW};
     return c;
@@ -624,7 +626,8 @@ void bind_conv_pool(py::module_& m) {
         // A choice outside the window would send a gradient outside the image.
         const int64_t window = pkh * pkw;
         const int64_t n = count(choice);
-        // One branch-free pass over bytes (vectorised: window <= 254 was checked);
+        // One branch-free pass over bytes (vectorised: the intake has checked
+        // window <= kMaxFusedPoolWindow, so it fits a byte);
         // the second only to name the culprit.
         const uint8_t window8 = static_cast<uint8_t>(window);
         uint8_t any_bad = 0;
@@ -637,8 +640,9 @@ void bind_conv_pool(py::module_& m) {
                     "choice holds " + std::to_string(cp[i]) + " at flat index " +
                     std::to_string(i) + ", but a " + std::to_string(pkh) + "x" +
                     std::to_string(pkw) + " window has offsets 0.." +
-                    std::to_string(window - 1) + " (or 255: no gradient); pass the choice "
-                    "that conv2d_maxpool returned");
+                    std::to_string(window - 1) + " (or " +
+                    std::to_string(fastcnn::kNoGradient) +
+                    ": no gradient); pass the choice that conv2d_maxpool returned");
             }
         }
         float* dxp = out_f32_opt(dx, "dx", 4);
@@ -1015,9 +1019,9 @@ PYBIND11_MODULE(_core, m) {
     if (!isa_error.empty()) throw py::import_error(isa_error);
     fastcnn::tune_malloc();
     // The limits the intake enforces, read by the Python checks and the tests.
-    m.attr("MAX_SIZE") = kMaxDim;
+    m.attr("MAX_SIZE") = fastcnn::kMaxDim;
     m.attr("CHOICE_NO_GRADIENT") = int(fastcnn::kNoGradient);
-    m.attr("MAX_FUSED_POOL_WINDOW") = int(fastcnn::kNoGradient) - 1;
+    m.attr("MAX_FUSED_POOL_WINDOW") = fastcnn::kMaxFusedPoolWindow;
     bind_misc(m);
     bind_gemm(m);
     bind_conv_dense(m);

@@ -3,7 +3,7 @@
 // Size letters:
 //   N  batch   C  input channels   K  output channels (filters)
 //   H W  image height/width   KH KW  kernel height/width   SH SW  stride
-//   PH PW  zero padding   OH OW  output height/width, OH = (H + 2*PH - KH) / SH + 1
+//   PH PW  zero padding   OH OW  output height/width (conv_out_size, geometry.h)
 //   CKK = C*KH*KW (one column of im2col)   OHW = OH*OW (output pixels per image)
 //   G  images per group   S  images per sub-chunk (S <= G)   q = s*OHW columns of a sub-chunk
 //
@@ -66,6 +66,7 @@
 // per thread cols (CKK+1, S*OHW) and on the batched path the K-row matrix
 // (K, S*OHW), on the per-image path of the fused op one (K, OHW) plane set;
 // w_bias (K, CKK+1) forward per image; dw_parts (groups, K, CKK); db_parts (N, K).
+#include "common.h"
 #include "fastcnn.h"
 #include "threadpool.h"
 #include "scratch.h"
@@ -96,14 +97,9 @@ constexpr int64_t kPerImageMinOHW = 256;
 constexpr int64_t kMaxGroups = 16;
 constexpr int64_t kPartsBytes = int64_t(8) << 20;
 
-// Below this many values, a parallel region costs more than it saves.
-constexpr int64_t kParallelMin = int64_t(1) << 15;
-
 // The SSE2 max-pool reads up to this many floats past the last window of a
 // row; each thread's forward scratch has them to spare after its last plane.
 constexpr int64_t kPoolOverread = 16;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 struct Plan {
     bool per_image;   // GEMMs per image, else per sub-chunk with a K-row matrix
@@ -137,14 +133,6 @@ template <class Body>
 void for_each_group(const Plan& plan, Body body) {
     pool::parallel_for_dynamic(plan.groups, plan.threads, body);
 }
-
-// maxpool2d's rule (pool.cpp): the running choice cur gives way to the next
-// element v, in row-major order, when cur is not NaN and v is NaN or larger.
-// Written with & | so loops over it compile to compares and selects, not branches.
-inline bool takes_over_nobranch(float v, float cur) { return (cur == cur) & ((v != v) | (v > cur)); }
-
-// relu as relu_forward computes it (activations.cpp): NaN stays NaN.
-inline float relu_value(float v) { return v > 0.f ? v : (v != v ? v : 0.f); }
 
 void relu_in_place(float* v, int64_t count) {
     for (int64_t i = 0; i < count; ++i) v[i] = relu_value(v[i]);
@@ -339,7 +327,7 @@ void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t O
         if (add) v = v + bias;
         return relu ? relu_value(v) : v;
     };
-    const bool fast = pg.PKH == 2 && pg.PKW == 2 && pg.PSH == 2 && pg.PSW == 2;
+    const bool fast = is_2x2_stride2(pg.PKH, pg.PKW, pg.PSH, pg.PSW);
     for (int64_t ph = 0; ph < pg.POH; ++ph) {
         float* out_row = out + ph * pg.POW;
         uint8_t* choice_row = choice + ph * pg.POW;
@@ -442,7 +430,7 @@ struct PoolDz {
 
     static constexpr bool kScratch = true;
     void plane(float* dz, const float* g, const uint8_t* c) const {
-        if (pg.PKH == 2 && pg.PKW == 2 && pg.PSH == 2 && pg.PSW == 2) {
+        if (is_2x2_stride2(pg.PKH, pg.PKW, pg.PSH, pg.PSW)) {
             // Every covered element written once, branch-free (as maxpool2d_backward).
             for (int64_t ph = 0; ph < pg.POH; ++ph) {
                 float* top = dz + 2 * ph * OW;
@@ -503,8 +491,8 @@ template <class Epilogue>
 void conv_forward_impl(const Epilogue& epi, const float* x, const float* w, const float* b,
                        int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                        int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
-    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
-    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
+    const int64_t OH = conv_out_size(H, KH, SH, PH);
+    const int64_t OW = conv_out_size(W, KW, SW, PW);
     const int64_t OHW = OH * OW;
     const int64_t CKK = C * KH * KW;
     const Plan plan = make_plan(N, CKK, K, OHW);
@@ -562,8 +550,8 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
                         const float* x, const float* w,
                         int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                         int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
-    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
-    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
+    const int64_t OH = conv_out_size(H, KH, SH, PH);
+    const int64_t OW = conv_out_size(W, KW, SW, PW);
     const int64_t OHW = OH * OW;
     const int64_t CKK = C * KH * KW;
     const Plan plan = make_plan(N, CKK, K, OHW);
@@ -642,7 +630,7 @@ void conv_backward_impl(const DzSource& src, float* dx, float* dw, float* db,
         const int64_t n = K * CKK;
         const float* parts = dw_parts.get();
         constexpr int64_t kBlock = 1024;
-        const int64_t blocks = (n + kBlock - 1) / kBlock;
+        const int64_t blocks = ceil_div(n, kBlock);
         pool::parallel_for(blocks, n * plan.groups >= kParallelMin, [=](int64_t blk) {
             const int64_t e0 = blk * kBlock, e1 = std::min(n, e0 + kBlock);
             float* out = dw + e0;  // (e1 - e0,)
@@ -661,7 +649,7 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                     int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW,
                     bool relu) {
-    const int64_t OHW = ((H + 2 * PH - KH) / SH + 1) * ((W + 2 * PW - KW) / SW + 1);
+    const int64_t OHW = conv_out_size(H, KH, SH, PH) * conv_out_size(W, KW, SW, PW);
     const PlainForward epi{out, b, K, OHW, relu};
     conv_forward_impl(epi, x, w, b, N, C, H, W, K, KH, KW, SH, SW, PH, PW);
 }
@@ -670,7 +658,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
                      const float* x, const float* w,
                      int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                      int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
-    const int64_t OHW = ((H + 2 * PH - KH) / SH + 1) * ((W + 2 * PW - KW) / SW + 1);
+    const int64_t OHW = conv_out_size(H, KH, SH, PH) * conv_out_size(W, KW, SW, PW);
     const PlainDz src{dout, K, OHW};
     conv_backward_impl(src, dx, dw, db, x, w, N, C, H, W, K, KH, KW, SH, SW, PH, PW);
 }
@@ -680,9 +668,9 @@ void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const f
                             int64_t K, int64_t KH, int64_t KW, int64_t SH, int64_t SW,
                             int64_t PH, int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH,
                             int64_t PSW, bool relu) {
-    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
-    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
-    const PoolGeom pg{PKH, PKW, PSH, PSW, (OH - PKH) / PSH + 1, (OW - PKW) / PSW + 1};
+    const int64_t OH = conv_out_size(H, KH, SH, PH);
+    const int64_t OW = conv_out_size(W, KW, SW, PW);
+    const PoolGeom pg{PKH, PKW, PSH, PSW, pool_out_size(OH, PKH, PSH), pool_out_size(OW, PKW, PSW)};
     const PoolForward epi{out, choice, b, K, OW, pg, relu};
     conv_forward_impl(epi, x, w, b, N, C, H, W, K, KH, KW, SH, SW, PH, PW);
 }
@@ -692,9 +680,9 @@ void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
                              int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                              int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH,
                              int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH, int64_t PSW) {
-    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
-    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
-    const PoolGeom pg{PKH, PKW, PSH, PSW, (OH - PKH) / PSH + 1, (OW - PKW) / PSW + 1};
+    const int64_t OH = conv_out_size(H, KH, SH, PH);
+    const int64_t OW = conv_out_size(W, KW, SW, PW);
+    const PoolGeom pg{PKH, PKW, PSH, PSW, pool_out_size(OH, PKH, PSH), pool_out_size(OW, PKW, PSW)};
     const PoolDz src{dout, choice, K, OH, OW, pg};
     conv_backward_impl(src, dx, dw, db, x, w, N, C, H, W, K, KH, KW, SH, SW, PH, PW);
 }

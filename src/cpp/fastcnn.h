@@ -6,7 +6,7 @@
 //   N  batch size               C  input channels          K  output channels (filters)
 //   H W  input height/width     KH KW  kernel (window) height/width
 //   SH SW  stride               PH PW  zero padding (conv only)
-//   OH OW  output height/width:  OH = (H + 2*PH - KH) / SH + 1   (floor)
+//   OH OW  output height/width: conv_out_size / pool_out_size (geometry.h)
 //   I O  dense input/output features     D  features per sample in a cost
 //
 // Layouts: images NCHW, conv weights (K, C, KH, KW), dense weights (I, O)
@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "geometry.h"  // output sizes, size limits, kNoGradient
 
 namespace fastcnn {
 
@@ -135,16 +137,16 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
                      int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                      int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
 
-// conv2d then max-pool in one pass (conv.cpp): out (N,K,POH,POW) =
+// conv2d then max-pool in one pass (conv_pool.cpp): out (N,K,POH,POW) =
 // maxpool(relu?(conv(x, w) + b)) with a PKH x PKW window, stride PSH x PSW,
-// POH = (OH - PKH)/PSH + 1 (the pooling rule of maxpool2d_forward). The conv's
-// full output is never stored: choice (N,K,POH,POW) records each window's
-// chosen element as its offset i*PKW + j (PKH*PKW <= 254), or kNoGradient
-// where relu is on and the pooled value is not > 0. Backward takes dout of the
-// POOLED output and choice and returns what conv2d_backward returns for the
-// conv output's gradient that maxpool2d_backward (after relu_backward) gives.
-// The caller checks choice (every value < PKH*PKW or kNoGradient).
-constexpr uint8_t kNoGradient = 255;
+// POH = pool_out_size(OH, PKH, PSH) (the pooling rule of maxpool2d_forward). The
+// conv's full output is never stored: choice (N,K,POH,POW) records each window's
+// chosen element as its offset i*PKW + j (PKH*PKW <= kMaxFusedPoolWindow), or
+// kNoGradient where relu is on and the pooled value is not > 0 (geometry.h).
+// Backward takes dout of the POOLED output and choice and returns what
+// conv2d_backward returns for the conv output's gradient that
+// maxpool2d_backward (after relu_backward) gives. The caller checks choice
+// (every value < PKH*PKW or kNoGradient).
 void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const float* w,
                             const float* b, int64_t N, int64_t C, int64_t H, int64_t W,
                             int64_t K, int64_t KH, int64_t KW, int64_t SH, int64_t SW,
@@ -157,7 +159,7 @@ void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
                              int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH, int64_t PSW);
 
 // ------------------------------------------------------------- pooling ----
-// out (N,C,OH,OW), OH = (H - KH)/SH + 1. No padding.
+// out (N,C,OH,OW), OH = pool_out_size(H, KH, SH). No padding.
 // Max: the chosen element of a window is the first in row-major order that is
 // NaN, or else the first maximum; backward routes dout to that element only.
 void maxpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,

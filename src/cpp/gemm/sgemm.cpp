@@ -57,6 +57,7 @@
 
 #include "threadpool.h"
 
+#include "common.h"
 #include "fastcnn.h"
 #include "gemm/gemm_internal.h"
 #include "scratch.h"
@@ -71,10 +72,6 @@ constexpr int64_t kMinWorkPerThread = int64_t(1) << 16;
 // thread is delayed, fewer = less scheduling), and the largest packed op(A).
 constexpr int64_t kChunksPerThread = 4;
 constexpr int64_t kWholeAMaxFloats = int64_t(4) << 20;  // 16 MiB per thread
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 struct Problem {
     bool trans_a, trans_b;

@@ -13,14 +13,13 @@
 // could also emit: everything but the three entry points has internal linkage.
 #include <immintrin.h>
 
+#include "common.h"
 #include "gemm/gemm_internal.h"
 
 namespace fastcnn {
 namespace gemm {
 
 namespace {
-
-inline int64_t lo64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 inline __mmask16 first_lanes(int64_t n) {
     return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
@@ -220,7 +219,7 @@ void stream_nn_avx512(int64_t M, int64_t K, int64_t j0, int64_t j1, const float*
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                       int64_t ldc) {
     for (int64_t jb = j0; jb < j1; jb += kStreamColumns) {
-        const int64_t je = lo64(j1, jb + kStreamColumns);
+        const int64_t je = min64(j1, jb + kStreamColumns);
         for (int64_t r = 0; r < M; ++r) {
             float* c = C + r * ldc;
             for (int64_t j = jb; j < je; ++j) c[j] = (beta == 0.0f) ? 0.0f : beta * c[j];
@@ -246,7 +245,7 @@ void stream_tn_avx512(int64_t K, int64_t i0, int64_t i1, int64_t N, const float*
                       int64_t ldat, const float* B, int64_t ldb, float beta, float* C,
                       int64_t ldc) {
     for (int64_t jb = 0; jb < N; jb += kStreamColumns) {
-        const int64_t je = lo64(N, jb + kStreamColumns);
+        const int64_t je = min64(N, jb + kStreamColumns);
         int64_t i = i0;
         for (; i + 4 <= i1; i += 4) tn_rows<4>(K, i, jb, je, at, ldat, B, ldb, beta, C, ldc);
         for (; i + 2 <= i1; i += 2) tn_rows<2>(K, i, jb, je, at, ldat, B, ldb, beta, C, ldc);
