@@ -67,7 +67,29 @@ void sgemm_with_packed_a(int layout, const float* packed, int64_t M, int64_t N, 
 // rows of w is updated right after it gave its columns of dx, while in cache.
 void sgemm_dx_then_update(int64_t N, int64_t I, int64_t O, const float* dout, const float* x,
                           float alpha, float beta, float* w, float* dx);
-// Plain triple loop with the same contract: the oracle and fallback.
+// The strategy sgemm (serial: sgemm_serial, which chooses alike) takes for
+// these arguments on the SIMD path in use: "empty" (M or N is 0), "scale"
+// (K is 0), "stream_nn", "stream_nt", "stream_tn", "dot", "whole_a" or
+// "blocked" (gemm/strategy.h). Computed by the function sgemm itself calls;
+// for tests and benchmarks.
+const char* sgemm_path(bool serial, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                       int64_t K);
+// The size limits of that choice and of the strategies (gemm/strategy.h,
+// gemm/blocking.h), for tests and benchmarks that build shapes at the edges.
+struct GemmLimits {
+    int64_t dot_kb;               // dot path: K block; takes K >= dot_kb
+    int64_t dot_max_mn;           // dot path: takes M*N <= dot_max_mn
+    int64_t dot_k_ranges;         // dot path: at most this many K ranges (sgemm)
+    int64_t stream_max_m;         // stream_nn / stream_nt: M <= stream_max_m
+    int64_t stream_min_n;         // streaming paths: N (and tn's M) >= stream_min_n
+    int64_t stream_min_dot_k;     // stream_nt: K >= stream_min_dot_k
+    int64_t stream_max_k;         // stream_tn: K <= stream_max_k
+    int64_t whole_a_max_floats;   // whole_a: packed op(A) at most this many floats
+    int64_t min_work_per_thread;  // multiply-adds per thread before a second one helps
+};
+GemmLimits gemm_limits();
+// Plain triple loop with the same contract, accumulating in double: the
+// oracle the tests hold sgemm's strategies against (never used by an op).
 void sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                  float beta, float* C, int64_t ldc);

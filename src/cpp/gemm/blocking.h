@@ -53,7 +53,7 @@
 //                    16 of Zen 4's 32 MiB).
 //
 // None of these depends on the thread count: each thread packs its own
-// blocks (see sgemm.cpp).
+// blocks (see whole_a.cpp and blocked.cpp).
 #pragma once
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-// stream_avx2.cpp -- AVX2 + FMA kernels of the streaming GEMM paths (sgemm.cpp,
+// stream_avx2.cpp -- AVX2 + FMA kernels of the streaming GEMM paths (stream.cpp,
 // "small M" and "small K"): the shapes of a fully connected layer trained with
 // a small mini-batch, where one operand is a big weight matrix used only a few
 // times per value. Same contracts as the portable twins in stream_ref.cpp

@@ -1,4 +1,4 @@
-// stream_avx512.cpp -- AVX-512 kernels of the streaming GEMM paths (sgemm.cpp,
+// stream_avx512.cpp -- AVX-512 kernels of the streaming GEMM paths (stream.cpp,
 // "small M" and "small K"): a fully connected layer at a small mini-batch.
 // Same contracts as the portable twins in stream_ref.cpp (gemm_internal.h)
 // and the same plan as stream_avx2.cpp (read every row of the big matrix

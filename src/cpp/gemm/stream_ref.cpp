@@ -1,4 +1,4 @@
-// stream_ref.cpp -- portable kernels of the streaming GEMM paths (sgemm.cpp):
+// stream_ref.cpp -- portable kernels of the streaming GEMM paths (stream.cpp):
 // the readable statement of what stream_*_avx2 compute, and the code the
 // generic ISA runs. Contracts in gemm_internal.h.
 #include "common.h"
