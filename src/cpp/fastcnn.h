@@ -1,6 +1,6 @@
 // fastcnn.h -- the whole native API of fastcnn as plain C++ declarations.
 //
-// Nothing here knows Python; bindings.cpp is the only file that does.
+// Nothing here knows Python; only the files in bindings/ do.
 //
 // Size letters used everywhere:
 //   N  batch size               C  input channels          K  output channels (filters)
@@ -11,8 +11,8 @@
 //
 // Layouts: images NCHW, conv weights (K, C, KH, KW), dense weights (I, O)
 // so that dense out = x @ w + b. Every buffer is float32, C-contiguous, and
-// the caller owns it. All sizes are int64_t; callers (bindings.cpp) check
-// shapes and overflow before calling, so kernels trust their arguments.
+// the caller owns it. All sizes are int64_t; callers (the bindings' intake)
+// check shapes and overflow before calling, so kernels trust their arguments.
 //
 // Gradient convention: every *_backward kernel OVERWRITES its outputs
 // (dx, dw, db); nothing accumulates. Zeroing/accumulating across steps is the

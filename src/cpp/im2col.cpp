@@ -11,7 +11,7 @@
 //           0 where that position lies in the padding. cols is overwritten.
 //   col2im: its adjoint. dx (N,C,H,W) is overwritten with, for each pixel, the
 //           sum of every cols entry that im2col would have copied from it.
-// The caller owns every buffer and has checked the sizes (bindings.cpp):
+// The caller owns every buffer and has checked the sizes (the bindings' intake):
 // KH <= H + 2*PH, KW <= W + 2*PW, all sizes >= 1, no product overflows int64.
 //
 // Threads: both split the (n, c) planes: im2col reads plane x[n][c] and writes

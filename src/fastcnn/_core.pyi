@@ -1,4 +1,4 @@
-"""Type stub of fastcnn._core, the private native module (src/cpp/bindings.cpp).
+"""Type stub of fastcnn._core, the private native module (src/cpp/bindings/).
 
 Use fastcnn.ops instead: it checks arguments, converts inputs and allocates
 outputs. Here every array argument must already be a numpy.ndarray of dtype
