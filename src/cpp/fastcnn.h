@@ -18,9 +18,11 @@
 // (dx, dw, db); nothing accumulates. Zeroing/accumulating across steps is the
 // Python trainer's business.
 //
-// Threading: kernels use OpenMP internally; none throws inside a parallel
-// region. Kernels may allocate scratch memory (std::vector) and may throw
-// std::bad_alloc before any parallel region starts.
+// Threading: kernels run their parallel loops on fastcnn's own worker threads
+// (threadpool.h), as many as OpenMP's thread count (set_num_threads); none
+// throws inside a parallel region. Kernels may allocate scratch memory
+// (std::vector, Scratch) and may throw std::bad_alloc before any parallel
+// region starts.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -112,7 +114,7 @@ std::vector<std::string> compiled_isas();   // paths this build has kernels for
 bool cpu_has_avx2_fma();   // CPU + OS offer AVX2 + FMA, whatever is in use
 bool cpu_has_avx512();     // CPU + OS offer AVX-512 F/BW/DQ/VL
 // Peak fp32 multiply-add throughput probe (bench/bench_peak.py): `threads`
-// OpenMP threads each run `iters` iterations of path `isa`'s independent FMA
+// worker threads each run `iters` iterations of path `isa`'s independent FMA
 // chains (the path must be runnable: check supported_isas). Returns the
 // flops done in total (0 for an unknown or unrunnable path); *sink receives a
 // value of the result so the work cannot be optimised away.

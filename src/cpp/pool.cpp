@@ -10,7 +10,7 @@
 //   x, dx     (N, C, H, W)      out, dout (N, C, OH, OW)
 //   global pooling: x, dx (N, C, HW), out, dout (N, C)
 //
-// Threads: every kernel runs one OpenMP loop over the N*C planes. A plane of dx
+// Threads: every kernel runs one parallel loop over the N*C planes. A plane of dx
 // is written only by the thread that owns it, so overlapping windows (stride <
 // size) add up without races, and results do not depend on the thread count.
 // Backward kernels OVERWRITE dx: a plane is zeroed, then every window adds

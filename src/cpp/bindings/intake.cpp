@@ -1,5 +1,7 @@
 // intake.cpp -- the shared array intake of the bindings (see intake.h for
 // the contract of every function here).
+//
+// Size letters: as in intake.h.
 #include "bindings/intake.h"
 
 #include <sstream>

@@ -3,6 +3,8 @@
 // geometry.h, binds the runtime controls (threads, busy wait, SIMD path, the
 // FMA peak probe, build_info) and calls each op family's bind_* (module.h).
 // Only the files in src/cpp/bindings/ include pybind11.
+//
+// Size letters: none (no buffers here).
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -1,6 +1,8 @@
 // module.h -- the op families of fastcnn._core: each bindings/<family>.cpp
 // defines one bind_* function, and module.cpp calls them all when the module
 // is imported.
+//
+// Size letters: none (declarations only).
 #pragma once
 #include <pybind11/pybind11.h>
 

@@ -50,8 +50,8 @@ void gemm_stream(const Problem& g, const Ukernels& kernels, Path path, int max_t
     // nn updates its block of C (M rows x one chunk of columns) once per four
     // rows of B. Rows of C are not 64-byte aligned (a 1000-wide layer: 4000-byte
     // rows), so two threads' neighbouring chunks share cache lines, and updating
-    // C in place made the lines bounce between the cores on every update (2
-    // threads were slower than 1). Each thread works on its own copy instead.
+    // C in place would bounce the lines between the cores on every update. So
+    // each thread works on its own copy of its block.
     const int64_t block_size = path == Path::stream_nn ? g.M * kStreamChunk : 0;
     Scratch blocks(static_cast<size_t>(block_size * threads));
     auto task = [&](int64_t t, int thread) {

@@ -4,15 +4,18 @@
 // times per value. Same contracts as the portable twins in stream_ref.cpp
 // (gemm_internal.h); see there for what each computes.
 //
+// Size letters: C is M x N, op(A) is M x K, op(B) is K x N; [j0, j1) the
+// columns (nn, nt) or [i0, i1) the rows (tn) of C one call computes.
+//
 // Why no packing: with M (or K) about 10, each weight is used ~10 times, so
-// the GEMM is bound by reading the weights from L3/DRAM, and the tiled path's
-// strided reads of 16-column panels of a 4 MB matrix ran at ~2.4 GB/s from
-// DRAM. These kernels read every row of the weight matrix front to back
-// (a few rows at a time), which the hardware prefetchers stream at full speed.
+// the GEMM is bound by reading the weights from L3/DRAM, where the tiled path's
+// strided reads of 16-column panels of a large matrix are slow. These kernels
+// read every row of the weight matrix front to back (a few rows at a time),
+// which the hardware prefetchers stream at full speed.
 //
 // Each kernel also prefetches the rows it will read next (the next four rows of
-// B, the next pair of rows of B or C): with ~10 FMAs per weight, waiting for each
-// new row to arrive cost ~25% of the time. (A prefetch past the end of a
+// B, the next pair of rows of B or C): with ~10 FMAs per weight there is too
+// little work to hide the wait for each new row. (A prefetch past the end of a
 // matrix is harmless: prefetches never fault.)
 //
 // Like ukernel_avx2.cpp this file is compiled with -mavx2 -mfma and must not

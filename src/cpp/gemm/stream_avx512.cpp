@@ -5,6 +5,9 @@
 // front to back, prefetch the next rows), with 16-float zmm vectors and
 // masked loads/stores for the last columns instead of a scalar loop.
 //
+// Size letters: C is M x N, op(A) is M x K, op(B) is K x N; [j0, j1) the
+// columns (nn, nt) or [i0, i1) the rows (tn) of C one call computes.
+//
 // nt sums each dot product in 16 lanes, the last K % 16 values masked in,
 // then adds the lanes in a fixed order (so its last bits differ from the
 // 8-lane AVX2 kernel's, not between thread counts).
@@ -112,7 +115,7 @@ void nn_one(int64_t M, int64_t j0, int64_t j1, const float* a, int64_t lda, int6
 }
 
 // MI x NJ dot products (MI <= 4 rows of a, NJ <= 4 rows of B) in 16 lanes
-// (a pass with NJ = 6 measured no faster: 24 accumulators leave no room).
+// (NJ = 6 is no faster: 24 accumulators leave no room).
 template <int MI, int NJ>
 void nt_tile(int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
              float* c, int64_t ldc) {

@@ -1,6 +1,9 @@
 // stream_ref.cpp -- portable kernels of the streaming GEMM paths (stream.cpp):
 // the readable statement of what stream_*_avx2 compute, and the code the
 // generic ISA runs. Contracts in gemm_internal.h.
+//
+// Size letters: C is M x N, op(A) is M x K, op(B) is K x N; [j0, j1) the
+// columns (nn, nt) or [i0, i1) the rows (tn) of C one call computes.
 #include "common.h"
 #include "gemm/gemm_internal.h"
 

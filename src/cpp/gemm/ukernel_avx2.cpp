@@ -38,7 +38,7 @@ constexpr int64_t MR = kBlockingAvx2.mr;
 constexpr int64_t NR = kBlockingAvx2.nr;
 static_assert(MR == 6 && NR == 16, "ukernel_avx2 is written for a 6 x 16 tile");
 
-// Shortest k loop worth prefetching the C tile for (measured: with K = 25 the
+// Shortest k loop worth prefetching the C tile for (with K = 25 the
 // prefetches cost more than they save; with K = 256 they pay).
 constexpr int64_t kPrefetchCMinK = 64;
 
