@@ -1,10 +1,13 @@
-"""GEMM: fastcnn.ops.gemm (native float32) against fastcnn.reference.gemm (float64).
+"""GEMM: fastcnn.ops.gemm (native float32) against fastcnn.reference.gemm (float64)
+and against the plain triple loop _core._sgemm_naive.
 
 Every size in a small range (so every remainder modulo each path's MR x NR
 register tile is hit), the network's shapes, sizes that cross each path's
-MC/KC/NC cache blocks, all
-four transpose combinations, alpha/beta, NaN/Inf, strided inputs, bad input;
-on each SIMD path and with 1 and 2 threads.
+MC/KC/NC cache blocks and each limit of the choice of strategy, all four
+transpose combinations, alpha/beta, NaN/Inf, strided inputs, bad input; on
+each SIMD path and with 1 and 2 threads. Which strategy a shape takes is asked
+from the code (_core._gemm_path, the function gemm itself calls), never
+mirrored here.
 """
 from __future__ import annotations
 
@@ -26,13 +29,22 @@ BLOCKING = {name: _core._gemm_blocking(name) for name in fastcnn.build_info()["i
 # path's); AVX512_BLOCK_SHAPES add the edges of the AVX-512 table.
 MR, NR, MC, KC, NC = (BLOCKING["generic"][x] for x in ("mr", "nr", "mc", "kc", "nc"))
 
+# The limits of the GEMM's choice of strategy (src/cpp/gemm/strategy.h).
+LIMITS = _core._gemm_limits()
+
+
+def path(m, n, k, trans_a=False, trans_b=False):
+    """The strategy gemm takes for these sizes on the SIMD path in use."""
+    return _core._gemm_path(m, n, k, trans_a, trans_b)
+
+
 # The network's GEMMs, M x N x K.
 NETWORK_SHAPES = [(20, 5760, 25), (40, 640, 500), (500, 640, 40), (40, 500, 640),
                   (10, 100, 640), (64, 1000, 1000)]
-# sgemm takes one of two paths (src/cpp/gemm/sgemm.cpp): "whole A" when one
-# K block of packed op(A) is small (ceil(M/6)*6 * kc <= MC*KC, kc = K split
-# into near-equal blocks <= KC), else "blocked" (BLIS loops with MC/KC/NC).
-# Sizes just below, at and above each block, and across several blocks:
+# The tiled strategies (src/cpp/gemm/whole_a.cpp, blocked.cpp): "whole_a" when
+# one K block of packed op(A) is small (fits MC x KC), else "blocked" (BLIS
+# loops with MC/KC/NC). Sizes just below, at and above each block, and across
+# several blocks:
 WHOLE_A_SHAPES = [(MC - 1, 37, KC + 1), (MC, NR * 3, KC), (MC + 1, 50, 2 * KC + 3),
                   (2 * MC + 5, 33, 17), (17, NC + 3, 9), (MC + 7, NC + 21, KC + 5)]
 BLOCKED_SHAPES = [(301, 37, 257), (MC + 6, 600, KC), (2 * MC + 1, 45, KC + 1),
@@ -50,7 +62,7 @@ AVX512_BLOCK_SHAPES = block_edge_shapes(BLOCKING["avx512"]) if "avx512" in BLOCK
 
 
 # Weight gradients of the convolutions, dW = dout (K_out, N*OH*OW) @ cols.T:
-# small M x N, long K (batch 64 and 10). Most take the "dot" path (sgemm.cpp:
+# small M x N, long K (batch 64 and 10). Most take the "dot" path (dot.cpp:
 # one dot product per C element, K split across threads), the others whole A.
 WGRAD_SHAPES = [(20, 25, 36864), (32, 9, 36864), (40, 500, 4096), (20, 25, 5760),
                 (32, 9, 6760), (40, 500, 640), (64, 288, 1210)]
@@ -59,10 +71,9 @@ WGRAD_SHAPES = [(20, 25, 36864), (32, 9, 36864), (40, 500, 4096), (20, 25, 5760)
 # the 4096 limit, a single row/column.
 DOT_SHAPES = [(7, 5, 40001), (1, 1, 263), (3, 4, 256), (2, 3, 257), (13, 11, 1031),
               (5, 1, 2000), (1, 33, 777), (31, 17, 4099), (64, 64, 300), (30, 60, 2050)]
-DOT_KB, DOT_MAX_MN = 256, 4096  # src/cpp/gemm/sgemm.cpp
 
 
-# Streaming paths (sgemm.cpp, a dense layer at a small mini-batch): "small M"
+# Streaming paths (stream.cpp, a dense layer at a small mini-batch): "small M"
 # (M <= 16, N >= 64: out = x . w, and dx = dout . w^T with B transposed,
 # K >= 32) and "small K" (K <= 16, M >= 64, N >= 64, B not transposed:
 # dw = x^T . dout).
@@ -73,49 +84,69 @@ STREAM_SHAPES = [(10, 1000, 1000), (10, 1000, 640), (10, 100, 640), (1, 64, 1), 
                  (64, 65, 16), (100, 9, 1), (1000, 10, 10), (513, 33, 3), (10, 640, 32),
                  (10, 640, 31), (1000, 64, 10), (1000, 63, 10), (16, 513, 40), (3, 545, 33),
                  (7, 70, 40), (5, 67, 48)]  # the last: 4-, 2- and 1-column groups of nt
-STREAM_MAX_M, STREAM_MIN_N, STREAM_MAX_K, STREAM_MIN_DOT_K = 16, 64, 16, 32
+
+TRANSPOSES = [(False, False), (False, True), (True, False), (True, True)]
 
 
-def uses_stream_path(m, n, k, trans_a, trans_b):
-    """Mirror of stream_path in sgemm.cpp."""
-    if m <= STREAM_MAX_M and n >= STREAM_MIN_N:
-        if not trans_b or (k >= STREAM_MIN_DOT_K and
-                           not uses_dot_path(m, n, k, trans_a, trans_b)):
-            return True
-    return k <= STREAM_MAX_K and not trans_b and m >= STREAM_MIN_N and n >= STREAM_MIN_N
-
-
-def uses_dot_path(m, n, k, trans_a, trans_b, nr=NR):
-    """Mirror of use_dot_path in sgemm.cpp."""
-    if m * n > DOT_MAX_MN or k < DOT_KB:
-        return False
-    tiled = m * (-(-n // nr) * nr) + 2 * (m + n)
-    copies = (m if trans_a else 0) + (0 if trans_b else n)
-    return m * n + m * n // 10 + 4 * copies < tiled
-
-
-def uses_blocked_path(m, k, t=None):
-    mr, mc, kc_max = (MR, MC, KC) if t is None else (t["mr"], t["mc"], t["kc"])
-    kc = -(-k // -(-k // kc_max))
-    return -(-m // mr) * mr * kc > mc * kc_max
-
-
-def test_shape_lists_cover_both_paths():
-    assert not any(uses_blocked_path(m, k) for m, _, k in WHOLE_A_SHAPES + NETWORK_SHAPES)
-    assert all(uses_blocked_path(m, k) for m, _, k in BLOCKED_SHAPES)
+def test_shape_lists_hit_their_paths(isa):
+    """Each shape list takes the strategy it is meant for, as the code chooses."""
+    if BLOCKING[isa] == BLOCKING["generic"]:  # the table the lists are built around
+        assert all(path(*s) == "whole_a" for s in WHOLE_A_SHAPES)
+        assert all(path(*s) == "blocked" for s in BLOCKED_SHAPES)
+        assert not any(path(*s) == "blocked" for s in NETWORK_SHAPES)
+    if isa == "avx512":
+        paths = [path(*s) for s in AVX512_BLOCK_SHAPES]
+        assert "blocked" in paths and "whole_a" in paths
     tiled = WHOLE_A_SHAPES + BLOCKED_SHAPES + NETWORK_SHAPES
-    assert not any(uses_dot_path(*s, False, False) for s in tiled)
-    for ta, tb in [(False, False), (False, True), (True, False), (True, True)]:
-        assert sum(uses_dot_path(*s, ta, tb) for s in DOT_SHAPES) >= 7
-    assert sum(uses_dot_path(*s, False, True) for s in WGRAD_SHAPES) == 4
-    assert sum(uses_dot_path(*s, False, False) for s in WGRAD_SHAPES) == 4
-    for ta, tb in [(False, False), (False, True), (True, False), (True, True)]:
-        assert sum(uses_stream_path(*s, ta, tb) for s in STREAM_SHAPES) >= 5
-    assert not any(uses_stream_path(*s, False, False) for s in WHOLE_A_SHAPES + BLOCKED_SHAPES)
-    if AVX512_BLOCK_SHAPES:
-        t = BLOCKING["avx512"]
-        paths = [uses_blocked_path(m, k, t) for m, _, k in AVX512_BLOCK_SHAPES]
-        assert any(paths) and not all(paths)
+    assert not any(path(*s) == "dot" for s in tiled)
+    for ta, tb in TRANSPOSES:
+        assert sum(path(*s, ta, tb) == "dot" for s in DOT_SHAPES) >= 7
+    assert sum(path(*s, False, True) == "dot" for s in WGRAD_SHAPES) == 4
+    assert sum(path(*s, False, False) == "dot" for s in WGRAD_SHAPES) == 4
+    for ta, tb in TRANSPOSES:
+        assert sum(path(*s, ta, tb).startswith("stream") for s in STREAM_SHAPES) >= 5
+    assert {path(*s, ta, tb) for s in STREAM_SHAPES for ta, tb in TRANSPOSES} >= {
+        "stream_nn", "stream_nt", "stream_tn"}
+    assert not any(path(*s).startswith("stream") for s in WHOLE_A_SHAPES + BLOCKED_SHAPES)
+
+
+def edge_shapes():
+    """(m, n, k, trans_a, trans_b, takes) at and just past each limit of the
+    choice of strategy: takes is the strategy the shape is built for, or
+    "not X" for the neighbour that just misses X."""
+    max_m, min_n = LIMITS["stream_max_m"], LIMITS["stream_min_n"]
+    min_dot_k, max_k = LIMITS["stream_min_dot_k"], LIMITS["stream_max_k"]
+    kb, max_mn = LIMITS["dot_kb"], LIMITS["dot_max_mn"]
+    return [
+        (max_m, min_n, 7, False, False, "stream_nn"),
+        (max_m + 1, min_n, 7, False, False, "not stream_nn"),
+        (max_m, min_n - 1, 7, False, False, "not stream_nn"),
+        (max_m, min_n, min_dot_k, False, True, "stream_nt"),
+        (max_m, min_n, min_dot_k - 1, False, True, "not stream_nt"),
+        (min_n, min_n, max_k, True, False, "stream_tn"),
+        (min_n, min_n, max_k + 1, True, False, "not stream_tn"),
+        (min_n - 1, min_n, max_k, True, False, "not stream_tn"),
+        (1, max_mn, kb, False, True, "dot"),            # M*N at the limit, one K block
+        (1, max_mn + 1, kb, False, True, "not dot"),
+        (1, max_mn, kb - 1, False, True, "not dot"),
+        (3, 5, kb + 9, True, False, "dot"),
+    ]
+
+
+@pytest.mark.parametrize("m, n, k, trans_a, trans_b, takes", edge_shapes(),
+                         ids=lambda v: str(v).replace(" ", ""))
+def test_path_edges(isa, threads, m, n, k, trans_a, trans_b, takes):
+    """Either side of each limit takes the strategy it should, and computes
+    what the oracle computes."""
+    got_path = path(m, n, k, trans_a, trans_b)
+    if takes.startswith("not "):
+        assert got_path != takes[4:]
+    else:
+        assert got_path == takes
+    rng = np.random.default_rng(m * 7 + n * 3 + k)
+    a, b = operands(rng, m, n, k, trans_a, trans_b)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    check_against_naive(a, b, c, alpha=0.5, beta=-1.5, trans_a=trans_a, trans_b=trans_b)
 
 
 def operands(rng, m, n, k, trans_a, trans_b, dtype=np.float32):
@@ -149,6 +180,69 @@ def check(a, b, c=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     rtol, atol = tolerance(a, b, k, alpha, beta if c is not None else 0.0, c_tol)
     assert_close(got, want, rtol=rtol, atol=atol, name=f"gemm {got.shape} k={k}")
     return got
+
+
+def naive(a, b, c, *, alpha, beta, trans_a, trans_b):
+    """_core._sgemm_naive (the plain triple loop, summing in double) on a copy of c."""
+    out = c.copy()
+    _core._sgemm_naive(a, b, out, alpha, beta, trans_a, trans_b)
+    return out
+
+
+def check_against_naive(a, b, c, *, alpha, beta, trans_a, trans_b):
+    """ops.gemm (whatever strategy it takes) and _sgemm_naive against each other,
+    and both against the float64 reference."""
+    k = a.shape[0] if trans_a else a.shape[1]
+    c64 = c.astype(np.float64)
+    want = ref.gemm(*as64(a, b), c64.copy(), alpha=alpha, beta=beta, trans_a=trans_a,
+                    trans_b=trans_b)
+    plain = naive(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+    got = ops.gemm(a, b, c.copy(), alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+    taken = path(*got.shape, k, trans_a, trans_b)
+    name = f"gemm {got.shape} k={k} trans={trans_a:d}{trans_b:d} ({taken})"
+    # The plain loop rounds only its double sum, alpha * sum and + beta * c.
+    product = want - beta * c64
+    scale = (float(np.max(np.abs(product))) if product.size else 0.0) + \
+        abs(beta) * (float(np.max(np.abs(c64))) if c64.size else 0.0)
+    assert_close(plain, want, rtol=1e-6, atol=1e-6 * scale + 1e-30, name=f"naive {name}")
+    rtol, atol = tolerance(a, b, k, alpha, beta, c)
+    assert_close(got, want, rtol=rtol, atol=atol, name=name)
+    assert_close(got, plain, rtol=rtol, atol=atol, name=f"{name} against naive")
+
+
+# One or more shapes per strategy, on every block table; together with the
+# transposes they take every path (test_oracle_shapes_take_every_path).
+ORACLE_SHAPES = [(0, 5, 3), (4, 5, 0), (10, 100, 640), (10, 640, 40), (1000, 64, 10),
+                 (20, 25, 5760), (7, 19, 5), (40, 640, 500), (600, 37, 257)]
+ALL_PATHS = {"empty", "scale", "stream_nn", "stream_nt", "stream_tn", "dot", "whole_a",
+             "blocked"}
+
+
+def test_oracle_shapes_take_every_path(isa):
+    assert {path(*s, ta, tb) for s in ORACLE_SHAPES for ta, tb in TRANSPOSES} == ALL_PATHS
+
+
+@pytest.mark.parametrize("trans_a, trans_b", TRANSPOSES)
+@pytest.mark.parametrize("shape", ORACLE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_every_path_against_naive(isa, threads, shape, trans_a, trans_b):
+    rng = np.random.default_rng(sum(shape) + 2 * trans_a + trans_b)
+    a, b = operands(rng, *shape, trans_a, trans_b)
+    c = rng.standard_normal(shape[:2]).astype(np.float32)
+    check_against_naive(a, b, c, alpha=0.5, beta=-1.5, trans_a=trans_a, trans_b=trans_b)
+    c[:, -1:] = np.nan  # beta == 0: C is write-only on every path and in the plain loop
+    check_against_naive(a, b, c, alpha=2.0, beta=0.0, trans_a=trans_a, trans_b=trans_b)
+
+
+def test_gemm_path_arguments():
+    assert path(0, 5, 3) == "empty" and path(4, 0, 3) == "empty" and path(4, 5, 0) == "scale"
+    for s in NETWORK_SHAPES + DOT_SHAPES + STREAM_SHAPES:
+        for ta, tb in TRANSPOSES:
+            assert _core._gemm_path(*s, ta, tb, serial=True) == path(*s, ta, tb)
+    for bad in [(-1, 5, 3), (4, -5, 3), (4, 5, -1), (_core.MAX_SIZE + 1, 1, 1)]:
+        with pytest.raises(ValueError):
+            path(*bad)
+    with pytest.raises(ValueError):
+        path(_core.MAX_SIZE, _core.MAX_SIZE, _core.MAX_SIZE)  # M*N*K overflows
 
 
 # ------------------------------------------------------------ sweeps ----
@@ -379,7 +473,7 @@ def test_nan_inf_propagate(isa, threads, shape, trans_a, trans_b):
     # must not leak into C (it would show up as an extra NaN).
     got = check(a, b, trans_a=trans_a, trans_b=trans_b)
     assert np.isnan(got[m - 1]).all() and np.isnan(got[:, n // 2]).all()
-    if uses_dot_path(m, n, k, trans_a, trans_b):  # NT too: B is read in place there
+    if path(m, n, k, trans_a, trans_b) == "dot":  # NT too: B is read in place there
         a, b = operands(rng, m, n, k, False, True)
         a[m // 2, k - 1], b[n - 1, k // 2], a[m - 1, 0] = np.inf, -np.inf, np.nan
         got = check(a, b, trans_b=True)
@@ -477,6 +571,7 @@ def test_same_message_on_both_backends():
     assert msgs[0] == msgs[1]
 
 
+@pytest.mark.parametrize("fn", ["gemm", "_sgemm_naive"])
 @pytest.mark.parametrize("a, b, c, trans_a, error", [
     (A, np.ones((4, 5), np.float32), np.zeros((4, 5), np.float32), False, ValueError),
     (A, B, np.zeros((4, 6), np.float32), False, ValueError),
@@ -490,16 +585,17 @@ def test_same_message_on_both_backends():
     (A.tolist(), B, np.zeros((4, 5), np.float32), False, TypeError),
     (A, B, None, False, TypeError),
 ])
-def test_core_direct_bad_shapes_raise(a, b, c, trans_a, error):
+def test_core_direct_bad_shapes_raise(fn, a, b, c, trans_a, error):
     with pytest.raises(error):
-        _core.gemm(a, b, c, 1.0, 0.0, trans_a, False)
+        getattr(_core, fn)(a, b, c, 1.0, 0.0, trans_a, False)
 
 
-def test_core_direct_read_only_c():
+@pytest.mark.parametrize("fn", ["gemm", "_sgemm_naive"])
+def test_core_direct_read_only_c(fn):
     c = np.zeros((4, 5), np.float32)
     c.flags.writeable = False
     with pytest.raises(ValueError):
-        _core.gemm(A, B, c, 1.0, 0.0, False, False)
+        getattr(_core, fn)(A, B, c, 1.0, 0.0, False, False)
 
 
 # ----------------------------------------------------------- dispatch ----

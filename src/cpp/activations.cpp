@@ -17,6 +17,7 @@
 // plain twins (std::exp / std::tanh) are kept below as the oracle and fallback.
 #include <cmath>
 
+#include "common.h"
 #include "elementwise.h"
 #include "threadpool.h"
 #include "fastcnn.h"
@@ -35,8 +36,7 @@ using elementwise::to_bits;
 // out (n), x (n)
 void relu_forward(float* out, const float* x, int64_t n) {
     pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
-        const float v = x[i];
-        out[i] = v > 0.f ? v : (v != v ? v : 0.f);  // NaN stays NaN
+        out[i] = relu_value(x[i]);  // NaN stays NaN (common.h)
     });
 }
 

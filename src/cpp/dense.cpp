@@ -4,7 +4,7 @@
 //   N  batch   I  input features   O  output features
 //
 // Contract (see fastcnn.h): buffers are float32, C-contiguous, owned by the
-// caller; the caller (bindings.cpp) has checked every size. Outputs are
+// caller; the caller (the bindings' intake) has checked every size. Outputs are
 // OVERWRITTEN.
 //   forward:  out (N,O) = x (N,I) . w (I,O) + b (O)          [b may be null]
 //   backward: dx (N,I) = dout (N,O) . w^T (O,I)               [may be null: skipped]

@@ -4,14 +4,14 @@
 // Size letters: n = number of values in a flat buffer.
 //
 // What is here:
-//  * the OpenMP thresholds: loops over fewer values than these run on one
-//    thread, so small arrays do not pay the thread start-up;
+//  * the parallel-loop thresholds: loops over fewer values than these run on
+//    one thread, so small arrays do not pay the thread start-up;
 //  * exp_nonpos(x): e^x for x <= 0, written so that the compiler vectorises
 //    the loops that call it (std::exp is a library call and never vectorises
 //    without -ffast-math, which this project does not use).
 //
-// How to keep a loop vectorisable without -ffast-math (learned the hard way,
-// GCC 12 at -O3 with the default -ftrapping-math; check with -fopt-info-vec):
+// How to keep a loop vectorisable without -ffast-math (GCC 12 at -O3 with the
+// default -ftrapping-math; check with -fopt-info-vec):
 //  * no clamp `x = x < lo ? lo : x` in front of arithmetic on x alone: GCC's
 //    PRE folds that arithmetic for the constant arm, the loop body becomes a
 //    branch, and a branchy body with float operations that "could trap" is
@@ -30,8 +30,8 @@ namespace fastcnn {
 namespace elementwise {
 
 // Below these counts a loop runs on one thread, so small arrays do not pay
-// the fork/join (~1 us with a warm OpenMP pool). Measured on the 2-core
-// x86-64 dev box (bench/bench_elementwise.py and a threshold sweep):
+// the fork/join (~1 us with warm worker threads). On a 2-core x86-64
+// (bench/bench_elementwise.py):
 //  * light loops, ~0.2-0.5 ns per value (relu, dropout, SGD, the backward
 //    products): 2 threads save ~40% from 32K values on;
 //  * heavy loops, 2-6 ns per value (sigmoid, tanh, softmax, costs, Adagrad /

@@ -1,30 +1,34 @@
 // fastcnn.h -- the whole native API of fastcnn as plain C++ declarations.
 //
-// Nothing here knows Python; bindings.cpp is the only file that does.
+// Nothing here knows Python; only the files in bindings/ do.
 //
 // Size letters used everywhere:
 //   N  batch size               C  input channels          K  output channels (filters)
 //   H W  input height/width     KH KW  kernel (window) height/width
 //   SH SW  stride               PH PW  zero padding (conv only)
-//   OH OW  output height/width:  OH = (H + 2*PH - KH) / SH + 1   (floor)
+//   OH OW  output height/width: conv_out_size / pool_out_size (geometry.h)
 //   I O  dense input/output features     D  features per sample in a cost
 //
 // Layouts: images NCHW, conv weights (K, C, KH, KW), dense weights (I, O)
 // so that dense out = x @ w + b. Every buffer is float32, C-contiguous, and
-// the caller owns it. All sizes are int64_t; callers (bindings.cpp) check
-// shapes and overflow before calling, so kernels trust their arguments.
+// the caller owns it. All sizes are int64_t; callers (the bindings' intake)
+// check shapes and overflow before calling, so kernels trust their arguments.
 //
 // Gradient convention: every *_backward kernel OVERWRITES its outputs
 // (dx, dw, db); nothing accumulates. Zeroing/accumulating across steps is the
 // Python trainer's business.
 //
-// Threading: kernels use OpenMP internally; none throws inside a parallel
-// region. Kernels may allocate scratch memory (std::vector) and may throw
-// std::bad_alloc before any parallel region starts.
+// Threading: kernels run their parallel loops on fastcnn's own worker threads
+// (threadpool.h), as many as OpenMP's thread count (set_num_threads); none
+// throws inside a parallel region. Kernels may allocate scratch memory
+// (std::vector, Scratch) and may throw std::bad_alloc before any parallel
+// region starts.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "geometry.h"  // output sizes, size limits, kNoGradient
 
 namespace fastcnn {
 
@@ -65,7 +69,29 @@ void sgemm_with_packed_a(int layout, const float* packed, int64_t M, int64_t N, 
 // rows of w is updated right after it gave its columns of dx, while in cache.
 void sgemm_dx_then_update(int64_t N, int64_t I, int64_t O, const float* dout, const float* x,
                           float alpha, float beta, float* w, float* dx);
-// Plain triple loop with the same contract: the oracle and fallback.
+// The strategy sgemm (serial: sgemm_serial, which chooses alike) takes for
+// these arguments on the SIMD path in use: "empty" (M or N is 0), "scale"
+// (K is 0), "stream_nn", "stream_nt", "stream_tn", "dot", "whole_a" or
+// "blocked" (gemm/strategy.h). Computed by the function sgemm itself calls;
+// for tests and benchmarks.
+const char* sgemm_path(bool serial, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                       int64_t K);
+// The size limits of that choice and of the strategies (gemm/strategy.h,
+// gemm/blocking.h), for tests and benchmarks that build shapes at the edges.
+struct GemmLimits {
+    int64_t dot_kb;               // dot path: K block; takes K >= dot_kb
+    int64_t dot_max_mn;           // dot path: takes M*N <= dot_max_mn
+    int64_t dot_k_ranges;         // dot path: at most this many K ranges (sgemm)
+    int64_t stream_max_m;         // stream_nn / stream_nt: M <= stream_max_m
+    int64_t stream_min_n;         // streaming paths: N (and tn's M) >= stream_min_n
+    int64_t stream_min_dot_k;     // stream_nt: K >= stream_min_dot_k
+    int64_t stream_max_k;         // stream_tn: K <= stream_max_k
+    int64_t whole_a_max_floats;   // whole_a: packed op(A) at most this many floats
+    int64_t min_work_per_thread;  // multiply-adds per thread before a second one helps
+};
+GemmLimits gemm_limits();
+// Plain triple loop with the same contract, accumulating in double: the
+// oracle the tests hold sgemm's strategies against (never used by an op).
 void sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                  float beta, float* C, int64_t ldc);
@@ -88,7 +114,7 @@ std::vector<std::string> compiled_isas();   // paths this build has kernels for
 bool cpu_has_avx2_fma();   // CPU + OS offer AVX2 + FMA, whatever is in use
 bool cpu_has_avx512();     // CPU + OS offer AVX-512 F/BW/DQ/VL
 // Peak fp32 multiply-add throughput probe (bench/bench_peak.py): `threads`
-// OpenMP threads each run `iters` iterations of path `isa`'s independent FMA
+// worker threads each run `iters` iterations of path `isa`'s independent FMA
 // chains (the path must be runnable: check supported_isas). Returns the
 // flops done in total (0 for an unknown or unrunnable path); *sink receives a
 // value of the result so the work cannot be optimised away.
@@ -135,16 +161,16 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
                      int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                      int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
 
-// conv2d then max-pool in one pass (conv.cpp): out (N,K,POH,POW) =
+// conv2d then max-pool in one pass (conv_pool.cpp): out (N,K,POH,POW) =
 // maxpool(relu?(conv(x, w) + b)) with a PKH x PKW window, stride PSH x PSW,
-// POH = (OH - PKH)/PSH + 1 (the pooling rule of maxpool2d_forward). The conv's
-// full output is never stored: choice (N,K,POH,POW) records each window's
-// chosen element as its offset i*PKW + j (PKH*PKW <= 254), or kNoGradient
-// where relu is on and the pooled value is not > 0. Backward takes dout of the
-// POOLED output and choice and returns what conv2d_backward returns for the
-// conv output's gradient that maxpool2d_backward (after relu_backward) gives.
-// The caller checks choice (every value < PKH*PKW or kNoGradient).
-constexpr uint8_t kNoGradient = 255;
+// POH = pool_out_size(OH, PKH, PSH) (the pooling rule of maxpool2d_forward). The
+// conv's full output is never stored: choice (N,K,POH,POW) records each window's
+// chosen element as its offset i*PKW + j (PKH*PKW <= kMaxFusedPoolWindow), or
+// kNoGradient where relu is on and the pooled value is not > 0 (geometry.h).
+// Backward takes dout of the POOLED output and choice and returns what
+// conv2d_backward returns for the conv output's gradient that
+// maxpool2d_backward (after relu_backward) gives. The caller checks choice
+// (every value < PKH*PKW or kNoGradient).
 void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const float* w,
                             const float* b, int64_t N, int64_t C, int64_t H, int64_t W,
                             int64_t K, int64_t KH, int64_t KW, int64_t SH, int64_t SW,
@@ -157,7 +183,7 @@ void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
                              int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH, int64_t PSW);
 
 // ------------------------------------------------------------- pooling ----
-// out (N,C,OH,OW), OH = (H - KH)/SH + 1. No padding.
+// out (N,C,OH,OW), OH = pool_out_size(H, KH, SH). No padding.
 // Max: the chosen element of a window is the first in row-major order that is
 // NaN, or else the first maximum; backward routes dout to that element only.
 void maxpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,

@@ -2,8 +2,8 @@
 //
 // Size letters:
 //   N  batch   C  channels   H W  image height/width   KH KW  kernel height/width
-//   SH SW  stride   PH PW  zero padding   OH OW  output height/width,
-//   OH = (H + 2*PH - KH) / SH + 1 (floor), likewise OW.
+//   SH SW  stride   PH PW  zero padding   OH OW  output height/width
+//   (conv_out_size, geometry.h).
 //
 // Contract (see fastcnn.h):
 //   im2col: cols (C*KH*KW, N*OH*OW), row r = (c*KH + i)*KW + j, column
@@ -11,7 +11,7 @@
 //           0 where that position lies in the padding. cols is overwritten.
 //   col2im: its adjoint. dx (N,C,H,W) is overwritten with, for each pixel, the
 //           sum of every cols entry that im2col would have copied from it.
-// The caller owns every buffer and has checked the sizes (bindings.cpp):
+// The caller owns every buffer and has checked the sizes (the bindings' intake):
 // KH <= H + 2*PH, KW <= W + 2*PW, all sizes >= 1, no product overflows int64.
 //
 // Threads: both split the (n, c) planes: im2col reads plane x[n][c] and writes
@@ -19,6 +19,7 @@
 // so no two threads ever add into the same pixel. The in-image ranges of each
 // kernel offset (Span) are computed once per call, not per plane: the integer
 // divisions cost as much as copying a short row.
+#include "common.h"
 #include "fastcnn.h"
 #include "threadpool.h"
 
@@ -29,9 +30,6 @@
 namespace fastcnn {
 
 namespace {
-
-// Below this many values, a parallel region costs more than it saves.
-constexpr int64_t kParallelMin = int64_t(1) << 15;
 
 // Output positions o in [0, n_out) whose input position o*step - pad + offset
 // falls inside [0, size): the half-open range [lo, hi) (empty when lo >= hi).
@@ -79,8 +77,8 @@ std::vector<Span> spans(int64_t ksize, int64_t n_out, int64_t size, int64_t step
 
 void im2col(float* cols, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
             int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
-    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
-    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
+    const int64_t OH = conv_out_size(H, KH, SH, PH);
+    const int64_t OW = conv_out_size(W, KW, SW, PW);
     const int64_t ncols = N * OH * OW;
     const int64_t planes = N * C;  // one (n, c) plane of x each
     const std::vector<Span> oh_in = spans(KH, OH, H, SH, PH);  // (KH)
@@ -134,8 +132,8 @@ void im2col(float* cols, const float* x, int64_t N, int64_t C, int64_t H, int64_
 
 void col2im(float* dx, const float* cols, int64_t N, int64_t C, int64_t H, int64_t W,
             int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
-    const int64_t OH = (H + 2 * PH - KH) / SH + 1;
-    const int64_t OW = (W + 2 * PW - KW) / SW + 1;
+    const int64_t OH = conv_out_size(H, KH, SH, PH);
+    const int64_t OW = conv_out_size(W, KW, SW, PW);
     const int64_t ncols = N * OH * OW;
     const int64_t planes = N * C;  // one (n, c) plane of dx each
     const std::vector<Span> oh_spans = spans(KH, OH, H, SH, PH);  // (KH)

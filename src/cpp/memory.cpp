@@ -5,9 +5,9 @@
 // defaults (a dynamic mmap threshold, a trim threshold twice that), whether
 // those blocks are kept for the next step or returned to the OS and faulted
 // in again (every 4 KiB page zeroed by the kernel) depends on the order of
-// the frees: measured on the book's row-4 net, one harmless change in which
-// layer kept which array alive took a run from 14 thousand page faults to 224
-// thousand and 20% longer. Fixed thresholds make the steady state stable:
+// the frees, so a harmless change in which layer keeps which array alive can
+// multiply a run's page faults and slow it down. Fixed thresholds make the
+// steady state stable:
 // blocks below 64 MiB come from the heap and are reused, and the heap is
 // trimmed only when 256 MiB at its top are free. The cost is that a process
 // keeps up to that much freed memory for later reuse.
@@ -15,6 +15,8 @@
 // Not done when the user set either threshold (MALLOC_MMAP_THRESHOLD_,
 // MALLOC_TRIM_THRESHOLD_) or FASTCNN_MALLOC_TUNING=0, and not on other C
 // libraries. build_info()["malloc_tuned"] says whether it was done.
+//
+// Size letters: none (no buffers here).
 #include "fastcnn.h"
 
 #include <cstdlib>

@@ -4,13 +4,13 @@
 // Size letters:
 //   N  batch     C  channels     H W  input height/width
 //   KH KW  window height/width   SH SW  stride     OH OW  output height/width
-//   OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1 (floor; no padding).
+//   (pool_out_size, geometry.h: no padding).
 //
 // Buffers (all float32, C-contiguous, owned by the caller):
 //   x, dx     (N, C, H, W)      out, dout (N, C, OH, OW)
 //   global pooling: x, dx (N, C, HW), out, dout (N, C)
 //
-// Threads: every kernel runs one OpenMP loop over the N*C planes. A plane of dx
+// Threads: every kernel runs one parallel loop over the N*C planes. A plane of dx
 // is written only by the thread that owns it, so overlapping windows (stride <
 // size) add up without races, and results do not depend on the thread count.
 // Backward kernels OVERWRITE dx: a plane is zeroed, then every window adds
@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "common.h"
 #include "fastcnn.h"
 #include "threadpool.h"
 
@@ -48,25 +49,10 @@ namespace {
 
 constexpr int64_t kRowTile = 64;   // windows of one output row handled together
 
-inline bool is_2x2_stride2(int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
-    return KH == 2 && KW == 2 && SH == 2 && SW == 2;
-}
-
 // ================================================================= max ====
 
-// The running choice cur gives way to the next element v (in row-major order)
-// when cur is not NaN and v is NaN or strictly larger. Applied in order this
-// keeps the first NaN, or else the first maximum.
-inline bool takes_over(float v, float cur) {
-    return !std::isnan(cur) && (std::isnan(v) || v > cur);
-}
-
-// The same test with & and | instead of && and ||: for loops where the
-// compiler would otherwise emit branches (mispredicted half the time on
-// random data) rather than vector compares.
-inline bool takes_over_nobranch(float v, float cur) {
-    return (cur == cur) & ((v != v) | (v > cur));
-}
+// The choice rule, takes_over / takes_over_nobranch, is in common.h (the
+// fused conv + max-pool applies it too).
 
 // ---- plain twin: one window at a time.
 // Offset i*W + j of the chosen element of the window whose top-left corner is
@@ -242,7 +228,7 @@ inline double square(float v) { return static_cast<double>(v) * v; }
 
 void maxpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
                        int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
-    const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
+    const int64_t OH = pool_out_size(H, KH, SH), OW = pool_out_size(W, KW, SW);
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
     pool::parallel_for(planes, true, [=](int64_t p) {
@@ -259,7 +245,7 @@ void maxpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t
 void maxpool2d_backward(float* dx, const float* dout, const float* x,
                         int64_t N, int64_t C, int64_t H, int64_t W,
                         int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
-    const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
+    const int64_t OH = pool_out_size(H, KH, SH), OW = pool_out_size(W, KW, SW);
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
     // The row-tile path needs 32-bit offsets inside a window and pays off only
@@ -282,7 +268,7 @@ void maxpool2d_backward(float* dx, const float* dout, const float* x,
 
 void avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
                        int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
-    const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
+    const int64_t OH = pool_out_size(H, KH, SH), OW = pool_out_size(W, KW, SW);
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
     const double count = static_cast<double>(KH * KW);
@@ -314,7 +300,7 @@ void avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t
 void avgpool2d_backward(float* dx, const float* dout,
                         int64_t N, int64_t C, int64_t H, int64_t W,
                         int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
-    const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
+    const int64_t OH = pool_out_size(H, KH, SH), OW = pool_out_size(W, KW, SW);
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
     const float count = static_cast<float>(KH * KW);
@@ -350,7 +336,7 @@ void avgpool2d_backward(float* dx, const float* dout,
 
 void l2pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t H, int64_t W,
                       int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
-    const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
+    const int64_t OH = pool_out_size(H, KH, SH), OW = pool_out_size(W, KW, SW);
     const int64_t planes = N * C;
     pool::parallel_for(planes, true, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
@@ -373,7 +359,7 @@ void l2pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t 
 void l2pool2d_backward(float* dx, const float* dout, const float* x,
                        int64_t N, int64_t C, int64_t H, int64_t W,
                        int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
-    const int64_t OH = (H - KH) / SH + 1, OW = (W - KW) / SW + 1;
+    const int64_t OH = pool_out_size(H, KH, SH), OW = pool_out_size(W, KW, SW);
     const int64_t planes = N * C;
     pool::parallel_for(planes, true, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)

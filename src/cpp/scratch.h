@@ -1,7 +1,10 @@
 // scratch.h -- float scratch for kernels: aligned to a cache line, NOT
 // initialised (a std::vector<float> would zero it first: a wasted pass over
 // memory the kernel overwrites anyway), freed on scope exit. Allocate before
-// any parallel region: the constructor may throw std::bad_alloc.
+// any parallel region: the constructor may throw std::bad_alloc. The Scratch
+// owns its buffer; a kernel hands out pointers into it.
+//
+// Size letters: count = floats in the buffer.
 #pragma once
 #include <cstddef>
 #include <cstdlib>

@@ -1,5 +1,7 @@
 // threadpool.cpp -- the worker threads behind pool::run (see threadpool.h for why).
 //
+// Size letters: none (parts = the pieces of one job, at most 255).
+//
 // One job at a time. The caller publishes the job (function, part count),
 // then `claim` = (sequence number << 16 | 0) and a new `ticket` = (sequence
 // number << 8 | parts) that wakes the workers. The caller and every worker
@@ -11,8 +13,8 @@
 // is fixed by the part count), so results stay independent of the timing.
 // Parts are claimed rather than assigned because a worker whose core is
 // taken by another process may not run for milliseconds: the caller then
-// runs that part itself instead of waiting for it (a fixed assignment made a
-// 2-thread training step ~15x slower next to one busy process).
+// runs that part itself instead of waiting for it (with a fixed assignment,
+// one busy process on a core would hold up every 2-thread training step).
 //
 // Waiting workers spin (with the pause hint) for spin_ns, then sleep on a
 // condition variable; the caller wakes sleepers only when there are any.
@@ -42,9 +44,8 @@ namespace {
 
 // Idle workers spin this long before they sleep. Long: a training step's ops
 // follow each other within tens of microseconds (Python between them), and a
-// sleeping worker takes ~10 us to wake. Short: about what libgomp's
-// GOMP_SPINCOUNT=1000 spun, which let NumPy's BLAS threads have the cores
-// between fastcnn's ops (bench/bench_dropin.py).
+// sleeping worker takes ~10 us to wake. Short: NumPy's BLAS threads get the
+// cores between fastcnn's ops (bench/bench_dropin.py).
 constexpr int64_t kLongSpinNs = 2'000'000;
 constexpr int64_t kShortSpinNs = 20'000;
 

@@ -1,7 +1,7 @@
 // threadpool.h -- fastcnn's own worker threads, for the kernels' parallel loops.
 //
-// Why not OpenMP's: libgomp's idle threads spin for a fixed count set once,
-// when the library loads (GOMP_SPINCOUNT). A long spin is what training wants
+// Why not OpenMP's: libgomp's idle threads spin for a count fixed when the
+// library loads. A long spin is what training wants
 // (one op follows another within microseconds, and a sleeping thread takes
 // ~10 us to wake), and exactly what a process that also runs NumPy's threaded
 // BLAS cannot afford: the spinning takes the core the BLAS threads need next
@@ -18,6 +18,8 @@
 // Python thread), or a call from inside a parallel loop, runs its loop on the
 // calling thread alone. Every kernel gives the same result on any number of
 // threads, so which case ran never shows in a result.
+//
+// Size letters: n = loop iterations; parts = pieces a loop is cut into.
 #pragma once
 
 #include <atomic>
@@ -57,7 +59,7 @@ bool busy_wait();
 // body(i) for i in [0, n): in up to max_threads() contiguous, nearly equal
 // chunks when `parallel`, else in order on the calling thread. Either way the
 // loop runs in one out-of-line function (behind PartFn): inlining it here, once
-// for each case, made the kernels' own loops slower (register spills).
+// for each case, would slow the kernels' own loops (register spills).
 template <class Body>
 void parallel_for(int64_t n, bool parallel, Body&& body) {
     if (n <= 0) return;

@@ -1,6 +1,8 @@
 // threads.cpp -- the OpenMP thread count, as fastcnn.set_num_threads() sees it.
 // Maps straight onto the OpenMP runtime so OMP_NUM_THREADS and threadpoolctl
 // agree with fastcnn about it. Without OpenMP everything is single-threaded.
+//
+// Size letters: none (no buffers here).
 #include "fastcnn.h"
 
 #ifdef _OPENMP

@@ -1,4 +1,4 @@
-"""Type stub of fastcnn._core, the private native module (src/cpp/bindings.cpp).
+"""Type stub of fastcnn._core, the private native module (src/cpp/bindings/).
 
 Use fastcnn.ops instead: it checks arguments, converts inputs and allocates
 outputs. Here every array argument must already be a numpy.ndarray of dtype
@@ -13,11 +13,30 @@ from typing import Optional
 
 import numpy as np
 
+# The limits the intake enforces (src/cpp/geometry.h).
+MAX_SIZE: int               # largest size, window, stride or padding (2**40)
+CHOICE_NO_GRADIENT: int     # the choice value of a window that passes no gradient (255)
+MAX_FUSED_POOL_WINDOW: int  # most elements in a fused conv + max-pool window (254)
+
 # ------------------------------------------------------------------ GEMM --
 
 def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float,
          trans_a: bool, trans_b: bool) -> None:
     """c (M, N) = alpha * op(a) @ op(b) + beta * c, in place; op(x) is x.T when asked."""
+
+def _sgemm_naive(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float, beta: float,
+                 trans_a: bool, trans_b: bool) -> None:
+    """The same as gemm by the plain triple loop (double accumulation): the tests' oracle."""
+
+def _gemm_path(m: int, n: int, k: int, trans_a: bool, trans_b: bool,
+               serial: bool = False) -> str:
+    """The strategy gemm (serial: the single-threaded entry point) takes for these sizes on
+    the SIMD path in use: "empty", "scale", "stream_nn", "stream_nt", "stream_tn", "dot",
+    "whole_a" or "blocked"."""
+
+def _gemm_limits() -> dict[str, int]:
+    """The size limits of that choice: dot_kb, dot_max_mn, dot_k_ranges, stream_max_m,
+    stream_min_n, stream_min_dot_k, stream_max_k, whole_a_max_floats, min_work_per_thread."""
 
 # ------------------------------------------------- im2col, conv, dense --
 

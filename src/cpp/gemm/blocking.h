@@ -45,15 +45,15 @@
 //                    takes both 256-bit pipes; 12 on two 512-bit Intel ports) read
 //                    128 B of B + 48 B of A, 7-15 B/cycle against L2's 32-64. A long
 //                    KC halves the passes over the C tile (load + store per KC) of
-//                    KC = 256; on Zen 4, KC from 128 to 512 was faster at every
-//                    step (1024^3 and the nets' shapes).
+//                    KC = 256; on Zen 4 each step of KC from 128 to 512 is faster
+//                    (1024^3 and the nets' shapes).
 //   MC = 240         A block MC x KC x 4 B = 480 KiB: half of a 1 MiB L2, with the
 //                    B micro-panel (64 KiB) and C tiles beside it.
 //   NC = 4096        B block KC x NC x 4 B = 8 MiB per thread in L3 (two threads:
 //                    16 of Zen 4's 32 MiB).
 //
 // None of these depends on the thread count: each thread packs its own
-// blocks (see sgemm.cpp).
+// blocks (see whole_a.cpp and blocked.cpp).
 #pragma once
 #include <cstdint>
 

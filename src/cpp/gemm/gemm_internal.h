@@ -56,7 +56,7 @@ void ukernel_pack_avx512(int64_t kc, const float* a_panel, const float* b_src, i
                          float* b_panel, float* c, int64_t ldc, float beta, int64_t mr);
 #endif
 
-// Dot-product kernel for a small C and a long K (sgemm.cpp, "dot" path):
+// Dot-product kernel for a small C and a long K (dot.cpp, the "dot" path):
 // for i < m, j < n and lane l < 8,
 //   acc[(i*n + j)*8 + l] += sum over p < kb, p % 8 == l, of a[i*lda + p] * b[j*ldb + p]
 // with kb a multiple of 8: rows of op(A) and columns of op(B), both read
@@ -71,7 +71,7 @@ void dot_block_avx2(int64_t m, int64_t n, int64_t kb, const float* a, int64_t ld
                     const float* b, int64_t ldb, float* acc);
 #endif
 
-// Streaming kernels (sgemm.cpp, "small M" and "small K" paths): no packing,
+// Streaming kernels (stream.cpp, the "small M" and "small K" paths): no packing,
 // every row of B read front to back. `a` / `at` already hold alpha * op(A).
 // beta == 0: C is write-only. Rows of C are computed one p (k) at a time, in
 // order, so a C value does not depend on where a thread's range starts.

@@ -108,8 +108,8 @@ void copy_rows(int64_t W, const float* src, int64_t ld, int64_t kc, float* dst) 
 }
 
 // transpose_rows_w for the panel widths of the block tables (a compile-time
-// width keeps the panel addressing out of the inner loops: measured, a
-// run-time width cost ~4% of a training step), any other width plainly.
+// width keeps the panel addressing out of the inner loops, which run for
+// every packed value), any other width plainly.
 void transpose_rows(int64_t W, const float* src, int64_t ld, int64_t r, int64_t kc,
                     bool scaled, float scale, float* panel) {
     switch (W) {

@@ -1,6 +1,8 @@
 // peak_avx2.cpp -- the machine's fp32 FMA peak on the AVX2 path, for
 // bench/bench_peak.py (not used by any op).
 //
+// Size letters: none (no buffers; iters = loop count).
+//
 // fma_loop_avx2(iters) runs iters x 12 ymm FMAs on 12 independent chains (12
 // chains cover 2 FMA pipes x 4-5 cycles latency) and returns a value of
 // every chain, so the compiler keeps them all. Each iteration is

@@ -1,6 +1,8 @@
 // peak_avx512.cpp -- the machine's fp32 FMA peak on the AVX-512 path, for
 // bench/bench_peak.py (not used by any op).
 //
+// Size letters: none (no buffers; iters = loop count).
+//
 // fma_loop_avx512(iters) runs iters x 24 zmm FMAs on 24 independent chains
 // (enough for 2 FMA pipes x 4 cycles latency, and for Zen 4's 512-bit FMAs
 // on its two 256-bit pipes) and returns a value of every chain. Each

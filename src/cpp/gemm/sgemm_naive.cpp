@@ -1,6 +1,10 @@
-// sgemm_naive.cpp -- the plain GEMM: the oracle and the fallback for sgemm.
+// sgemm_naive.cpp -- the plain GEMM: the oracle for sgemm's strategies
+// (tests/test_gemm.py, through _core._sgemm_naive).
+//
+// Size letters: C is M x N, op(A) is M x K, op(B) is K x N.
+//
 // Same contract as fastcnn::sgemm (see fastcnn.h). Accumulates in double so
-// it can serve as a reference; slow on purpose, never used on a hot path.
+// it can serve as a reference; slow on purpose, never used by an op.
 #include "fastcnn.h"
 
 namespace fastcnn {

@@ -1,18 +1,21 @@
-// stream_avx2.cpp -- AVX2 + FMA kernels of the streaming GEMM paths (sgemm.cpp,
+// stream_avx2.cpp -- AVX2 + FMA kernels of the streaming GEMM paths (stream.cpp,
 // "small M" and "small K"): the shapes of a fully connected layer trained with
 // a small mini-batch, where one operand is a big weight matrix used only a few
 // times per value. Same contracts as the portable twins in stream_ref.cpp
 // (gemm_internal.h); see there for what each computes.
 //
+// Size letters: C is M x N, op(A) is M x K, op(B) is K x N; [j0, j1) the
+// columns (nn, nt) or [i0, i1) the rows (tn) of C one call computes.
+//
 // Why no packing: with M (or K) about 10, each weight is used ~10 times, so
-// the GEMM is bound by reading the weights from L3/DRAM, and the tiled path's
-// strided reads of 16-column panels of a 4 MB matrix ran at ~2.4 GB/s from
-// DRAM. These kernels read every row of the weight matrix front to back
-// (a few rows at a time), which the hardware prefetchers stream at full speed.
+// the GEMM is bound by reading the weights from L3/DRAM, where the tiled path's
+// strided reads of 16-column panels of a large matrix are slow. These kernels
+// read every row of the weight matrix front to back (a few rows at a time),
+// which the hardware prefetchers stream at full speed.
 //
 // Each kernel also prefetches the rows it will read next (the next four rows of
-// B, the next pair of rows of B or C): with ~10 FMAs per weight, waiting for each
-// new row to arrive cost ~25% of the time. (A prefetch past the end of a
+// B, the next pair of rows of B or C): with ~10 FMAs per weight there is too
+// little work to hide the wait for each new row. (A prefetch past the end of a
 // matrix is harmless: prefetches never fault.)
 //
 // Like ukernel_avx2.cpp this file is compiled with -mavx2 -mfma and must not
@@ -20,14 +23,13 @@
 // everything but the three entry points has internal linkage.
 #include <immintrin.h>
 
+#include "common.h"
 #include "gemm/gemm_internal.h"
 
 namespace fastcnn {
 namespace gemm {
 
 namespace {
-
-inline int64_t lo64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 inline float hsum(__m256 v) {
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -199,7 +201,7 @@ void tn_rows(int64_t K, int64_t i, int64_t j0, int64_t j1, const float* at, int6
 void stream_nn_avx2(int64_t M, int64_t K, int64_t j0, int64_t j1, const float* a, int64_t lda,
                     const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     for (int64_t jb = j0; jb < j1; jb += kStreamColumns) {
-        const int64_t je = lo64(j1, jb + kStreamColumns);
+        const int64_t je = min64(j1, jb + kStreamColumns);
         for (int64_t r = 0; r < M; ++r) {
             float* c = C + r * ldc;
             for (int64_t j = jb; j < je; ++j) c[j] = (beta == 0.0f) ? 0.0f : beta * c[j];
@@ -220,7 +222,7 @@ void stream_nt_avx2(int64_t M, int64_t K, int64_t j0, int64_t j1, const float* a
 void stream_tn_avx2(int64_t K, int64_t i0, int64_t i1, int64_t N, const float* at, int64_t ldat,
                     const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     for (int64_t jb = 0; jb < N; jb += kStreamColumns) {
-        const int64_t je = lo64(N, jb + kStreamColumns);
+        const int64_t je = min64(N, jb + kStreamColumns);
         int64_t i = i0;
         for (; i + 2 <= i1; i += 2) tn_rows<2>(K, i, jb, je, at, ldat, B, ldb, beta, C, ldc);
         if (i < i1) tn_rows<1>(K, i, jb, je, at, ldat, B, ldb, beta, C, ldc);

@@ -1,9 +1,12 @@
-// stream_avx512.cpp -- AVX-512 kernels of the streaming GEMM paths (sgemm.cpp,
+// stream_avx512.cpp -- AVX-512 kernels of the streaming GEMM paths (stream.cpp,
 // "small M" and "small K"): a fully connected layer at a small mini-batch.
 // Same contracts as the portable twins in stream_ref.cpp (gemm_internal.h)
 // and the same plan as stream_avx2.cpp (read every row of the big matrix
 // front to back, prefetch the next rows), with 16-float zmm vectors and
 // masked loads/stores for the last columns instead of a scalar loop.
+//
+// Size letters: C is M x N, op(A) is M x K, op(B) is K x N; [j0, j1) the
+// columns (nn, nt) or [i0, i1) the rows (tn) of C one call computes.
 //
 // nt sums each dot product in 16 lanes, the last K % 16 values masked in,
 // then adds the lanes in a fixed order (so its last bits differ from the
@@ -13,14 +16,13 @@
 // could also emit: everything but the three entry points has internal linkage.
 #include <immintrin.h>
 
+#include "common.h"
 #include "gemm/gemm_internal.h"
 
 namespace fastcnn {
 namespace gemm {
 
 namespace {
-
-inline int64_t lo64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 inline __mmask16 first_lanes(int64_t n) {
     return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
@@ -113,7 +115,7 @@ void nn_one(int64_t M, int64_t j0, int64_t j1, const float* a, int64_t lda, int6
 }
 
 // MI x NJ dot products (MI <= 4 rows of a, NJ <= 4 rows of B) in 16 lanes
-// (a pass with NJ = 6 measured no faster: 24 accumulators leave no room).
+// (NJ = 6 is no faster: 24 accumulators leave no room).
 template <int MI, int NJ>
 void nt_tile(int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
              float* c, int64_t ldc) {
@@ -220,7 +222,7 @@ void stream_nn_avx512(int64_t M, int64_t K, int64_t j0, int64_t j1, const float*
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                       int64_t ldc) {
     for (int64_t jb = j0; jb < j1; jb += kStreamColumns) {
-        const int64_t je = lo64(j1, jb + kStreamColumns);
+        const int64_t je = min64(j1, jb + kStreamColumns);
         for (int64_t r = 0; r < M; ++r) {
             float* c = C + r * ldc;
             for (int64_t j = jb; j < je; ++j) c[j] = (beta == 0.0f) ? 0.0f : beta * c[j];
@@ -246,7 +248,7 @@ void stream_tn_avx512(int64_t K, int64_t i0, int64_t i1, int64_t N, const float*
                       int64_t ldat, const float* B, int64_t ldb, float beta, float* C,
                       int64_t ldc) {
     for (int64_t jb = 0; jb < N; jb += kStreamColumns) {
-        const int64_t je = lo64(N, jb + kStreamColumns);
+        const int64_t je = min64(N, jb + kStreamColumns);
         int64_t i = i0;
         for (; i + 4 <= i1; i += 4) tn_rows<4>(K, i, jb, je, at, ldat, B, ldb, beta, C, ldc);
         for (; i + 2 <= i1; i += 2) tn_rows<2>(K, i, jb, je, at, ldat, B, ldb, beta, C, ldc);

@@ -1,6 +1,10 @@
-// stream_ref.cpp -- portable kernels of the streaming GEMM paths (sgemm.cpp):
+// stream_ref.cpp -- portable kernels of the streaming GEMM paths (stream.cpp):
 // the readable statement of what stream_*_avx2 compute, and the code the
 // generic ISA runs. Contracts in gemm_internal.h.
+//
+// Size letters: C is M x N, op(A) is M x K, op(B) is K x N; [j0, j1) the
+// columns (nn, nt) or [i0, i1) the rows (tn) of C one call computes.
+#include "common.h"
 #include "gemm/gemm_internal.h"
 
 namespace fastcnn {
@@ -9,7 +13,7 @@ namespace gemm {
 void stream_nn_ref(int64_t M, int64_t K, int64_t j0, int64_t j1, const float* a, int64_t lda,
                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     for (int64_t jb = j0; jb < j1; jb += kStreamColumns) {
-        const int64_t je = (j1 < jb + kStreamColumns) ? j1 : jb + kStreamColumns;
+        const int64_t je = min64(j1, jb + kStreamColumns);
         for (int64_t r = 0; r < M; ++r) {
             float* c = C + r * ldc;
             for (int64_t j = jb; j < je; ++j) c[j] = (beta == 0.0f) ? 0.0f : beta * c[j];

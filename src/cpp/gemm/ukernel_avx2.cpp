@@ -22,7 +22,7 @@
 // portable path. Everything here but ukernel_avx2, ukernel_pack_avx2 and
 // dot_block_avx2 has internal linkage.
 //
-// dot_block_avx2 (the dot path for a small C with a long K, sgemm.cpp) keeps
+// dot_block_avx2 (the dot path for a small C with a long K, dot.cpp) keeps
 // 3 x 4 dot products in 12 ymm accumulators (lane l sums the k = l mod 8):
 // per 8 values of k, 3 row loads of op(A) + 4 of op(B) feed 12 FMAs.
 #include <immintrin.h>
@@ -38,7 +38,7 @@ constexpr int64_t MR = kBlockingAvx2.mr;
 constexpr int64_t NR = kBlockingAvx2.nr;
 static_assert(MR == 6 && NR == 16, "ukernel_avx2 is written for a 6 x 16 tile");
 
-// Shortest k loop worth prefetching the C tile for (measured: with K = 25 the
+// Shortest k loop worth prefetching the C tile for (with K = 25 the
 // prefetches cost more than they save; with K = 256 they pay).
 constexpr int64_t kPrefetchCMinK = 64;
 

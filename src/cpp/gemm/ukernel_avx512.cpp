@@ -19,8 +19,8 @@
 // storing each row into the packed panel as it goes.
 //
 // The dot path (small C, long K) uses dot_block_avx2 on this path too: a
-// 16-lane version of it measured 0.65-0.8x its speed on Zen 4 (every 64-byte
-// load of a row that is not 64-byte aligned spans two cache lines).
+// 16-lane version of it is slower on Zen 4 (every 64-byte load of a row that
+// is not 64-byte aligned spans two cache lines).
 //
 // This is the only file compiled with the AVX-512 flags besides the other
 // *_avx512.cpp files. It must not define or instantiate any function another
