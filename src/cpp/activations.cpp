@@ -1,4 +1,4 @@
-// activations.cpp -- relu, sigmoid, tanh (forward and backward), softmax and
+// activations.cpp -- relu, leaky_relu, sigmoid, tanh (forward and backward), softmax and
 // log_softmax, as declared in fastcnn.h.
 //
 // Size letters: n = number of values (any shape, seen flat);
@@ -8,6 +8,8 @@
 //  * elementwise kernels read x[i] (and dout[i]) and write out[i] only, so out
 //    may be the same buffer as an input (in place);
 //  * relu(NaN) = NaN; relu_backward passes dout only where x > 0;
+//  * leaky_relu(x) = alpha * x where x is not > 0 (NaN stays NaN); its backward
+//    passes dout where x > 0, alpha * dout elsewhere;
 //  * sigmoid/tanh backward take the forward OUTPUT y;
 //  * softmax/log_softmax subtract the row max first (stable for any finite
 //    logits); a row holding NaN or +Inf comes out all NaN, as in NumPy;
@@ -45,6 +47,24 @@ void relu_backward(float* dx, const float* dout, const float* x, int64_t n) {
     pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
         const float d = dout[i];  // loaded unconditionally: keeps the loop branch-free
         dx[i] = x[i] > 0.f ? d : 0.f;
+    });
+}
+
+// ---------------------------------------------------------- leaky relu ----
+
+// out (n), x (n)
+void leaky_relu_forward(float* out, const float* x, int64_t n, float alpha) {
+    pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
+        const float v = x[i];
+        out[i] = v > 0.f ? v : alpha * v;  // alpha * NaN = NaN
+    });
+}
+
+// dx (n), dout (n), x (n): the forward INPUT.
+void leaky_relu_backward(float* dx, const float* dout, const float* x, int64_t n, float alpha) {
+    pool::parallel_for(n, n >= kMinParallelLight, [=](int64_t i) {
+        const float d = dout[i];
+        dx[i] = x[i] > 0.f ? d : alpha * d;
     });
 }
 

@@ -227,6 +227,10 @@ void dense_backward_sgd(float* dx, float* w, float* b, const float* dout, const 
 // relu(NaN) = NaN; relu_backward passes dout where x > 0, else 0.
 void relu_forward(float* out, const float* x, int64_t n);
 void relu_backward(float* dx, const float* dout, const float* x, int64_t n);
+// leaky_relu(x) = x where x > 0, else alpha * x (NaN stays NaN); its backward
+// passes dout where x > 0, else alpha * dout (also where x is NaN).
+void leaky_relu_forward(float* out, const float* x, int64_t n, float alpha);
+void leaky_relu_backward(float* dx, const float* dout, const float* x, int64_t n, float alpha);
 // sigmoid/tanh backward take the forward OUTPUT y, not the input.
 void sigmoid_forward(float* out, const float* x, int64_t n);
 void sigmoid_backward(float* dx, const float* dout, const float* y, int64_t n);

@@ -124,6 +124,12 @@ def relu_forward(out: np.ndarray, x: np.ndarray) -> None:
 def relu_backward(dx: np.ndarray, dout: np.ndarray, x: np.ndarray) -> None:
     """dx <- dout where x > 0, else 0 (also 0 where x is NaN)."""
 
+def leaky_relu_forward(out: np.ndarray, x: np.ndarray, alpha: float) -> None:
+    """out <- x where x > 0, else alpha * x (NaN kept as NaN)."""
+
+def leaky_relu_backward(dx: np.ndarray, dout: np.ndarray, x: np.ndarray, alpha: float) -> None:
+    """dx <- dout where x > 0, else alpha * dout."""
+
 def sigmoid_forward(out: np.ndarray, x: np.ndarray) -> None:
     """out <- 1 / (1 + exp(-x)) (vectorised path)."""
 

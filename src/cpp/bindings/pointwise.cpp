@@ -62,6 +62,29 @@ void def_binary(py::module_& m, const char* name, const char* t_name, Binary ker
     }, py::arg("dx"), py::arg("dout"), py::arg(t_name));
 }
 
+// leaky_relu: out <- f(x, alpha), dx <- f'(dout, x, alpha); alpha as float32.
+void def_leaky_relu(py::module_& m) {
+    m.def("leaky_relu_forward", [](py::handle out_h, py::handle x_h, double alpha) {
+        const float* x = in_f32(x_h, "x", -1);
+        float* out = out_like(out_h, "out", x_h, "x");
+        require_apart(out_h, "out", x_h, "x", true);
+        const int64_t n = count(x_h);
+        py::gil_scoped_release release;
+        fastcnn::leaky_relu_forward(out, x, n, static_cast<float>(alpha));
+    }, py::arg("out"), py::arg("x"), py::arg("alpha"));
+    m.def("leaky_relu_backward", [](py::handle dx_h, py::handle dout_h, py::handle x_h,
+                                    double alpha) {
+        const float* dout = in_f32(dout_h, "dout", -1);
+        const float* x = in_like(x_h, "x", dout_h, "dout");
+        float* dx = out_like(dx_h, "dx", dout_h, "dout");
+        require_apart(dx_h, "dx", dout_h, "dout", true);
+        require_apart(dx_h, "dx", x_h, "x", true);
+        const int64_t n = count(dout_h);
+        py::gil_scoped_release release;
+        fastcnn::leaky_relu_backward(dx, dout, x, n, static_cast<float>(alpha));
+    }, py::arg("dx"), py::arg("dout"), py::arg("x"), py::arg("alpha"));
+}
+
 void def_softmax(py::module_& m, const char* name,
                  void (*kernel)(float*, const float*, int64_t, int64_t)) {
     m.def(name, [kernel](py::handle out_h, py::handle x_h) {
@@ -134,6 +157,7 @@ void bind_pointwise(py::module_& m) {
     def_binary(m, "relu_backward", "x", &fastcnn::relu_backward);
     def_binary(m, "sigmoid_backward", "y", &fastcnn::sigmoid_backward);
     def_binary(m, "tanh_backward", "y", &fastcnn::tanh_backward);
+    def_leaky_relu(m);
     def_softmax(m, "softmax_forward", &fastcnn::softmax_forward);
     def_softmax(m, "log_softmax_forward", &fastcnn::log_softmax_forward);
     def_cost(m, "quadratic_cost", "da", "a", &fastcnn::quadratic_cost);

@@ -268,6 +268,11 @@ def elementwise(x, name: str = "x") -> np.ndarray:
     return x
 
 
+def leaky_slope(alpha) -> float:
+    """leaky_relu's slope for x <= 0: a number in [0, 1]."""
+    return real(alpha, "alpha", 0.0, 1.0)
+
+
 def rows(x, name: str = "x") -> np.ndarray:
     """A 2-D (N, K) batch of score rows."""
     x = floating(x, name)

@@ -13,7 +13,8 @@ OPS = (
     "maxpool2d", "maxpool2d_backward", "avgpool2d", "avgpool2d_backward",
     "l2pool2d", "l2pool2d_backward", "global_avgpool2d", "global_avgpool2d_backward",
     # pointwise (pointwise.py)
-    "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
+    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward",
     "softmax", "log_softmax", "softmax_loglik", "quadratic_cost", "binary_cross_entropy",
     "dropout", "dropout_backward",
     "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",

@@ -55,6 +55,8 @@ def _cases(rng: np.random.Generator):
          dict(lr=0.1, weight_decay=1e-3), (2, 3)),
         ("relu", (x,), {}, ()),
         ("relu_backward", (r(x.shape), x), {}, ()),
+        ("leaky_relu", (x,), dict(alpha=0.2), ()),
+        ("leaky_relu_backward", (r(x.shape), x), dict(alpha=0.2), ()),
         ("sigmoid", (x,), {}, ()),
         ("sigmoid_backward", (r(x.shape), reference.sigmoid(x)), {}, ()),
         ("tanh", (x,), {}, ()),

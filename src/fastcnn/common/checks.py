@@ -138,5 +138,6 @@ def epsilon(eps) -> float:
     return real(eps, "eps", 0.0, lo_open=True)
 
 
-__all__ = ["shape_str", "integer", "count", "pair", "real", "flag", "choice", "instance", "labels_in_range",
+__all__ = ["shape_str", "integer", "count", "pair", "real", "flag", "choice", "instance",
+           "labels_in_range",
            "learning_rate", "weight_decay", "decay_rate", "epsilon", "F32_MAX", "F32_TINY"]

@@ -93,20 +93,6 @@ class _Graph:
         if len(self.shape) != 1:
             self.op("Flatten", axis=1, shape=(int(np.prod(self.shape)),))
 
-    def activation(self, name):
-        """Append an activation by its fastcnn name (nothing for linear)."""
-        if name == "linear":
-            return
-        if name in ("relu", "sigmoid", "tanh"):
-            self.op({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[name])
-            return
-        # softmax: fastcnn takes it over every non-batch axis of its input at once
-        shape = self.shape
-        self.flatten()
-        self.op("Softmax", axis=-1)
-        if len(shape) != 1:
-            self.op("Reshape", self.int_const("shape", (-1,) + shape), shape=shape)
-
 
 def to_onnx(model, opset=OPSET):
     """The onnx.ModelProto of a built Sequential model (checked by onnx.checker)."""

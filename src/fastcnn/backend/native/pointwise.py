@@ -46,6 +46,27 @@ def relu_backward(dout, x):
     return _binary(_core.relu_backward, dout, x, "x")
 
 
+def leaky_relu(x, alpha=0.01):
+    """x where x > 0, else alpha * x, elementwise; leaky_relu(NaN) is NaN."""
+    x = _f32(V.elementwise(x))
+    alpha = V.leaky_slope(alpha)
+    out = np.empty_like(x)
+    _core.leaky_relu_forward(out, x, alpha)
+    return out
+
+
+def leaky_relu_backward(dout, x, alpha=0.01):
+    """dx = dout where x > 0, else alpha * dout (also where x is NaN)."""
+    dout = V.elementwise(dout, "dout")
+    x = V.elementwise(x)
+    V.same_shape(dout, "dout", x, "x")
+    alpha = V.leaky_slope(alpha)
+    dout, x = _f32(dout), _f32(x)
+    dx = np.empty_like(dout)
+    _core.leaky_relu_backward(dx, dout, x, alpha)
+    return dx
+
+
 def sigmoid(x):
     """1 / (1 + exp(-x)) elementwise, any non-empty shape."""
     return _unary(_core.sigmoid_forward, V.elementwise(x))

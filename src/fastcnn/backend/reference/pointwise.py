@@ -35,6 +35,22 @@ def relu_backward(dout, x):
     return np.where(x > 0, dout, dout.dtype.type(0))  # not where x is NaN
 
 
+def leaky_relu(x, alpha=0.01):
+    """x where x > 0, else alpha * x, elementwise; leaky_relu(NaN) is NaN."""
+    x = V.elementwise(x)
+    alpha = V.leaky_slope(alpha)
+    return np.where(x > 0, x, x * x.dtype.type(alpha))   # NaN * alpha is NaN
+
+
+def leaky_relu_backward(dout, x, alpha=0.01):
+    """dx = dout where x > 0, else alpha * dout (also where x is NaN)."""
+    dout = V.elementwise(dout, "dout")
+    x = V.elementwise(x)
+    V.same_shape(dout, "dout", x, "x")
+    alpha = V.leaky_slope(alpha)
+    return np.where(x > 0, dout, dout * dout.dtype.type(alpha))
+
+
 def _sigmoid(x):
     e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))

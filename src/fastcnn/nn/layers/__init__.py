@@ -12,7 +12,7 @@ from_config rebuilds them from fastcnn's own classes only.
 """
 from __future__ import annotations
 
-from .activation import Activation, ReLU, Sigmoid, Softmax, Tanh
+from .activation import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import ACTIVATIONS, INITS, Layer
 from .conv import Conv2D
 from .dense import Dense
@@ -20,7 +20,7 @@ from .pool import AvgPool2D, GlobalAvgPool2D, L2Pool2D, MaxPool2D
 from .reshape import Dropout, Flatten
 
 REGISTRY = {cls.__name__: cls for cls in (
-    Conv2D, Dense, Activation, ReLU, Sigmoid, Tanh, Softmax, MaxPool2D, AvgPool2D,
+    Conv2D, Dense, Activation, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, MaxPool2D, AvgPool2D,
     L2Pool2D, GlobalAvgPool2D, Flatten, Dropout)}
 
 
@@ -36,6 +36,7 @@ def from_config(kind: str, config: dict) -> Layer:
         raise ValueError(f"bad config for layer {kind!r}: {e}") from None
 
 
-__all__ = ["Layer", "Conv2D", "Dense", "Activation", "ReLU", "Sigmoid", "Tanh", "Softmax",
+__all__ = ["Layer", "Conv2D", "Dense", "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
+           "Softmax",
            "MaxPool2D", "AvgPool2D", "L2Pool2D", "GlobalAvgPool2D", "Flatten", "Dropout",
            "ACTIVATIONS", "INITS", "REGISTRY", "from_config"]

@@ -5,13 +5,13 @@ import math
 
 from ...common.checks import choice
 from .base import (ACTIVATIONS, Layer, activation_backward, activation_flops,
-                   activation_forward, activation_torch)
+                   activation_forward, activation_onnx, activation_torch)
 
 
 class Activation(Layer):
-    """An activation on its own: 'linear', 'relu', 'sigmoid', 'tanh' or 'softmax'
-    (softmax only as the last layer, over the class axis). The subclasses ReLU(),
-    Sigmoid(), Tanh() and Softmax() fix the name."""
+    """An activation on its own: 'linear', 'relu', 'leaky_relu', 'sigmoid', 'tanh' or
+    'softmax' (softmax only as the last layer, over the class axis). The subclasses
+    ReLU(), LeakyReLU(), Sigmoid(), Tanh() and Softmax() fix the name."""
 
     fixed = None  # set by the subclasses
 
@@ -38,7 +38,7 @@ class Activation(Layer):
         return activation_flops(self.activation, math.prod(self.output_shape))
 
     def onnx(self, g):
-        g.activation(self.activation)
+        activation_onnx(g, self.activation)
 
     def torch(self, nn, last=False):
         return activation_torch(nn, self.activation, last)
@@ -58,6 +58,11 @@ class ReLU(Activation):
     fixed = "relu"
 
 
+class LeakyReLU(Activation):
+    """x where x > 0, else LEAKY_SLOPE (0.01) * x."""
+    fixed = "leaky_relu"
+
+
 class Sigmoid(Activation):
     fixed = "sigmoid"
 
@@ -70,4 +75,4 @@ class Softmax(Activation):
     fixed = "softmax"
 
 
-__all__ = ["Activation", "ReLU", "Sigmoid", "Tanh", "Softmax"]
+__all__ = ["Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax"]

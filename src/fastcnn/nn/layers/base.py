@@ -34,7 +34,9 @@ import numpy as np
 from ...common.checks import choice
 from ...common.limits import MAX_SIZE
 
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
+# The slope of "leaky_relu" for inputs <= 0 (PyTorch's default negative_slope).
+LEAKY_SLOPE = 0.01
 INITS = ("glorot", "he", "book")
 
 
@@ -47,6 +49,8 @@ def activation_forward(ops, name: str, z):
         return z, None
     if name == "relu":
         return ops.relu(z), z
+    if name == "leaky_relu":
+        return ops.leaky_relu(z, LEAKY_SLOPE), z
     if name == "sigmoid":
         y = ops.sigmoid(z)
         return y, y
@@ -62,6 +66,8 @@ def activation_backward(ops, name: str, dout, saved):
         return dout
     if name == "relu":
         return ops.relu_backward(dout, saved)
+    if name == "leaky_relu":
+        return ops.leaky_relu_backward(dout, saved, LEAKY_SLOPE)
     if name == "sigmoid":
         return ops.sigmoid_backward(dout, saved)
     if name == "tanh":
@@ -74,12 +80,33 @@ def activation_backward(ops, name: str, dout, saved):
 def activation_flops(name: str, size: int) -> int:
     """Floating-point operations of an activation on `size` values (an estimate:
     one per value for relu, a handful for the transcendental ones)."""
-    return {"linear": 0, "relu": 1, "sigmoid": 4, "tanh": 4, "softmax": 5}[name] * size
+    return {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 4, "tanh": 4,
+            "softmax": 5}[name] * size
+
+
+def activation_onnx(g, name: str) -> None:
+    """Append an activation's ONNX nodes to g (nothing for linear)."""
+    if name == "linear":
+        return
+    if name in ("relu", "sigmoid", "tanh"):
+        g.op({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[name])
+        return
+    if name == "leaky_relu":
+        g.op("LeakyRelu", alpha=LEAKY_SLOPE)
+        return
+    # softmax: fastcnn takes it over every non-batch axis of its input at once
+    shape = g.shape
+    g.flatten()
+    g.op("Softmax", axis=-1)
+    if len(shape) != 1:
+        g.op("Reshape", g.int_const("shape", (-1,) + shape), shape=shape)
 
 
 def activation_torch(nn, name: str, last: bool) -> list:
     """The torch module of an activation ([] for linear; softmax only last, where
     CrossEntropyLoss takes the logits)."""
+    if name == "leaky_relu":
+        return [nn.LeakyReLU(LEAKY_SLOPE)]
     acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
     if name in acts:
         return [acts[name]()]
@@ -232,5 +259,6 @@ class Affine(Layer):
         return module
 
 
-__all__ = ["Layer", "Affine", "ACTIVATIONS", "INITS", "activation_forward",
-           "activation_backward", "activation_flops", "activation_torch", "xstr"]
+__all__ = ["Layer", "Affine", "ACTIVATIONS", "INITS", "LEAKY_SLOPE", "activation_forward",
+           "activation_backward", "activation_flops", "activation_onnx", "activation_torch",
+           "xstr"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ...common.checks import count, pair
 from ...common.geometry import conv_output_size, same_padding
 from ...common.limits import MAX_FUSED_POOL_WINDOW
-from .base import Affine, activation_flops, activation_torch, xstr
+from .base import Affine, activation_flops, activation_onnx, activation_torch, xstr
 
 
 class Conv2D(Affine):
@@ -110,7 +110,7 @@ class Conv2D(Affine):
             inputs.append(g.const("conv_b", self.params["b"]))
         g.op("Conv", *inputs, shape=self.output_shape, kernel_shape=list(self.kernel_size),
              strides=list(self.stride), pads=[ph, pw, ph, pw], dilations=[1, 1], group=1)
-        g.activation(self.activation)
+        activation_onnx(g, self.activation)
 
     def torch(self, nn, last=False):
         m = nn.Conv2d(self.input_shape[0], self.filters, self.kernel_size, stride=self.stride,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ...common.checks import count
-from .base import Affine, activation_flops, activation_torch
+from .base import Affine, activation_flops, activation_onnx, activation_torch
 
 
 class Dense(Affine):
@@ -64,7 +64,7 @@ class Dense(Affine):
         if self.use_bias:
             inputs.append(g.const("dense_b", self.params["b"]))
         g.op("Gemm", *inputs, shape=self.output_shape)
-        g.activation(self.activation)
+        activation_onnx(g, self.activation)
 
     def torch(self, nn, last=False):
         flat = [nn.Flatten()] if len(self.input_shape) > 1 else []
