@@ -24,6 +24,19 @@ def keep_threads():
     fastcnn.set_num_threads(before)
 
 
+@pytest.fixture
+def one_thread():
+    """Train on one thread: the machine is shared with other jobs, and two OpenMP
+    threads competing for two busy cores are many times slower; bit-for-bit
+    comparisons of training runs stay on one thread throughout. A module takes it
+    with pytestmark = pytest.mark.usefixtures("one_thread"). Tests that take the
+    `threads` fixture still run with 1 and 2 (it is set up after this one)."""
+    before = fastcnn.get_num_threads()
+    fastcnn.set_num_threads(1)
+    yield
+    fastcnn.set_num_threads(before)
+
+
 # Every SIMD path fastcnn has (the build's list; "generic" first). Paths this
 # CPU, OS or build cannot run are still parametrised, and skipped with the
 # reason set_isa gives, so a summary shows what did not run and why.
