@@ -1,10 +1,12 @@
-"""Shared fixtures: thread counts and SIMD paths to run native ops under."""
+"""Shared fixtures: thread counts and SIMD paths to run native ops under, and the
+MNIST data (whole, or a tiny slice for the CLI's runs) that several files use."""
 from __future__ import annotations
 
 import pytest
+from cli_cases import _load_tiny
 
 import fastcnn
-from fastcnn import _core
+from fastcnn import _core, datasets
 
 
 @pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
@@ -35,6 +37,16 @@ def one_thread():
     fastcnn.set_num_threads(1)
     yield
     fastcnn.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return datasets.load_mnist()
+
+
+@pytest.fixture
+def tiny_mnist(monkeypatch):
+    monkeypatch.setattr(datasets.idx, "load_mnist", _load_tiny())
 
 
 # Every SIMD path fastcnn has (the build's list; "generic" first). Paths this
