@@ -41,11 +41,14 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def mnist():
+    """The bundled MNIST split (training, validation, test), once a module;
+    test_network3_mnist.py has its own (network3.load_data_shared)."""
     return datasets.load_mnist()
 
 
 @pytest.fixture
 def tiny_mnist(monkeypatch):
+    """datasets.load_mnist replaced by a tiny slice of MNIST (cli_cases.TINY)."""
     monkeypatch.setattr(datasets.idx, "load_mnist", _load_tiny())
 
 
