@@ -1,10 +1,12 @@
-"""Shared fixtures: thread counts and SIMD paths to run native ops under."""
+"""Shared fixtures: thread counts and SIMD paths to run native ops under, and the
+MNIST data (whole, or a tiny slice for the CLI's runs) that several files use."""
 from __future__ import annotations
 
 import pytest
+from cli_cases import _load_tiny
 
 import fastcnn
-from fastcnn import _core
+from fastcnn import _core, datasets
 
 
 @pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
@@ -22,6 +24,32 @@ def keep_threads():
     before = fastcnn.get_num_threads()
     yield
     fastcnn.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Train on one thread: the machine is shared with other jobs, and two OpenMP
+    threads competing for two busy cores are many times slower; bit-for-bit
+    comparisons of training runs stay on one thread throughout. A module takes it
+    with pytestmark = pytest.mark.usefixtures("one_thread"). Tests that take the
+    `threads` fixture still run with 1 and 2 (it is set up after this one)."""
+    before = fastcnn.get_num_threads()
+    fastcnn.set_num_threads(1)
+    yield
+    fastcnn.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    """The bundled MNIST split (training, validation, test), once a module;
+    test_network3_mnist.py has its own (network3.load_data_shared)."""
+    return datasets.load_mnist()
+
+
+@pytest.fixture
+def tiny_mnist(monkeypatch):
+    """datasets.load_mnist replaced by a tiny slice of MNIST (cli_cases.TINY)."""
+    monkeypatch.setattr(datasets.idx, "load_mnist", _load_tiny())
 
 
 # Every SIMD path fastcnn has (the build's list; "generic" first). Paths this

@@ -1,8 +1,13 @@
 """One comparison helper for every test: native (float32) against the NumPy
-reference (float64), with NaN and Inf counted separately from the values."""
+reference (float64), with NaN and Inf counted separately from the values; and
+the two backends the op tests run side by side."""
 from __future__ import annotations
 
 import numpy as np
+
+from fastcnn import ops, reference
+
+BACKENDS = [reference, ops]
 
 
 def assert_close(got, want, rtol=1e-4, atol=1e-5, name="result"):

@@ -1,0 +1,181 @@
+"""conv2d forward and backward: native (float32) against the float64 reference
+on every shape of conv_cases, on 1 and 2 threads and every SIMD path; the
+reference against the definition and against finite differences."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conv_cases import CONV_CASES, _case_id, _conv_data, _tol
+from helpers import as64, assert_close, numeric_grad
+
+import fastcnn
+from fastcnn import ops, reference
+
+
+# ---------------------------------------------------------------- conv2d --
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
+def test_conv2d_forward(case, threads, isa):
+    x, w, b, _ = _conv_data(case)
+    s, p = case[6], case[7]
+    ckk = w[0].size
+    want = reference.conv2d(*as64(x, w, b), stride=s, padding=p)
+    assert_close(ops.conv2d(x, w, b, stride=s, padding=p), want, **_tol(ckk), name="out")
+    want = reference.conv2d(*as64(x, w), stride=s, padding=p)
+    assert_close(ops.conv2d(x, w, None, s, p), want, **_tol(ckk), name="out (b=None)")
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
+def test_conv2d_forward_relu(case, threads, isa):
+    """relu=True is relu of the plain output (both paths: per image and batched),
+    NaN kept, and about half the values clipped to exactly 0."""
+    x, w, b, _ = _conv_data(case)
+    s, p = case[6], case[7]
+    x.flat[len(x.flat) // 3] = np.nan
+    want = reference.relu(reference.conv2d(*as64(x, w, b), stride=s, padding=p))
+    got = ops.conv2d(x, w, b, stride=s, padding=p, relu=True)
+    assert_close(got, want, **_tol(w[0].size), name="relu(out)")
+    assert np.array_equal(got == 0, want == 0)
+    assert_close(reference.conv2d(*as64(x, w, b), stride=s, padding=p, relu=True), want,
+                 rtol=0, atol=0, name="reference relu=True")
+    for backend in (ops, reference):
+        with pytest.raises(TypeError, match="relu must be a bool"):
+            backend.conv2d(x, w, b, stride=s, padding=p, relu=1)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
+def test_conv2d_backward(case, threads, isa):
+    x, w, _, dout = _conv_data(case)
+    s, p = case[6], case[7]
+    dx, dw, db = ops.conv2d_backward(dout, x, w, stride=s, padding=p)
+    rdx, rdw, rdb = reference.conv2d_backward(*as64(dout, x, w), stride=s, padding=p)
+    per_image = dout[0, 0].size * x.shape[0]
+    assert_close(dx, rdx, **_tol(w.shape[0] * w[0, 0].size), name="dx")
+    assert_close(dw, rdw, **_tol(per_image), name="dw")
+    assert_close(db, rdb, **_tol(per_image), name="db")
+    for got in (dx, dw, db):
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+
+    no_dx = ops.conv2d_backward(dout, x, w, stride=s, padding=p, need_dx=False)
+    assert no_dx[0] is None
+    assert_close(no_dx[1], rdw, **_tol(per_image), name="dw (need_dx=False)")
+    assert_close(no_dx[2], rdb, **_tol(per_image), name="db (need_dx=False)")
+    assert reference.conv2d_backward(dout, x, w, s, p, need_dx=False)[0] is None
+
+
+def test_conv2d_many_chunks(threads):
+    """A large batch (column scratch 67 MiB, per-image GEMMs), so forward and
+    backward run in many chunks (the last one short) and dw, db sum over 401
+    images. The oracle runs the float64 reference on slices of the batch and
+    sums the weight gradients."""
+    n, c, h, w, k, ks, pad = 401, 2, 23, 19, 3, 7, 3
+    ohw, ckk = h * w, c * ks * ks                 # 7x7 kernel, padding 3, stride 1: OH, OW = H, W
+    scratch_bytes = ckk * ohw * n * 4             # conv.cpp: CKK * OHW floats per image
+    assert ohw >= 256 and scratch_bytes > 64 * (1 << 20)
+    x, wt, b, dout = _conv_data((n, c, h, w, k, ks, 1, pad), seed=3)
+
+    out = ops.conv2d(x, wt, b, padding=pad)
+    dx, dw, db = ops.conv2d_backward(dout, x, wt, padding=pad)
+    rdw = np.zeros(wt.shape)
+    rdb = np.zeros(k)
+    step = 64
+    for n0 in range(0, n, step):
+        sl = slice(n0, n0 + step)
+        xs, ws, bs, ds = as64(x[sl], wt, b, dout[sl])
+        assert_close(out[sl], reference.conv2d(xs, ws, bs, padding=pad), **_tol(ckk),
+                     name=f"out[{n0}:]")
+        sdx, sdw, sdb = reference.conv2d_backward(ds, xs, ws, padding=pad)
+        assert_close(dx[sl], sdx, **_tol(k * ks * ks), name=f"dx[{n0}:]")
+        rdw += sdw
+        rdb += sdb
+    assert_close(dw, rdw, **_tol(n * ohw), name="dw")
+    assert_close(db, rdb, **_tol(n * ohw), name="db")
+
+
+def test_conv2d_threads_agree():
+    x, w, b, dout = _conv_data((5, 3, 13, 11, 4, (3, 5), (1, 2), (1, 2)), seed=7)
+    before = fastcnn.get_num_threads()
+    results = []
+    try:
+        for t in (1, 2):
+            fastcnn.set_num_threads(t)
+            results.append((ops.conv2d(x, w, b, (1, 2), (1, 2)),
+                            *ops.conv2d_backward(dout, x, w, (1, 2), (1, 2)),
+                            ops.im2col(x, (3, 5), (1, 2), (1, 2))))
+    finally:
+        fastcnn.set_num_threads(before)
+    for one, two in zip(*results):
+        assert_close(two, one, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(results[0][-1], results[1][-1])  # im2col copies exactly
+
+
+def test_conv2d_per_image_path_threads_agree(isa):
+    """On the per-image path (OH*OW >= 256) with 2 threads the images are shared
+    out among the threads and each image's dw is summed in image order; the
+    groups' GEMMs run on one thread each (sgemm_serial), however many threads
+    there are: 1 and 2 threads give the same bits, on every call."""
+    x, w, b, dout = _conv_data((5, 3, 30, 26, 4, 7, 1, 3), seed=11)
+    before = fastcnn.get_num_threads()
+    results = {}
+    try:
+        for t in (1, 2, 2, 1):
+            fastcnn.set_num_threads(t)
+            got = (ops.conv2d(x, w, b, 1, 3), *ops.conv2d_backward(dout, x, w, 1, 3))
+            if t in results:
+                for first, again in zip(results[t], got):
+                    np.testing.assert_array_equal(again, first)
+            results[t] = got
+    finally:
+        fastcnn.set_num_threads(before)
+    for one, two in zip(results[1], results[2]):
+        np.testing.assert_array_equal(two, one)
+
+
+def test_conv2d_inputs_any_float_dtype_and_layout():
+    """ops converts read-only inputs (float64, non-contiguous) to float32 copies."""
+    x, w, b, dout = _conv_data((2, 3, 9, 8, 2, 3, 1, 1), seed=5)
+    x64 = np.asfortranarray(x.astype(np.float64))
+    w_strided = np.repeat(w, 2, axis=3)[..., ::2]          # a non-contiguous view of w
+    np.testing.assert_array_equal(w_strided, w)
+    assert not w_strided.flags.c_contiguous
+    got = ops.conv2d(x64, w_strided, b.astype(np.float64), padding=1)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, ops.conv2d(x, w, b, padding=1))
+    got = ops.conv2d_backward(np.asfortranarray(dout), x64, w_strided, padding=1)
+    for g, want in zip(got, ops.conv2d_backward(dout, x, w, padding=1)):
+        np.testing.assert_array_equal(g, want)
+
+
+def test_reference_conv2d_by_definition():
+    """The reference against the sum in the README's definition, written out."""
+    x, w, b, _ = _conv_data((2, 3, 6, 7, 4, (3, 2), (2, 3), (1, 2)), seed=11)
+    x, w, b = as64(x, w, b)
+    (sh, sw), (ph, pw) = (2, 3), (1, 2)
+    out = reference.conv2d(x, w, b, (sh, sw), (ph, pw))
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    for oh in range(out.shape[2]):
+        for ow in range(out.shape[3]):
+            win = xp[:, :, oh * sh:oh * sh + 3, ow * sw:ow * sw + 2]   # (N, C, KH, KW)
+            want = np.einsum("nchw,kchw->nk", win, w) + b
+            np.testing.assert_allclose(out[:, :, oh, ow], want, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------- finite differences --
+
+
+def test_reference_conv2d_backward_finite_differences():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 2, 5, 4))
+    w = rng.standard_normal((3, 2, 3, 2))
+    b = rng.standard_normal(3)
+    s, p = (2, 1), (1, 2)
+    dout = rng.standard_normal(reference.conv2d(x, w, b, s, p).shape)
+
+    def loss():
+        return float(np.sum(reference.conv2d(x, w, b, s, p) * dout))
+
+    dx, dw, db = reference.conv2d_backward(dout, x, w, s, p)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
