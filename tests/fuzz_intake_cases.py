@@ -181,6 +181,12 @@ def binary_case(c: Case):
     return (c.array(shape), c.array(shape)), {}, ()
 
 
+def leaky_case(c: Case, backward=False):
+    """leaky_relu(x, alpha) / leaky_relu_backward(dout, x, alpha): alpha in [0, 1]."""
+    args, _, _ = binary_case(c) if backward else unary_case(c)
+    return args, {"alpha": c.real(c.draw(st.sampled_from([0.0, 0.01, 0.3, 1.0])))}, ()
+
+
 def rows_case(c: Case):
     return (c.array((c.dim(1, 5), c.dim(1, 6))),), {}, ()
 
@@ -296,6 +302,8 @@ CASES = {
     "sigmoid": unary_case,
     "tanh": unary_case,
     "relu_backward": binary_case,
+    "leaky_relu": leaky_case,
+    "leaky_relu_backward": lambda c: leaky_case(c, backward=True),
     "sigmoid_backward": binary_case,
     "tanh_backward": binary_case,
     "softmax": rows_case,

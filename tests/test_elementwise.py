@@ -74,6 +74,32 @@ def test_relu_nan_rule():
         assert backend.relu_backward(dout, x).tolist() == [0, 0, 5, 0, 0, 0, 5, 0]
 
 
+@pytest.mark.parametrize("alpha", [0.01, 0.3, 0.0, 1.0])
+@pytest.mark.parametrize("shape", SHAPES, ids=_ids(SHAPES))
+def test_leaky_relu_matches_reference(shape, alpha, threads):
+    """alpha * x is one float32 product in both: exact against the float64 oracle
+    up to that rounding."""
+    x = _values(shape, 21, extremes=LARGE + SPECIAL)
+    dout = _values(shape, 22, extremes=SPECIAL)
+    assert_close(ops.leaky_relu(x, alpha), reference.leaky_relu(*as64(x), alpha),
+                 rtol=1e-7, atol=1e-38, name="leaky_relu")
+    assert_close(ops.leaky_relu_backward(dout, x, alpha),
+                 reference.leaky_relu_backward(*as64(dout, x), alpha), rtol=1e-7, atol=1e-38,
+                 name="leaky_relu_backward")
+
+
+def test_leaky_relu_nan_and_signs():
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 2.0, -2.0], np.float32)
+    dout = np.full_like(x, 5.0)
+    for backend in BACKENDS:
+        out = backend.leaky_relu(x, 0.25)
+        assert np.isnan(out[0]), backend.__name__
+        assert out[1:].tolist() == [np.inf, -np.inf, 0.0, -0.0, 2.0, -0.5]
+        # the full gradient only where x > 0; alpha times it elsewhere, NaN included
+        assert backend.leaky_relu_backward(dout, x, 0.25).tolist() == \
+            [1.25, 5, 1.25, 1.25, 1.25, 5, 1.25]
+
+
 @pytest.mark.parametrize("name", ["sigmoid", "tanh"])
 @pytest.mark.parametrize("shape", SHAPES, ids=_ids(SHAPES))
 def test_sigmoid_tanh_match_reference(name, shape, threads):
@@ -306,7 +332,7 @@ def test_finite_differences_costs():
                  rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh"])
 def test_finite_differences_activations(name):
     rng = np.random.default_rng(16)
     x = rng.standard_normal((3, 7)) * 2
@@ -315,7 +341,7 @@ def test_finite_differences_activations(name):
     fwd = getattr(reference, name)
     bwd = getattr(reference, name + "_backward")
     # relu's backward takes the input, sigmoid's and tanh's the output
-    dx = bwd(dout, x if name == "relu" else fwd(x))
+    dx = bwd(dout, x if "relu" in name else fwd(x))
     assert_close(dx, _numeric_grad(lambda v: np.sum(dout * fwd(v)), x), rtol=1e-6, atol=1e-8)
 
 

@@ -37,9 +37,11 @@ def _l2_net(head="softmax", classes=4):
 
 
 def _dense_net(head="softmax", classes=3):
-    """(7,) -> dense 6 tanh -> dense 5 -> sigmoid -> dense 4 relu -> tanh -> dense."""
+    """(7,) -> dense 6 tanh -> dense 5 -> sigmoid -> dense 4 relu -> tanh -> dense 5
+    leaky relu -> leaky relu -> dense."""
     return [L.Dense(6, activation="tanh"), L.Dense(5), L.Sigmoid(),
-            L.Dense(4, activation="relu", init="he"), L.Tanh(), L.Dense(classes, activation=head)]
+            L.Dense(4, activation="relu", init="he"), L.Tanh(),
+            L.Dense(5, activation="leaky_relu"), L.LeakyReLU(), L.Dense(classes, activation=head)]
 
 
 NETS = {"conv": (_conv_net, (2, 11, 9)), "l2": (_l2_net, (3, 7, 8)), "dense": (_dense_net, (7,))}

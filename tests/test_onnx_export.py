@@ -130,6 +130,24 @@ def test_every_layer_type(images, tmp_path):
     assert {"LpPool", "AveragePool", "Tanh", "Sigmoid", "Relu", "Mul"} <= set(_ops(proto))
 
 
+def test_leaky_relu(images, tmp_path):
+    """activation="leaky_relu" in a conv and a dense layer and LeakyReLU() on its own:
+    ONNX LeakyRelu with fastcnn's slope, saved and loaded with the model."""
+    model = Sequential([L.Conv2D(5, 3, activation="leaky_relu"), L.MaxPool2D(2),
+                        L.Dense(20), L.LeakyReLU(), L.Dense(10, activation="softmax")],
+                       input_shape=(1, 28, 28), seed=2)
+    _randomize(model, 3)
+    _, proto = _compare(model, images[0][:100], tmp_path)
+    leaky = [n for n in proto.graph.node if n.op_type == "LeakyRelu"]
+    assert len(leaky) == 2
+    assert all(abs(a.f - L.base.LEAKY_SLOPE) < 1e-9 for n in leaky for a in n.attribute)
+    model.save(tmp_path / "leaky.npz")
+    again = fastcnn.load(tmp_path / "leaky.npz")
+    assert repr(again.layers[3]) == "LeakyReLU()"
+    np.testing.assert_array_equal(again.predict_proba(images[0][:20]),
+                                  model.predict_proba(images[0][:20]))
+
+
 def test_softmax_over_feature_maps(images, tmp_path):
     """fastcnn's softmax on a conv output runs over all of (C, H, W) at once."""
     model = Sequential([L.Conv2D(4, 5, stride=3), L.MaxPool2D(3, stride=1),

@@ -39,7 +39,8 @@ def leaky_relu(x, alpha=0.01):
     """x where x > 0, else alpha * x, elementwise; leaky_relu(NaN) is NaN."""
     x = V.elementwise(x)
     alpha = V.leaky_slope(alpha)
-    return np.where(x > 0, x, x * x.dtype.type(alpha))   # NaN * alpha is NaN
+    with np.errstate(invalid="ignore"):   # -inf * 0 is NaN, as in the native kernel
+        return np.where(x > 0, x, x * x.dtype.type(alpha))   # NaN * alpha is NaN
 
 
 def leaky_relu_backward(dout, x, alpha=0.01):
@@ -48,7 +49,8 @@ def leaky_relu_backward(dout, x, alpha=0.01):
     x = V.elementwise(x)
     V.same_shape(dout, "dout", x, "x")
     alpha = V.leaky_slope(alpha)
-    return np.where(x > 0, dout, dout * dout.dtype.type(alpha))
+    with np.errstate(invalid="ignore"):   # inf * 0 is NaN, as in the native kernel
+        return np.where(x > 0, dout, dout * dout.dtype.type(alpha))
 
 
 def _sigmoid(x):
