@@ -5,7 +5,6 @@ and that a forked child gets workers of its own (no timing here:
 bench/bench_dropin.py measures the speed)."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

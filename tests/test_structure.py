@@ -57,7 +57,7 @@ def _sizes(top, exts):
                     yield os.path.relpath(path, ROOT), sum(1 for _ in fh), LIMITS[ext]
 
 
-@pytest.mark.parametrize("top", ["src/fastcnn", "src/cpp"])
+@pytest.mark.parametrize("top", ["src/fastcnn", "src/cpp", "tests", "bench", "tools", "examples"])
 def test_no_file_is_too_long(top):
     long = [(p, n) for p, n, limit in _sizes(os.path.join(ROOT, top), LIMITS) if n > limit]
     assert long == [], f"over the limit of docs/design.md: {long}"

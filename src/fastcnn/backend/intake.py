@@ -93,6 +93,17 @@ def gemm_args(a, b, c, trans_a, trans_b, native: bool):
     return a, b, int(m), int(n), int(ka)
 
 
+def bias(b, n: int, w: np.ndarray):
+    """None, or b as a floating array of shape (n,): one bias per output of w."""
+    if b is None:
+        return None
+    b = floating(b, "b")
+    if b.shape != (n,):
+        raise ValueError(f"b has shape {shape_str(b.shape)}, expected "
+                         f"{shape_str((n,))} for w with shape {shape_str(w.shape)}")
+    return b
+
+
 def image_batch(x, name: str = "x") -> np.ndarray:
     x = floating(x, name)
     ndim(x, name, 4, "(N, C, H, W)")
@@ -112,11 +123,7 @@ def conv_args(x, w, b, stride, padding):
         raise ValueError(
             f"channel mismatch: x has shape {shape_str(x.shape)} ({x.shape[1]} channels) but "
             f"w has shape {shape_str(w.shape)} (expects {w.shape[1]} input channels)")
-    if b is not None:
-        b = floating(b, "b")
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"b has shape {shape_str(b.shape)}, expected "
-                             f"{shape_str((w.shape[0],))} for w with shape {shape_str(w.shape)}")
+    b = bias(b, w.shape[0], w)
     s = pair(stride, "stride", 1)
     p = pair(padding, "padding", 0)
     out_hw = conv_output_size(x.shape, w.shape[2:], s, p)
@@ -229,12 +236,7 @@ def dense_args(x, w, b):
     if w.shape[0] != x.shape[1]:
         raise ValueError(f"feature mismatch: x has shape {shape_str(x.shape)} but w has shape "
                          f"{shape_str(w.shape)} (expects {w.shape[0]} input features)")
-    if b is not None:
-        b = floating(b, "b")
-        if b.shape != (w.shape[1],):
-            raise ValueError(f"b has shape {shape_str(b.shape)}, expected "
-                             f"{shape_str((w.shape[1],))} for w with shape {shape_str(w.shape)}")
-    return x, w, b
+    return x, w, bias(b, w.shape[1], w)
 
 
 def dense_dout(dout, n: int, o: int) -> np.ndarray:

@@ -6,12 +6,7 @@ starting weights, the same mini-batches.
     python -m fastcnn bench --nets N2 --threads 1,2 --segments 7
     python bench/bench_train.py                # the deeper comparison (more batch sizes)
 
-The nets (input 1x28x28, 10 classes):
-  N1  conv 20 5x5 sigmoid, max-pool 2, FC 100 sigmoid, softmax 10          (book row 2)
-  N2  conv 20 5x5 ReLU, pool, conv 40 5x5 ReLU, pool, FC 100 ReLU, softmax (book row 4)
-  N3  N2's conv stack, FC 1000 ReLU, dropout 0.5, FC 1000 ReLU, dropout 0.5, softmax
-      (book row 8, with Keras-style inverted dropout, which torch also uses)
-  K1  conv 32 3x3 ReLU, pool, conv 64 3x3 ReLU, pool, flatten, dropout 0.5, softmax
+The nets N1, N2, N3 (book rows 2, 4, 8) and K1 (Keras' CNN) are described in nets.py.
 
 Validate, then time: each case first checks one native training step against the
 reference backend (loss, every gradient, the same dropout masks) and one torch SGD
@@ -21,9 +16,6 @@ reported and not timed. Then segments of a fixed number of steps (~segment_secon
 run round-robin, A B C A B C ..., with the thread count set and a settle pause
 before each, so background load hits every contender alike. Reported: images/s,
 the median and the spread (min..max) over segments, and ratios of medians.
-
-fastcnn is imported before torch: it links the system libgomp; torch bundles its
-own libgomp.so.1, and whichever loads first serves both (one OpenMP runtime).
 """
 from __future__ import annotations
 

@@ -145,3 +145,7 @@ def dense_backward_sgd(dout, x, w, b=None, *, lr, weight_decay=0.0, need_dx=True
     dx = np.empty(x.shape, dtype=np.float32) if need_dx else None
     _core.dense_backward_sgd(dx, w, b, _f32(dout), _f32(x), lr, weight_decay)
     return dx
+
+
+__all__ = ["gemm", "im2col", "col2im", "conv2d", "conv2d_backward", "conv2d_maxpool",
+           "conv2d_maxpool_backward", "dense", "dense_backward", "dense_backward_sgd"]

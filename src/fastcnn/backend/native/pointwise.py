@@ -174,3 +174,10 @@ def adam_update(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8
     grad, step, lr, beta1, beta2, eps, weight_decay = V.adam_args(
         param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, native=True)
     _core.adam_update(param, _f32(grad), m, v, step, lr, beta1, beta2, eps, weight_decay)
+
+
+__all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "sigmoid",
+           "sigmoid_backward", "tanh", "tanh_backward", "softmax", "log_softmax",
+           "softmax_loglik", "quadratic_cost", "binary_cross_entropy", "dropout",
+           "dropout_backward", "sgd_update", "adagrad_update", "rmsprop_update",
+           "adam_update"]

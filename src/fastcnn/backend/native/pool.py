@@ -99,3 +99,7 @@ def global_avgpool2d_backward(dout, x):
     dx = np.empty(x.shape, np.float32)
     _core.global_avgpool2d_backward(dx, dout)
     return dx
+
+
+__all__ = ["maxpool2d", "maxpool2d_backward", "avgpool2d", "avgpool2d_backward", "l2pool2d",
+           "l2pool2d_backward", "global_avgpool2d", "global_avgpool2d_backward"]

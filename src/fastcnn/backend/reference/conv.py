@@ -206,3 +206,7 @@ def dense_backward_sgd(dout, x, w, b=None, *, lr, weight_decay=0.0, need_dx=True
     if b is not None:
         b -= (lr * db).astype(b.dtype, copy=False)
     return dx
+
+
+__all__ = ["gemm", "im2col", "col2im", "conv2d", "conv2d_backward", "conv2d_maxpool",
+           "conv2d_maxpool_backward", "dense", "dense_backward", "dense_backward_sgd"]

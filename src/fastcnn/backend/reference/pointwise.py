@@ -199,3 +199,10 @@ def adam_update(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8
     v_hat = v / (1 - beta2 ** step)
     param -= lr * m_hat / (np.sqrt(v_hat) + eps)
     return None
+
+
+__all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "sigmoid",
+           "sigmoid_backward", "tanh", "tanh_backward", "softmax", "log_softmax",
+           "softmax_loglik", "quadratic_cost", "binary_cross_entropy", "dropout",
+           "dropout_backward", "sgd_update", "adagrad_update", "rmsprop_update",
+           "adam_update"]

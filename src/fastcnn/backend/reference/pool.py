@@ -123,3 +123,7 @@ def global_avgpool2d_backward(dout, x):
     dx = np.empty(x.shape, np.result_type(x, dout))
     dx[...] = (dout / (h * w))[:, :, None, None]
     return dx
+
+
+__all__ = ["maxpool2d", "maxpool2d_backward", "avgpool2d", "avgpool2d_backward", "l2pool2d",
+           "l2pool2d_backward", "global_avgpool2d", "global_avgpool2d_backward"]
