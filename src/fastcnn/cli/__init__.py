@@ -26,7 +26,7 @@ import time
 from ..backend.build import build_info
 from ..backend.threads import MAX_THREADS, get_num_threads, set_num_threads
 from ..common.version import VERSION
-from ..data import idx
+from ..data import sources
 from ..nn.model import load_model
 from ..runs import reproduce as R
 from ..runs.presets import PRESETS
@@ -132,7 +132,7 @@ def _train(args) -> int:
         if rank:  # only rank 0 reports and saves
             args.quiet = True
     if not args.quiet:
-        data = "MNIST" if args.data is None else args.data
+        data = sources.describe(args.data)
         print(f"fastcnn {VERSION}: training {preset} on {data} for {n_epochs} "
               f"epoch{'' if n_epochs == 1 else 's'} ({args.backend} backend, "
               f"{get_num_threads()} thread{'' if get_num_threads() == 1 else 's'}"
@@ -156,13 +156,13 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     model = load_model(args.model, backend=args.backend)
-    _, (xv, yv), (xt, yt) = idx.load_mnist(args.data)
+    _, (xv, yv), (xt, yt) = sources.load(args.data)
     if len(model.input_shape) == 1:  # a model of flat rows (fc100, network3's first FC layer)
         xv, xt = xv.reshape(len(xv), -1), xt.reshape(len(xt), -1)
     val = model.evaluate(xv, yv)["accuracy"]
     test = model.evaluate(xt, yt)["accuracy"]
-    print(f"{args.model}: validation accuracy {val:.2%} (last 10000 training images), "
-          f"test accuracy {test:.2%} (the 10000 test images)")
+    print(f"{args.model}: validation accuracy {val:.2%} (last {len(yv)} training images), "
+          f"test accuracy {test:.2%} (the {len(yt)} test images)")
     return 0
 
 

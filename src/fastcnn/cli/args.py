@@ -23,9 +23,10 @@ def int_list(text):
 def add_common(p):
     p.add_argument("--threads", type=positive_int, help="OpenMP threads (default: all cores)")
     p.add_argument("--backend", choices=["native", "reference"], default="native")
-    p.add_argument("--data", metavar="DIR", help="directory of the four IDX files of MNIST "
-                                                   "or a data set in its format (Fashion-MNIST,"
-                                                   " KMNIST...; default: the bundled MNIST)")
+    p.add_argument("--data", metavar="SPEC", help="the data: a directory of the four IDX "
+                   "files of MNIST or a set in its format (Fashion-MNIST, KMNIST...), "
+                   "cifar10:PATH or cifar100:PATH (the binary version: its directory or "
+                   ".tar.gz); default: the bundled MNIST")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 

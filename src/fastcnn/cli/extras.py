@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..backend.threads import MAX_THREADS
-from ..data import idx
+from ..data import sources
 from ..io import onnx
 from ..nn.model import load_model
 from ..runs.presets import PRESETS
@@ -28,8 +28,8 @@ def _add_plot(sub):
                         "holds one")
     g.add_argument("--image", type=int, default=0, metavar="INDEX",
                    help="test image whose feature maps are drawn (default 0)")
-    g.add_argument("--data", metavar="DIR", help="directory of the four MNIST IDX files "
-                                                 "(default: the bundled copy)")
+    g.add_argument("--data", metavar="SPEC", help="the test images: as train's --data "
+                                                  "(default: the bundled MNIST)")
 
 
 def _plot(args) -> int:
@@ -42,7 +42,7 @@ def _plot(args) -> int:
     history = plot.read_history(history_file) if history_file else None
     if args.history and history is None:
         raise ValueError(f"--history: {args.history} holds no History")
-    _, _, (xt, yt) = idx.load_mnist(args.data)
+    _, _, (xt, yt) = sources.load(args.data)
     if not 0 <= args.image < len(xt):
         raise ValueError(f"--image must be in [0, {len(xt)}), got {args.image}")
     paths = plot.plot_model(model, args.out, data=(xt, yt), history=history,

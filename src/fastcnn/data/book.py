@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 
 from .augment import expand_shifts
-from . import idx
+from . import idx, sources
 
 # The expanded set is shuffled once with this seed, so every run sees the same order.
 EXPANDED_SHUFFLE_SEED = 0
@@ -19,7 +19,9 @@ def load_data_shared(filename=None, expanded=False, dtype="float32"):
     """[(x, y) training, validation, test]: x flat (N, 784), y int64 labels.
 
     filename=None: the MNIST copy bundled with fastcnn, split as the book's
-    mnist.pkl.gz (50000 / 10000 / 10000). A directory: the four IDX files in it.
+    mnist.pkl.gz (50000 / 10000 / 10000). A directory: the four IDX files in it;
+    another data spec of fastcnn.data.sources ("cifar10:DIR"...): that set, its
+    images flattened (C*H*W values per row).
     A file: the book's mnist.pkl.gz (or mnist_expanded.pkl.gz) -- a Python pickle,
     and loading a pickle can run code from the file, so only give a file you trust.
     expanded=True: the training set with each image's four 1-pixel shifts
@@ -34,7 +36,7 @@ def load_data_shared(filename=None, expanded=False, dtype="float32"):
         out = [(np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64))
                for x, y in sets]
     else:
-        (xt, yt), (xv, yv), (xs, ys) = idx.load_mnist(path=filename, dtype=dtype)
+        (xt, yt), (xv, yv), (xs, ys) = sources.load(filename, dtype=dtype)
         if expanded:
             # The arrays above are copies; the raw files load_mnist keeps cached
             # (55 MB) would only add to the peak of the long expanded-set run.

@@ -89,7 +89,7 @@ def load_mnist(path=None, validation=10000, dtype="float32"):
     IDX data set in directory `path`; see the module docstring for layouts, the
     split and the checks made."""
     validation = integer(validation, "validation", 0)
-    dtype = _image_dtype(dtype)
+    dtype = image_dtype(dtype)
 
     directory = BUNDLED_DIR if path is None else Path(path)
     if not directory.is_dir():
@@ -126,7 +126,8 @@ def clear_cache() -> None:
     _cache.clear()
 
 
-def _image_dtype(dtype) -> np.dtype:
+def image_dtype(dtype) -> np.dtype:
+    """float32 or uint8, the dtypes images are loaded as; else ValueError."""
     try:
         d = np.dtype(dtype)
     except TypeError:

@@ -17,6 +17,11 @@ images held out for validation as Keras' validation_split=0.1 does):
   keras-cnn   conv 32 3x3 relu, pool, conv 64 3x3 relu, pool, dropout 0.5, dense 10  (99.0)
   keras-fcn   conv 32 3x3, pool, conv 64 3x3, pool, conv 128 3x3, conv 10 1x1,
               global average pool, softmax                                         (99.1)
+CIFAR-shaped nets (3x32x32 inputs, 3x3 'same' convs; SGD with Nesterov momentum 0.9,
+weight decay 5e-4, mini-batch 128, each image shifted by up to 2 pixels; no published
+figure to compare with): train with --data cifar10:DIR (or cifar100:DIR)
+  cifar-vgg   conv 32, conv 32, pool, conv 64, conv 64, pool, dense 10           30 ep
+  cifar-gap   conv 64, pool, conv 128, pool, conv 256, global average pool, dense 10
 """
 from __future__ import annotations
 
@@ -38,7 +43,11 @@ KERAS = {
     "keras-cnn": dict(row=None, book=99.0, epochs=15, lr=1e-3, batch_size=128),
     "keras-fcn": dict(row=None, book=99.1, epochs=15, lr=1e-3, batch_size=128),
 }
-PRESETS = {**BOOK, **KERAS}
+CIFAR = {
+    "cifar-vgg": dict(row=None, book=None, epochs=30, lr=0.05, batch_size=128),
+    "cifar-gap": dict(row=None, book=None, epochs=30, lr=0.05, batch_size=128),
+}
+PRESETS = {**BOOK, **KERAS, **CIFAR}
 BOOK_BATCH = 10
 KERAS_VALIDATION = 6000
 
@@ -95,15 +104,26 @@ def keras_layers(name, classes=MNIST_CLASSES):
             L.GlobalAvgPool2D(), L.Softmax()]
 
 
+def cifar_layers(name, classes=10):
+    """The CIFAR-shaped nets: 3x3 'same' ReLU convolutions, 2x2 max-pools."""
+    def conv(k):
+        return L.Conv2D(k, 3, padding="same", activation="relu", init="he")
+    if name == "cifar-vgg":
+        return [conv(32), conv(32), L.MaxPool2D(2), conv(64), conv(64), L.MaxPool2D(2),
+                L.Dense(classes, activation="softmax")]
+    return [conv(64), L.MaxPool2D(2), conv(128), L.MaxPool2D(2), conv(256),
+            L.GlobalAvgPool2D(), L.Dense(classes, activation="softmax")]
+
+
 def build(name, seed=0, backend="native", shape=MNIST_SHAPE, classes=MNIST_CLASSES):
     """The Sequential model of a preset, for images of `shape` (C, H, W) and
     `classes` classes (MNIST's by default). A book row starts from network3's
     initial weights (fastcnn.nn.book); fc100 takes flat rows."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    if name in KERAS:
-        return Sequential(keras_layers(name, classes), input_shape=shape, backend=backend,
-                          seed=seed)
+    if name in KERAS or name in CIFAR:
+        layers = keras_layers(name, classes) if name in KERAS else cifar_layers(name, classes)
+        return Sequential(layers, input_shape=shape, backend=backend, seed=seed)
     groups = _book_groups(name, shape, classes)
     input_shape = (shape[0] * shape[1] * shape[2],) if name == "fc100" else shape
     model = Sequential([layer for g, _ in groups for layer in g], input_shape=input_shape,
@@ -113,5 +133,5 @@ def build(name, seed=0, backend="native", shape=MNIST_SHAPE, classes=MNIST_CLASS
     return model
 
 
-__all__ = ["BOOK", "KERAS", "PRESETS", "BOOK_BATCH", "KERAS_VALIDATION", "build",
+__all__ = ["BOOK", "KERAS", "CIFAR", "PRESETS", "cifar_layers", "BOOK_BATCH", "KERAS_VALIDATION", "build",
            "keras_layers"]

@@ -12,22 +12,25 @@ import time
 import numpy as np
 
 from ..data.book import load_data_shared
-from ..data import idx
+from ..data import idx, sources
 from ..nn import book
 from ..nn.callbacks import Callback, History
 from ..nn.model import load_checkpoint
-from ..nn.optim import Adam
+from ..data.augment import random_shift
+from ..nn.optim import SGD, Adam
 from ..nn.saving import save_checkpoint
 from ..nn.training import FIT_EVAL_BATCH
-from .presets import BOOK, BOOK_BATCH, KERAS_VALIDATION, MNIST_SHAPE, PRESETS, build
+from .presets import (BOOK, BOOK_BATCH, CIFAR, KERAS, KERAS_VALIDATION, MNIST_SHAPE, PRESETS,
+                      build)
 
 
 def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
           backend="native", data_path=None, verbose=1, save=None, checkpoint=None,
           on_epoch=None, comm=None):
-    """Train a preset on MNIST, or on the IDX data set in directory data_path (the
-    input shape and the number of classes from its data); returns a dict of
-    results (accuracies in %).
+    """Train a preset on MNIST, or on the data set data_path names
+    (fastcnn.data.sources: a directory of IDX files, "cifar10:DIR", ...; the input
+    shape and the number of classes come from its data); returns a dict of
+    results (accuracies in %). The CIFAR presets need data_path.
 
     checkpoint: a .npz path. After every epoch the whole state of the run is
     written there, atomically: parameters, optimizer state, history, epochs done,
@@ -54,6 +57,10 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
     spec = PRESETS.get(name)
     if spec is None:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    if name in CIFAR and sources.parse(data_path)[0] not in ("cifar10", "cifar100",
+                                                              "cifar100-coarse"):
+        raise ValueError(f"preset {name!r} trains on CIFAR: give --data cifar10:DIR or "
+                         "cifar100:DIR (the binary version, a directory or its .tar.gz)")
     epochs = spec["epochs"] if epochs is None else epochs
     lr = spec["lr"] if lr is None else lr
     if name in BOOK:
@@ -62,7 +69,7 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
     else:
         batch_size = batch_size or spec["batch_size"]
         if lmbda:
-            raise ValueError("lmbda applies to the book's presets; the Keras models use none")
+            raise ValueError("lmbda applies to the book's presets; the others use none")
         lmbda = None
     rank = 0 if comm is None else comm.Get_rank()
     if comm is not None and checkpoint:
@@ -79,10 +86,11 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
         tr, va, te = load_data_shared(data_path, expanded=spec["expanded"],
                                       dtype="uint8" if spec["expanded"] else "float32")
         shape = (MNIST_SHAPE if data_path is not None and os.path.isfile(data_path)
-                 else idx.image_shape(data_path))
+                 else sources.image_shape(data_path))
         model = build(name, seed, backend, shape, idx.num_classes(tr[1], va[1], te[1]))
     else:
-        tr, va, te = idx.load_mnist(data_path, validation=KERAS_VALIDATION)
+        tr, va, te = sources.load(data_path, validation=KERAS_VALIDATION
+                                  if sources.parse(data_path)[0] == "mnist" else None)
         model = build(name, seed, backend, shape=tr[0].shape[1:],
                       classes=idx.num_classes(tr[1], va[1], te[1]))
     saver = None
@@ -90,7 +98,8 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
         settings["data"] = _fingerprint(tr, va, te)
         done, history, before = 0, None, {"seconds": 0.0, "segments": 0}
         if resume is not None:
-            done, history = resume.restore(model, settings, "SGD" if name in BOOK else "Adam")
+            done, history = resume.restore(model, settings,
+                                           "Adam" if name in KERAS else "SGD")
             before = resume.state
             print(f"resuming {name} seed {seed} from epoch {done}/{epochs} "
                   f"({checkpoint})", flush=True)
@@ -104,9 +113,13 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
                         verbose=2 if verbose else False, initial_epoch=done if saver else 0,
                         history=history if saver else None, callbacks=callbacks, comm=comm)
     else:
+        cifar = name in CIFAR
+        opt = (SGD(lr, momentum=0.9, nesterov=True, weight_decay=5e-4) if cifar
+               else Adam(lr=lr))
         hist = model.fit(tr[0], tr[1], epochs=epochs, batch_size=batch_size,
-                         optimizer=None if resume is not None else Adam(lr=lr),
+                         optimizer=None if resume is not None else opt,
                          validation_data=va, test_data=te, verbose=1 if verbose else 0,
+                         augment=_shift2 if cifar else None,
                          initial_epoch=done if saver else 0,
                          history=history if saver else None, callbacks=callbacks, comm=comm)
     seconds = time.perf_counter() - start + (saver.before if saver else 0.0)
@@ -124,6 +137,11 @@ def train(name, epochs=None, batch_size=None, lr=None, lmbda=None, seed=0,
         "seconds": round(seconds, 1), "segments": saver.segment if saver else 1,
         "stop_reason": hist.stop_reason, "history": hist.to_dict(),
     }
+
+
+def _shift2(x, rng):
+    """The CIFAR presets' augmentation: each image shifted by up to 2 pixels."""
+    return random_shift(x, rng, max_shift=2)
 
 
 # ------------------------------------------------------ checkpoint, resume --
