@@ -9,6 +9,7 @@ overhead of ~0.3 us per call). Run per SIMD path to compare them.
 
     python bench/profile_step.py                        # N2 and N3 at batch 10, ~30 s
     python bench/profile_step.py --nets N3 --batch 64 --threads 2 --isas avx2 avx512
+    python bench/profile_step.py --nets C1 C2 --batch 64 --steps 50   # CIFAR-shaped (random)
 """
 from __future__ import annotations
 
@@ -24,14 +25,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastcnn  # noqa: E402
 from fastcnn import ops  # noqa: E402
-from fastcnn.bench import build, cpu_model, load_data  # noqa: E402
+from fastcnn.bench import cpu_model, load_data, peers  # noqa: E402
 
 
 def wrap_ops(totals, counts):
     """Replace every public function of fastcnn.ops by a timed one; return the undo."""
     saved = {}
     for name, fn in inspect.getmembers(ops, inspect.isfunction):
-        if name.startswith("_") or fn.__module__ != ops.__name__:
+        if name not in ops.__all__:
             continue
 
         def timed(*args, __fn=fn, __name=name, **kwargs):
@@ -47,7 +48,9 @@ def wrap_ops(totals, counts):
 
 
 def profile(net, batch, steps, x, y):
-    model = build(net)
+    model = peers.build_net(net)
+    if net in peers.PEER_NETS:   # CIFAR-shaped: random images of its shape
+        x, y = peers.images(model, max(batch * 60, batch * steps), seed=3)
     opt = fastcnn.optim.SGD(0.01)
     warm = min(len(x), 50 * batch)
     model.fit(x[:warm], y[:warm], epochs=1, batch_size=batch, optimizer=opt, shuffle=False,
