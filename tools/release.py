@@ -185,9 +185,8 @@ def summary(stage, facts, files, seconds, ok):
         log(f"  tag       {plat} (needs glibc >= {glibc})")
         log(f"  module    {core[0]} ({mb(core[1])}), the only compiled module")
         log("  vendored  " + (", ".join(f"{n} ({mb(s)})" for n, s in sorted(libs.items()))
-                             or "nothing: auditwheel bundled no library, no fastcnn.libs/"))
-        log("  fastcnn.libs/ " + ("present" if libs else "absent") + "; no OpenMP runtime "
-            "bundled or needed (libgomp, libomp, libiomp)")
+                             or "nothing: auditwheel bundled no library (no fastcnn.libs/)"))
+        log("  openmp    no OpenMP runtime needed or bundled (libgomp, libomp, libiomp)")
     for line in facts.get("checks", []):
         log(f"  check     {line}")
     if "show" in facts:
