@@ -122,7 +122,7 @@ class Harness:
         if isinstance(fc, dict):
             print(f"fastcnn: simd={fc.get('simd')} (paths this CPU runs: "
                   f"{', '.join(fc.get('isas_supported', []))}) "
-                  f"openmp={fc.get('openmp')} threads={fc.get('num_threads')} "
+                  f"threads={fc.get('num_threads')} "
                   f"compiler={fc.get('compiler')} flags={fc.get('cxx_flags')}")
         print(f"numpy {self.info['numpy']}; blas: {self.info.get('blas')}")
         print(f"timing: {repeats} interleaved samples of ~{sample_s}s per contender, "

@@ -1,10 +1,16 @@
 """One comparison helper for every test: native (float32) against the NumPy
-reference (float64), with NaN and Inf counted separately from the values; and
-the two backends the op tests run side by side."""
+reference (float64), with NaN and Inf counted separately from the values; the
+two backends the op tests run side by side; and Python code run in a fresh
+interpreter (for what happens at import)."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 
+import fastcnn
 from fastcnn import ops, reference
 
 BACKENDS = [reference, ops]
@@ -54,3 +60,24 @@ def numeric_grad(f, a, eps=1e-6):
         a[idx] = old
         g[idx] = (up - down) / (2 * eps)
     return g
+
+
+def run_python(code: str, *, prefix=(), **env) -> str:
+    """Run code in a fresh interpreter, so import-time choices happen anew, and
+    return its stripped stdout (its failure fails the test). env: variables to
+    set, or to remove when None (FASTCNN_ISA is removed unless given); prefix: a
+    command to run python under (e.g. taskset). This fastcnn comes first on
+    PYTHONPATH."""
+    src = os.path.dirname(os.path.dirname(fastcnn.__file__))
+    full_env = {k: v for k, v in os.environ.items() if k != "FASTCNN_ISA"}
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    for k, v in env.items():
+        if v is None:
+            full_env.pop(k, None)
+        else:
+            full_env[k] = v
+    out = subprocess.run([*prefix, sys.executable, "-c", code], env=full_env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()

@@ -30,7 +30,7 @@ def bt():
 
 @pytest.fixture(autouse=True)
 def one_thread(bt):
-    """One thread on the shared machine (torch shares fastcnn's OpenMP runtime)."""
+    """One thread each for fastcnn and torch on the shared machine."""
     torch = bt.torch
     before = fastcnn.get_num_threads(), torch.get_num_threads() if torch else None
     fastcnn.set_num_threads(1)

@@ -1,5 +1,6 @@
-"""The build as a user meets it: float behaviour, build_info, threads, SIMD choice,
-both backends exposing the same ops with the same signatures."""
+"""The build as a user meets it: float behaviour, build_info, SIMD choice, calls from
+several Python threads, both backends exposing the same ops with the same signatures
+(the thread count: test_threads.py)."""
 from __future__ import annotations
 
 import inspect
@@ -11,22 +12,13 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import run_python
 
 import fastcnn
 from fastcnn import ops, reference
 from fastcnn.backend import ops_list
 
 OPS = ops_list.OPS   # the ops interface, as the backend defines it
-
-
-def _run(code: str, **env) -> str:
-    """Run code in a fresh interpreter (so import-time choices happen anew)."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("FASTCNN_ISA",)}
-    full_env.update(env)
-    out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
 
 
 def _public(module):
@@ -67,7 +59,8 @@ def test_build_info_reports_what_runs():
     assert info["isas_supported"][0] == "generic"
     assert set(info["isas_supported"]) <= set(info["isas_compiled"]) <= {"generic", "avx2",
                                                                            "avx512"}
-    assert isinstance(info["openmp"], bool)
+    assert "openmp" not in info            # no OpenMP runtime: the threads are fastcnn's own
+    assert "worker pool" in info["threads"]
     assert info["num_threads"] == fastcnn.get_num_threads()
     for key in ("compiler", "cxx_flags", "version"):
         assert isinstance(info[key], str)
@@ -81,9 +74,9 @@ def test_build_info_reports_what_runs():
 
 def test_isa_environment_variable_forces_a_path():
     code = "import fastcnn, json; print(json.dumps(fastcnn.build_info()))"
-    forced = json.loads(_run(code, FASTCNN_ISA="generic"))
+    forced = json.loads(run_python(code, FASTCNN_ISA="generic"))
     assert forced["simd"] == "generic"
-    default = json.loads(_run(code))
+    default = json.loads(run_python(code))
     want = "avx2" if default["cpu_avx2_fma"] and default["avx2_compiled"] else "generic"
     if default["cpu_avx512"] and default["avx512_compiled"]:
         want = "avx512"
@@ -105,30 +98,9 @@ def test_malloc_tuning_at_import_and_its_opt_outs():
     glibc = platform.libc_ver()[0] == "glibc"
     if not any(os.environ.get(k) for k in ("FASTCNN_MALLOC_TUNING", "MALLOC_MMAP_THRESHOLD_",
                                             "MALLOC_TRIM_THRESHOLD_")):
-        assert _run(code) == str(glibc)
-    assert _run(code, FASTCNN_MALLOC_TUNING="0") == "False"
-    assert _run(code, MALLOC_TRIM_THRESHOLD_="1000000") == "False"
-
-
-def test_thread_count_round_trip_and_errors():
-    before = fastcnn.get_num_threads()
-    try:
-        fastcnn.set_num_threads(1)
-        assert fastcnn.get_num_threads() == 1
-        fastcnn.set_num_threads(2)
-        assert fastcnn.get_num_threads() == (2 if fastcnn.build_info()["openmp"] else 1)
-        with pytest.raises(ValueError, match="n"):
-            fastcnn.set_num_threads(0)
-        with pytest.raises(TypeError, match="n"):
-            fastcnn.set_num_threads(1.5)
-    finally:
-        fastcnn.set_num_threads(before)
-
-
-def test_omp_num_threads_is_honoured():
-    if not fastcnn.build_info()["openmp"]:
-        pytest.skip("built without OpenMP")
-    assert _run("import fastcnn; print(fastcnn.get_num_threads())", OMP_NUM_THREADS="1") == "1"
+        assert run_python(code) == str(glibc)
+    assert run_python(code, FASTCNN_MALLOC_TUNING="0") == "False"
+    assert run_python(code, MALLOC_TRIM_THRESHOLD_="1000000") == "False"
 
 
 def test_native_ops_are_safe_from_several_python_threads():
@@ -195,16 +167,6 @@ def test_absurd_sizes_are_refused_cleanly(backend, what, call, error, word):
         call(backend)
 
 
-def test_threadpoolctl_sees_and_limits_our_openmp():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    if not fastcnn.build_info()["openmp"]:
-        pytest.skip("built without OpenMP")
-    before = fastcnn.get_num_threads()
-    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
-        assert fastcnn.get_num_threads() == 1
-    assert fastcnn.get_num_threads() == before
-
-
 def test_core_stub_matches_the_module():
     # _core.pyi documents the private module; it must name every function the
     # module has, with the same argument names in the same order.
@@ -232,7 +194,7 @@ def test_core_stub_matches_the_module():
 def test_conv_from_several_python_threads_and_changing_sizes():
     # Convolutions whose sizes grow and shrink from call to call, and Python
     # threads running convolutions at once (the GIL is released, so their
-    # OpenMP regions and scratch buffers really overlap), must all still give
+    # parallel loops and scratch buffers really overlap), must all still give
     # the reference's answer.
     rng = np.random.default_rng(3)
     shapes = [((2, 1, 9, 9), (3, 1, 3, 3)), ((7, 3, 30, 26), (5, 3, 5, 4)),

@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 import fastcnn
 from fastcnn import _core, ops, reference
 
-BIG = 70001  # above every OpenMP threshold of the elementwise kernels (2**15)
+BIG = 70001  # above every parallel-loop threshold of the elementwise kernels (2**15)
 
 
 def _random_shapes(count: int, seed: int):

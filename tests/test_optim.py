@@ -10,7 +10,7 @@ from helpers import assert_close
 from fastcnn import _core, ops, reference
 
 BACKENDS = [reference, ops]
-SHAPES = [(1,), (7,), (3, 5), (2, 3, 5, 7), (70001,)]  # last above the OpenMP threshold
+SHAPES = [(1,), (7,), (3, 5), (2, 3, 5, 7), (70001,)]  # last above the parallel threshold
 
 # (name, state names, hyper-parameters)
 CONFIGS = [

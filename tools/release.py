@@ -14,6 +14,9 @@ The whole check, in order; any failure stops it and the exit status is 1:
      exactly one compiled module;
   4. `twine check --strict`, `check-wheel-contents` (its settings: pyproject.toml);
   5. `auditwheel show`, `auditwheel repair` to a manylinux wheel, `auditwheel show` again;
+     neither wheel may hold an OpenMP runtime (libgomp, libomp, libiomp): fastcnn's
+     threads are its own, and the repaired wheel's fastcnn.libs/ is absent unless
+     auditwheel had to bundle some other library;
   6. a fresh venv where no compiler is reachable (PATH holds only the venv's bin/, CC and
      CXX name a program that fails loudly); the repaired wheel is installed there from
      binaries only, then `check-installed --no-compiler` runs in it;
@@ -43,8 +46,8 @@ import venv
 from contextlib import contextmanager
 from pathlib import Path
 
-from release_checks import (COMPILERS, ROOT, TOOLS, Failure, check_installed, check_sdist,
-                            check_wheel, log, mb, run, wheel_tag)
+from release_checks import (COMPILERS, ROOT, TOOLS, Failure, check_installed, check_no_openmp,
+                            check_sdist, check_wheel, log, mb, run, wheel_tag)
 
 
 class Stages:
@@ -139,6 +142,7 @@ def release(out, epochs):
         with stage("auditwheel show, repair, show"):
             facts["show_built"] = run([tools / "auditwheel", "show", wheel], env=env,
                                       capture=True)
+            check_no_openmp(facts["show_built"], wheel)
             run([tools / "auditwheel", "repair", "-w", house, wheel], env=env)
             repaired = sorted(house.glob("*.whl"))
             if len(repaired) != 1:
@@ -146,13 +150,16 @@ def release(out, epochs):
             repaired = files["repaired"] = repaired[0]
             facts["show"] = run([tools / "auditwheel", "show", repaired], env=env,
                                 capture=True)
+            check_no_openmp(facts["show"], repaired)
+            checks.append("auditwheel show: no OpenMP runtime needed (built and repaired "
+                          "wheel)")
         with stage("contents and checks of the repaired wheel"):
             facts["repaired"] = check_wheel(repaired, sdist_files, repaired=True)
             run([tools / "twine", "--no-color", "check", "--strict", repaired])
             run([tools / "check-wheel-contents", "--config", ROOT / "pyproject.toml",
                  repaired])
-            checks.append("repaired wheel: same contents checks, twine check PASSED, "
-                          "check-wheel-contents OK (W009, W010 off: pyproject.toml)")
+            checks.append("repaired wheel: same contents checks (no OpenMP runtime "
+                          "bundled), twine check PASSED, check-wheel-contents OK")
         with stage("fresh venv, no compiler: install the repaired wheel, check-installed"):
             facts["installed"] = compilerless_venv(out, repaired, epochs,
                                                    facts["wheel"]["version"])
@@ -178,7 +185,8 @@ def summary(stage, facts, files, seconds, ok):
         log(f"  tag       {plat} (needs glibc >= {glibc})")
         log(f"  module    {core[0]} ({mb(core[1])}), the only compiled module")
         log("  vendored  " + (", ".join(f"{n} ({mb(s)})" for n, s in sorted(libs.items()))
-                             or "nothing (auditwheel bundled no library)"))
+                             or "nothing: auditwheel bundled no library (no fastcnn.libs/)"))
+        log("  openmp    no OpenMP runtime needed or bundled (libgomp, libomp, libiomp)")
     for line in facts.get("checks", []):
         log(f"  check     {line}")
     if "show" in facts:

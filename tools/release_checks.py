@@ -28,6 +28,9 @@ SDIST_TOP = {"PKG-INFO", "pyproject.toml", "CMakeLists.txt", "README.md", "LICEN
 BUILD_OUTPUT = re.compile(r"(^|/)(__pycache__|build|_skbuild|dist|\.venv[^/]*|[^/]*\.egg-info)/"
                           r"|\.(pyc|pyo|o|a|so|pyd|dylib)$")
 X86 = {"x86_64", "amd64", "i386", "i686"}
+# OpenMP runtimes (GCC's, LLVM's, Intel's, MSVC's): fastcnn's threads are its own, so
+# _core must need none (two runtimes in one process clash), and no wheel may hold one.
+OPENMP_RUNTIME = re.compile(r"\blib(g|i)?omp[\w.-]*\.(so|dylib)|\bvcomp[\w.-]*\.dll", re.I)
 ALL_X86_ISAS = {"generic", "avx2", "avx512"}
 
 
@@ -219,10 +222,23 @@ def check_wheel(wheel, sdist_files, repaired):
     with zipfile.ZipFile(wheel) as zf:
         libs = {n: zf.getinfo(n).file_size for n in names if n.startswith("fastcnn.libs/")}
         core = zf.getinfo(modules[0]).file_size
+    openmp = sorted(n for n in names if OPENMP_RUNTIME.search(n))
+    if openmp:
+        raise Failure(f"{wheel.name} bundles an OpenMP runtime {openmp}: _core must not "
+                      "link one (fastcnn's threads are its own)")
     log(f"{wheel.name}: {len(names)} files; the package's {len(package)} files, "
         f"4 MNIST .gz, _core.pyi, py.typed, LICENSE, {modules[0]} ({mb(core)})"
         + (f"; vendored {sorted(libs)}" if libs else ""))
     return {"version": version, "core": (modules[0], core), "libs": libs}
+
+
+def check_no_openmp(show, wheel):
+    """Fail if `auditwheel show`'s report on wheel names an OpenMP runtime among the
+    libraries _core needs (bundled or external)."""
+    found = sorted(set(m.group(0) for m in OPENMP_RUNTIME.finditer(show)))
+    if found:
+        raise Failure(f"{wheel.name}: _core needs an OpenMP runtime {found} (auditwheel "
+                      "show); fastcnn's threads are its own and must link none")
 
 
 def wheel_tag(wheel):

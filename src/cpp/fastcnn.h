@@ -19,7 +19,7 @@
 // Python trainer's business.
 //
 // Threading: kernels run their parallel loops on fastcnn's own worker threads
-// (threadpool.h), as many as OpenMP's thread count (set_num_threads); none
+// (threadpool.h), as many as the thread count (set_num_threads); none
 // throws inside a parallel region. Kernels may allocate scratch memory
 // (std::vector, Scratch) and may throw std::bad_alloc before any parallel
 // region starts.
@@ -133,9 +133,12 @@ bool tune_malloc();
 bool malloc_tuned();
 
 // ------------------------------------------------------------- threads ----
-void set_num_threads(int n);   // omp_set_num_threads; no-op without OpenMP
-int get_num_threads();         // omp_get_max_threads; 1 without OpenMP
-bool openmp_enabled();
+// The thread count of the kernels' parallel loops, 1..kMaxThreads: at first
+// use OMP_NUM_THREADS, else the CPUs this process may run on; never above
+// OMP_THREAD_LIMIT (threads.cpp). set_num_threads clamps n into that range.
+constexpr int kMaxThreads = 1024;   // far beyond any CPU this runs on
+void set_num_threads(int n);
+int get_num_threads();
 
 // -------------------------------------------------------- im2col / conv ----
 // cols (C*KH*KW, N*OH*OW): row r = (c*KH + i)*KW + j, column q = (n*OH + oh)*OW + ow,

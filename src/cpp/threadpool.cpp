@@ -27,9 +27,7 @@
 
 #include <pthread.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "fastcnn.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -176,12 +174,8 @@ void serially(int parts, const PartFn& fn) {
 }  // namespace
 
 int max_threads() {
-#ifdef _OPENMP
-    const int n = omp_get_max_threads();
-    return n < 1 ? 1 : (n > 255 ? 255 : n);
-#else
-    return 1;
-#endif
+    const int n = get_num_threads();
+    return n > 255 ? 255 : n;
 }
 
 bool in_parallel() { return tl_inside; }

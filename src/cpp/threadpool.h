@@ -9,9 +9,11 @@
 // long while Sequential.fit trains (set_busy_wait(true)), short otherwise,
 // then sleep on a condition variable.
 //
-// The thread count still comes from OpenMP's setting (omp_get_max_threads:
-// OMP_NUM_THREADS, fastcnn.set_num_threads and threadpoolctl keep working);
-// no OpenMP parallel region is opened, so libgomp starts no threads.
+// And no OpenMP runtime is linked at all, so none can clash with the one
+// another library (PyTorch, a BLAS) brings into the same process.
+//
+// A loop uses up to get_num_threads() threads (threads.cpp: OMP_NUM_THREADS
+// at first use, fastcnn.set_num_threads, threadpoolctl).
 //
 // run() and parallel_for() are called from one thread at a time per process
 // in the fast case; a second caller while the workers are busy (another
@@ -42,7 +44,7 @@ private:
     void (*call_)(void*, int);
 };
 
-int max_threads();        // threads a parallel loop may use (OpenMP's setting)
+int max_threads();        // threads a parallel loop may use (get_num_threads, <= 255)
 bool in_parallel();       // true inside a part run by run()
 int thread_num();         // this thread's part index inside run(); 0 outside
 

@@ -17,6 +17,7 @@ import numpy as np
 MAX_SIZE: int               # largest size, window, stride or padding (2**40)
 CHOICE_NO_GRADIENT: int     # the choice value of a window that passes no gradient (255)
 MAX_FUSED_POOL_WINDOW: int  # most elements in a fused conv + max-pool window (254)
+MAX_THREADS: int            # largest thread count set_num_threads takes (1024)
 
 # ------------------------------------------------------------------ GEMM --
 
@@ -189,10 +190,12 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
 # -------------------------------------------------------- threads, SIMD --
 
 def set_num_threads(n: int) -> None:
-    """Sets the OpenMP thread count (n >= 1; a C int); no effect without OpenMP."""
+    """Sets the thread count of fastcnn's workers (1 <= n <= MAX_THREADS, ValueError
+    otherwise); OMP_THREAD_LIMIT, when set, caps it."""
 
 def get_num_threads() -> int:
-    """The OpenMP thread count (omp_get_max_threads); 1 without OpenMP."""
+    """The thread count (at import: OMP_NUM_THREADS, else the CPUs this process may
+    run on; at most OMP_THREAD_LIMIT)."""
 
 def set_busy_wait(on: bool) -> None:
     """Idle worker threads spin ~2 ms (on) or ~20 us (off) before they sleep."""
@@ -217,4 +220,5 @@ def _gemm_blocking(name: str) -> dict[str, int]:
 def build_info() -> dict[str, object]:
     """How the core was built and what it runs: version, simd, isas_supported,
     isas_compiled, cpu_avx2_fma, cpu_avx512, avx2_compiled, avx512_compiled,
-    openmp, num_threads, compiler, cxx_flags, avx2_flags, avx512_flags, build_type."""
+    threads, num_threads, compiler, cxx_flags, avx2_flags, avx512_flags, build_type,
+    malloc_tuned."""

@@ -4,6 +4,11 @@
 // FMA peak probe, build_info) and calls each op family's bind_* (module.h).
 // Only the files in src/cpp/bindings/ include pybind11.
 //
+// Besides PyInit__core, _core exports two functions of its own (every other
+// fastcnn symbol is hidden): the thread count as plain C, for threadpoolctl,
+// which finds them in the loaded library and calls them through ctypes
+// (fastcnn/backend/threads.py registers that controller).
+//
 // Size letters: none (no buffers here).
 #include <cstdint>
 #include <string>
@@ -14,6 +19,17 @@
 #include "fastcnn.h"
 #include "threadpool.h"
 
+#if defined(__GNUC__)
+#define FASTCNN_C_EXPORT extern "C" __attribute__((visibility("default")))
+#else
+#define FASTCNN_C_EXPORT extern "C"
+#endif
+
+// The thread count (fastcnn::get_num_threads / set_num_threads: n is clamped
+// into [1, MAX_THREADS] and to OMP_THREAD_LIMIT).
+FASTCNN_C_EXPORT int fastcnn_get_num_threads() { return fastcnn::get_num_threads(); }
+FASTCNN_C_EXPORT void fastcnn_set_num_threads(int n) { fastcnn::set_num_threads(n); }
+
 namespace fastcnn {
 namespace bindings {
 
@@ -21,7 +37,9 @@ namespace {
 
 void bind_runtime(py::module_& m) {
     m.def("set_num_threads", [](int n) {
-        if (n < 1) throw py::value_error("n must be >= 1, got " + std::to_string(n));
+        if (n < 1 || n > fastcnn::kMaxThreads)
+            throw py::value_error("n must be in [1, " + std::to_string(fastcnn::kMaxThreads) +
+                                  "], got " + std::to_string(n));
         fastcnn::set_num_threads(n);
     }, py::arg("n"));
     m.def("get_num_threads", &fastcnn::get_num_threads);
@@ -37,8 +55,9 @@ void bind_runtime(py::module_& m) {
         if (iters < 1 || iters > (int64_t(1) << 40))
             throw py::value_error("_peak_fma: iters must be in [1, 2**40], got " +
                                   std::to_string(iters));
-        if (threads < 1 || threads > 1024)
-            throw py::value_error("_peak_fma: threads must be in [1, 1024], got " +
+        if (threads < 1 || threads > fastcnn::kMaxThreads)
+            throw py::value_error("_peak_fma: threads must be in [1, " +
+                                  std::to_string(fastcnn::kMaxThreads) + "], got " +
                                   std::to_string(threads));
         float sink = 0.0f;
         int64_t flops;
@@ -65,7 +84,7 @@ void bind_runtime(py::module_& m) {
         d["cpu_avx512"] = fastcnn::cpu_has_avx512();
         d["avx2_compiled"] = bool(FASTCNN_HAVE_AVX2_BUILD);
         d["avx512_compiled"] = bool(FASTCNN_HAVE_AVX512_BUILD);
-        d["openmp"] = fastcnn::openmp_enabled();
+        d["threads"] = "fastcnn's own worker pool (no OpenMP runtime)";
         d["num_threads"] = fastcnn::get_num_threads();
         d["compiler"] = FASTCNN_COMPILER;
         d["cxx_flags"] = FASTCNN_CXX_FLAGS;
@@ -96,6 +115,8 @@ PYBIND11_MODULE(_core, m) {
     m.attr("MAX_SIZE") = fastcnn::kMaxDim;
     m.attr("CHOICE_NO_GRADIENT") = int(fastcnn::kNoGradient);
     m.attr("MAX_FUSED_POOL_WINDOW") = fastcnn::kMaxFusedPoolWindow;
+    m.attr("MAX_THREADS") = fastcnn::kMaxThreads;
+    fastcnn::get_num_threads();   // the count starts from the environment now
     bind_runtime(m);
     bind_gemm(m);
     bind_conv_dense(m);

@@ -7,9 +7,10 @@ from .. import _core
 def build_info() -> dict:
     """How the native core was built and what it runs: SIMD path in use
     ("simd"), the paths this CPU, OS and build can run ("isas_supported", best
-    last) and the build has ("isas_compiled"), OpenMP on/off, thread count,
-    compiler and flags, and how its idle worker threads wait ("thread_wait":
-    see fastcnn.threads.busy_wait)."""
+    last) and the build has ("isas_compiled"), whose threads run the ops
+    ("threads": fastcnn's own pool, no OpenMP runtime) and how many
+    ("num_threads"), compiler and flags, and how its idle worker threads wait
+    ("thread_wait": see fastcnn.threads.busy_wait)."""
     info = dict(_core.build_info())
     info["thread_wait"] = ("fastcnn's own workers: ~20 us spin then sleep; ~2 ms spin "
                            "inside Sequential.fit (fastcnn.threads.busy_wait)")

@@ -160,7 +160,7 @@ def header(settings, command):
     print(f"$ {command}\ncpu: {info['cpu']} ({info['logical_cpus']} logical CPUs); "
           f"load average at start: {info.get('loadavg_at_start')}")
     print(f"fastcnn {VERSION}: simd={fc.get('simd')} (paths this CPU runs: "
-          f"{', '.join(fc.get('isas_supported', []))}) openmp={fc.get('openmp')} "
+          f"{', '.join(fc.get('isas_supported', []))}) "
           f"threads={fc.get('num_threads')} {fc.get('compiler')} {fc.get('cxx_flags')}; "
           f"numpy {info['numpy']}; blas: {info.get('blas')}")
     if _nets.torch is None:

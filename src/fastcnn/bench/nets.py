@@ -8,8 +8,9 @@ The nets (input 1x28x28, 10 classes):
       (book row 8, with Keras-style inverted dropout, which torch also uses)
   K1  conv 32 3x3 ReLU, pool, conv 64 3x3 ReLU, pool, flatten, dropout 0.5, softmax
 
-fastcnn is imported before torch: it links the system libgomp; torch bundles its
-own libgomp.so.1, and whichever loads first serves both (one OpenMP runtime).
+fastcnn loads no OpenMP runtime (its threads are its own), so torch's bundled
+libgomp is the only one in the process and the import order does not matter; each
+library's thread count is set on its own (timing.thread_setter).
 """
 from __future__ import annotations
 

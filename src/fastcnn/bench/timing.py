@@ -133,7 +133,7 @@ def thread_setter(n):
     def setup():
         set_num_threads(n)
         if nets.torch is not None:
-            nets.torch.set_num_threads(n)   # sets the OpenMP runtime fastcnn shares, too
+            nets.torch.set_num_threads(n)   # torch's own threads (its OpenMP runtime)
         if blas is not None:
             blas.limit(limits=n, user_api="blas")   # NumPy's BLAS, for the reference
     return setup

@@ -21,7 +21,8 @@ def int_list(text):
 
 
 def add_common(p):
-    p.add_argument("--threads", type=positive_int, help="OpenMP threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int,
+                   help="threads of the native ops (default: OMP_NUM_THREADS, else all cores)")
     p.add_argument("--backend", choices=["native", "reference"], default="native")
     p.add_argument("--data", metavar="SPEC", help="the data: a directory of the four IDX "
                    "files of MNIST or a set in its format (Fashion-MNIST, KMNIST...), "
