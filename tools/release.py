@@ -20,7 +20,9 @@ The whole check, in order; any failure stops it and the exit status is 1:
   6. a fresh venv where no compiler is reachable (PATH holds only the venv's bin/, CC and
      CXX name a program that fails loudly); the repaired wheel is installed there from
      binaries only, then `check-installed --no-compiler` runs in it;
-  7. a summary: sizes, tags, what ran and how long it took.
+  7. the fit digest (tools/fit_digest.py: a short fixed training run) of the installed
+     wheel equals that of a source build (the fastcnn this Python imports, else src/);
+  8. a summary: sizes, tags, what ran and how long it took.
 
 check-installed: `python -m fastcnn --version` (must print the installed version),
 `python -m fastcnn selfcheck`, `python -m fastcnn train --epochs 1` (about 15-60 s), and
@@ -40,14 +42,16 @@ import os
 import platform
 import re
 import shutil
+import subprocess
 import sys
 import time
 import venv
 from contextlib import contextmanager
 from pathlib import Path
 
-from release_checks import (COMPILERS, ROOT, TOOLS, Failure, check_installed, check_no_openmp,
-                            check_sdist, check_wheel, log, mb, run, wheel_tag)
+from release_checks import (COMPILERS, ROOT, TOOLS, Failure, check_installed,
+                            check_no_openmp, check_sdist, check_wheel, fit_digest, log, mb,
+                            run, wheel_tag)
 
 
 class Stages:
@@ -163,12 +167,30 @@ def release(out, epochs):
         with stage("fresh venv, no compiler: install the repaired wheel, check-installed"):
             facts["installed"] = compilerless_venv(out, repaired, epochs,
                                                    facts["wheel"]["version"])
+        with stage("the wheel trains the same bits as a source build (tools/fit_digest.py)"):
+            facts["source_digest"] = source_digest()
+            if facts["source_digest"][0] != facts["installed"]["fit_digest"][0]:
+                raise Failure(f"the installed wheel's fit digest "
+                              f"{facts['installed']['fit_digest'][0]} differs from the source "
+                              f"build's {facts['source_digest'][0]} "
+                              f"({facts['source_digest'][1]})")
         ok = True
     except Failure as e:
         log(f"\nFAILED: {e}")
     finally:
         summary(stage, facts, files, time.monotonic() - t_all, ok)
     return 0 if ok else 1
+
+
+def source_digest():
+    """The fit digest of a source build: the fastcnn this Python imports (in CI the one
+    `pip install .` built), or else the developer build in src/ (its _core built by
+    cmake); a Failure when neither can be imported."""
+    env = dict(os.environ)
+    probe = subprocess.run([sys.executable, "-c", "import fastcnn"], capture_output=True)
+    if probe.returncode != 0:
+        env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    return fit_digest(env)
 
 
 def summary(stage, facts, files, seconds, ok):
@@ -200,6 +222,12 @@ def summary(stage, facts, files, seconds, ok):
             f"({inst['train_seconds']} s)")
         log(f"    SIMD paths compiled {inst['isas_compiled']}; selfcheck passed with "
             f"FASTCNN_ISA = {', '.join(inst['selfcheck_isas'])}")
+        log(f"    fit digest {inst['fit_digest'][0]}")
+    if "source_digest" in facts:
+        log(f"  source build ({facts['source_digest'][1]}): fit digest "
+            f"{facts['source_digest'][0]}"
+            + (": the same bits" if facts["source_digest"][0]
+               == facts["installed"]["fit_digest"][0] else ": DIFFERENT"))
     log(f"  total {seconds / 60:.1f} min: " + ("PASSED" if ok else "FAILED"))
     failed = sum(result != "ok" for _, _, result in stage.rows)
     log(f"release: {len(stage.rows) - failed} passed, {failed} failed")

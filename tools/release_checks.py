@@ -138,7 +138,22 @@ def check_installed(no_compiler=False, expect_version=None, epochs=1):
         log(f"\n-- FASTCNN_ISA={isa}")
         run_fastcnn("selfcheck", env=env)
         res["selfcheck_isas"].append(isa)
+    res["fit_digest"] = fit_digest()
     return res
+
+
+def fit_digest(env=None):
+    """tools/fit_digest.py's digest of a short fixed training run, in a fresh process of
+    this Python (with env), and the file of the fastcnn it imported: (digest, file)."""
+    code = ("import fastcnn, runpy; print(fastcnn.__file__); "
+            f"print(runpy.run_path({str(ROOT / 'tools' / 'fit_digest.py')!r})['digest']())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise Failure(f"tools/fit_digest.py failed:\n{out.stderr}")
+    file, digest = out.stdout.split()[-2:]
+    log(f"fit digest {digest} (fastcnn from {file})")
+    return digest, file
 
 
 def git_tracked(paths):
