@@ -133,12 +133,6 @@ class Plans:
     def __init__(self):
         self._entries = {}
 
-    def __getstate__(self):   # copies and pickles of a model start without plans
-        return {}
-
-    def __setstate__(self, state):
-        self._entries = {}
-
     def get(self, model, head=False):
         arrays = [p for layer in model.layers for p in layer.params.values()]
         entry = self._entries.get(head)
