@@ -111,6 +111,16 @@ def test_unfused_pairs(name, threads):
     check_plan(_net(name, fuse=False), _images((3, 13, 11), 5))
 
 
+@pytest.mark.parametrize("relu", [True, False])
+def test_conv_pool_in_chunks(relu, threads, isa):
+    """A conv + max-pool step whose conv output (277 KB an image) the plan runs a
+    few images at a time (src/cpp/inference.cpp): chunks of 3, 3, 3 and 1 here."""
+    model = Sequential([L.Conv2D(48, 3, activation="relu" if relu else "linear"),
+                        L.MaxPool2D(2), L.Dense(3)], input_shape=(2, 40, 40), seed=2)
+    _randomize(model)
+    check_plan(model, _images(model.input_shape, 10))
+
+
 @pytest.mark.parametrize("name", ["conv-softmax", "dense-softmax", "dense-sigmoid",
                                   "conv-relu", "activation-layers", "dropout-network3"])
 def test_head_leaves_the_last_activation_out(name, threads):

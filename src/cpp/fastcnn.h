@@ -295,7 +295,10 @@ void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,
 // when it is added; run() trusts them.
 enum class InferOp : int {
     conv2d,          // conv2d_forward (relu: fused)
-    conv2d_maxpool,  // conv2d_maxpool_forward (relu: fused); its choice goes to scratch
+    conv2d_maxpool,  // conv2d_maxpool_forward's out, as conv2d_forward without relu,
+                     // maxpool2d_forward, relu_forward (the same values: relu and
+                     // max commute bit for bit) on chunks of images whose conv
+                     // output stays in cache; no choice is recorded
     maxpool2d, avgpool2d, l2pool2d,  // the pooling forwards
     global_avgpool2d,
     dense,           // dense_forward on the input seen as (N, C*H*W)
@@ -326,9 +329,9 @@ public:
     // out (N, the last step's K*OH*OW) <- the steps run in order on x (N, the
     // first step's C*H*W); params[i]: the arrays the steps' w and b index,
     // read now (so updates in place between runs are seen). Intermediate
-    // outputs live in two buffers (and one of choice bytes) allocated for a
-    // batch of N once and kept while later batches fit; elementwise steps
-    // work in place on them. No steps: out = x (N, in_size). Runs of one plan take turns
+    // outputs live in two buffers (and a chunk of conv output for the
+    // conv2d_maxpool steps) allocated for a batch of N once and kept while
+    // later batches fit; elementwise steps work in place on them. No steps: out = x (N, in_size). Runs of one plan take turns
     // (a mutex); the kernels use the thread pool as ever. May throw
     // std::bad_alloc before the first step.
     void run(float* out, const float* x, int64_t N, const float* const* params);
@@ -339,8 +342,8 @@ private:
     std::vector<InferStep> steps_;
     std::mutex mutex_;
     int64_t capacity_ = 0;  // the batch size the buffers hold
-    std::unique_ptr<float[], void (*)(void*)> buffers_{nullptr, std::free};  // 2 x (capacity_, largest output)
-    std::vector<uint8_t> choice_;  // (capacity_, largest fused pooled output)
+    // the two buffers (capacity_, largest output), then the conv output chunk
+    std::unique_ptr<float[], void (*)(void*)> buffers_{nullptr, std::free};
     int64_t buffer_floats_ = 0;    // floats of one of the two buffers
 };
 
