@@ -297,8 +297,8 @@ enum class InferOp : int {
     conv2d,          // conv2d_forward (relu: fused)
     conv2d_maxpool,  // conv2d_maxpool_forward's out, as conv2d_forward without relu,
                      // maxpool2d_forward, relu_forward (the same values: relu and
-                     // max commute bit for bit) on chunks of images whose conv
-                     // output stays in cache; no choice is recorded
+                     // max commute bit for bit) on chunks of images, one thread
+                     // each, whose conv output stays in cache; no choice recorded
     maxpool2d, avgpool2d, l2pool2d,  // the pooling forwards
     global_avgpool2d,
     dense,           // dense_forward on the input seen as (N, C*H*W)
@@ -337,11 +337,12 @@ public:
     void run(float* out, const float* x, int64_t N, const float* const* params);
 
 private:
-    void reserve(int64_t N);
+    void reserve(int64_t N, int threads);
     int64_t in_size_;
     std::vector<InferStep> steps_;
     std::mutex mutex_;
-    int64_t capacity_ = 0;  // the batch size the buffers hold
+    int64_t capacity_ = 0;       // the batch size the buffers hold
+    int capacity_threads_ = 0;   // and the thread count their conv chunks are for
     // the two buffers (capacity_, largest output), then the conv output chunk
     std::unique_ptr<float[], void (*)(void*)> buffers_{nullptr, std::free};
     int64_t buffer_floats_ = 0;    // floats of one of the two buffers

@@ -30,13 +30,18 @@
 // rule: relu is non-decreasing, keeps NaN a NaN and sends every value <= 0
 // to +0), and without the choice bytes faster, ~1.6x on a first layer (the
 // fused op's per-element choice bookkeeping costs more than a second pass
-// over the conv output while it is in cache). So that it is, the images go
-// through in chunks whose conv output fits kChunkBytes (a conv's output for
-// an image does not depend on the other images of its batch).
+// over the conv output while it is in cache). The images go through in
+// chunks whose conv output fits kChunkBytes, each chunk all three passes on
+// one thread, so its conv output never leaves that core's cache; the threads
+// take chunks in turn (one parallel region per step; about four chunks a
+// thread when the batch allows, one image at least). A conv's output for an
+// image does not depend on the other images of its call, so no chunking
+// changes a value.
 #include <algorithm>
 #include <cstring>
 
 #include "fastcnn.h"
+#include "threadpool.h"
 
 namespace fastcnn {
 
@@ -49,9 +54,11 @@ int64_t conv_size(const InferStep& s) {   // per image, before the pool
     return s.K * conv_out_size(s.H, s.KH, s.SH, s.PH) * conv_out_size(s.W, s.KW, s.SW, s.PW);
 }
 
-// Images per chunk of a conv + max-pool step.
-int64_t chunk_images(const InferStep& s) {
-    return std::max<int64_t>(1, kChunkBytes / static_cast<int64_t>(sizeof(float)) / conv_size(s));
+// Images per chunk of a conv + max-pool step on a batch of N with `threads` threads.
+int64_t chunk_images(const InferStep& s, int64_t N, int64_t threads) {
+    const int64_t fit = std::max<int64_t>(1, kChunkBytes / int64_t(sizeof(float)) / conv_size(s));
+    const int64_t share = threads > 1 ? (N + 4 * threads - 1) / (4 * threads) : N;
+    return std::max<int64_t>(1, std::min(fit, share));
 }
 
 bool elementwise(InferOp op) {
@@ -71,26 +78,27 @@ bool elementwise(InferOp op) {
 int64_t out_size(const InferStep& s) { return s.K * s.OH * s.OW; }   // per image
 
 // out (N, K, OH, OW) <- the conv + max-pool step s on x (N, C, H, W), chunk by
-// chunk through conv (chunk_images(s), K, conv OH, conv OW).
+// chunk; conv: `threads` blocks of (chunk, K, conv OH, conv OW), one a thread.
 void conv_maxpool(const InferStep& s, float* out, const float* x, int64_t N, const float* w,
-                  const float* b, float* conv) {
+                  const float* b, float* conv, int threads) {
     const int64_t COH = conv_out_size(s.H, s.KH, s.SH, s.PH);
     const int64_t COW = conv_out_size(s.W, s.KW, s.SW, s.PW);
-    const int64_t S = chunk_images(s);
-    for (int64_t n0 = 0; n0 < N; n0 += S) {
-        const int64_t n = std::min(S, N - n0);
-        float* pooled = out + n0 * out_size(s);   // (n, K, OH, OW)
-        conv2d_forward(conv, x + n0 * s.C * s.H * s.W, w, b, n, s.C, s.H, s.W, s.K, s.KH, s.KW,
+    const int64_t S = chunk_images(s, N, threads);
+    pool::parallel_for_dynamic((N + S - 1) / S, threads, [&](int64_t c, int t) {
+        const int64_t n0 = c * S, n = std::min(S, N - n0);
+        float* z = conv + t * S * conv_size(s);     // (n, K, COH, COW)
+        float* pooled = out + n0 * out_size(s);     // (n, K, OH, OW)
+        conv2d_forward(z, x + n0 * s.C * s.H * s.W, w, b, n, s.C, s.H, s.W, s.K, s.KH, s.KW,
                        s.SH, s.SW, s.PH, s.PW, false);
-        maxpool2d_forward(pooled, conv, n, s.K, COH, COW, s.PKH, s.PKW, s.PSH, s.PSW);
+        maxpool2d_forward(pooled, z, n, s.K, COH, COW, s.PKH, s.PKW, s.PSH, s.PSW);
         if (s.relu) relu_forward(pooled, pooled, n * out_size(s));
-    }
+    });
 }
 
 // out (N, K, OH, OW) <- step s on x (N, C, H, W); conv: scratch for the conv
-// + max-pool steps.
+// + max-pool steps, for `threads` threads.
 void run_step(const InferStep& s, float* out, const float* x, int64_t N,
-              const float* const* params, float* conv) {
+              const float* const* params, float* conv, int threads) {
     const float* w = s.w >= 0 ? params[s.w] : nullptr;
     const float* b = s.b >= 0 ? params[s.b] : nullptr;
     const int64_t n = N * s.C * s.H * s.W;  // values of the input (elementwise steps)
@@ -100,7 +108,7 @@ void run_step(const InferStep& s, float* out, const float* x, int64_t N,
                            s.PW, s.relu);
             return;
         case InferOp::conv2d_maxpool:
-            conv_maxpool(s, out, x, N, w, b, conv);
+            conv_maxpool(s, out, x, N, w, b, conv, threads);
             return;
         case InferOp::maxpool2d:
             maxpool2d_forward(out, x, N, s.C, s.H, s.W, s.KH, s.KW, s.SH, s.SW);
@@ -140,24 +148,29 @@ void run_step(const InferStep& s, float* out, const float* x, int64_t N,
 
 }  // namespace
 
-void InferencePlan::reserve(int64_t N) {
-    if (N <= capacity_) return;
-    int64_t largest = 0, chunk = 0;  // per image; the largest chunk of conv output
+void InferencePlan::reserve(int64_t N, int threads) {
+    if (N <= capacity_ && threads <= capacity_threads_) return;
+    N = std::max(N, capacity_);
+    threads = std::max(threads, capacity_threads_);
+    int64_t largest = 0, chunks = 0;  // per image; the conv + max-pool steps' scratch
     for (const InferStep& s : steps_) {
         largest = std::max(largest, out_size(s));
         if (s.op == InferOp::conv2d_maxpool) {
-            chunk = std::max(chunk, std::min(N, chunk_images(s)) * conv_size(s));
+            for (int t = 1; t <= threads; ++t) {   // t threads' chunks, for any batch <= N
+                chunks = std::max(chunks, t * chunk_images(s, N, t) * conv_size(s));
+            }
         }
     }
     // Each block rounded up to 16 floats (64 bytes), so all are aligned.
     const int64_t floats = (N * largest + 15) / 16 * 16;
-    const size_t bytes = static_cast<size_t>(2 * floats + (chunk + 15) / 16 * 16 + 16) *
+    const size_t bytes = static_cast<size_t>(2 * floats + (chunks + 15) / 16 * 16 + 16) *
                          sizeof(float);
     float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
     if (p == nullptr) throw std::bad_alloc();
     buffers_.reset(p);
     buffer_floats_ = floats;
     capacity_ = N;
+    capacity_threads_ = threads;
 }
 
 void InferencePlan::run(float* out, const float* x, int64_t N, const float* const* params) {
@@ -166,7 +179,8 @@ void InferencePlan::run(float* out, const float* x, int64_t N, const float* cons
         std::memcpy(out, x, static_cast<size_t>(N * in_size_) * sizeof(float));
         return;
     }
-    reserve(N);
+    const int threads = pool::max_threads();
+    reserve(N, threads);
     float* buf[2] = {buffers_.get(), buffers_.get() + buffer_floats_};
     const float* src = x;
     for (size_t i = 0; i < steps_.size(); ++i) {
@@ -179,7 +193,7 @@ void InferencePlan::run(float* out, const float* x, int64_t N, const float* cons
         } else {
             dst = src == buf[0] ? buf[1] : buf[0];
         }
-        run_step(s, dst, src, N, params, buf[1] + buffer_floats_);
+        run_step(s, dst, src, N, params, buf[1] + buffer_floats_, threads);
         src = dst;
     }
 }
