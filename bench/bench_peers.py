@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,6 +34,17 @@ def _cases(text):
             net, _, bs = item.partition(":")
             out.append((net.strip(), int(bs)))
     return out
+
+
+def _cpu_seconds():
+    """(busy CPU seconds of the whole machine, of this process) so far (Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:9]]
+    except OSError:
+        return None
+    t = os.times()
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK"), t.user + t.system
 
 
 def _fmt(r):
@@ -59,6 +71,7 @@ def main(argv=None):
     print(f"cpu: {info['cpu']} ({info['logical_cpus']} logical CPUs), fastcnn simd="
           f"{info['fastcnn']['simd']}, torch {getattr(peers._nets.torch, '__version__', None)}")
     rows = []
+    start, t0 = _cpu_seconds(), time.perf_counter()
     for t in [int(v) for v in args.threads.split(",")]:
         for kind, cases in (("train", _cases(args.train)), ("infer", _cases(args.infer))):
             for net, bs in cases:
@@ -78,6 +91,11 @@ def main(argv=None):
                 print(f"{kind:5s} {net} t={t} b={bs:5d}  " + "  ".join(
                     f"{k} {_fmt(v)}" for k, v in res.items()) + "  |  " + "  ".join(
                     f"fastcnn/{k} {r:.2f}" for k, r in ratios.items()), flush=True)
+    end = _cpu_seconds()
+    if start and end:   # what else ran: CPU time other processes took meanwhile
+        other = (end[0] - start[0]) - (end[1] - start[1])
+        print(f"other processes used {other / (time.perf_counter() - t0):.2f} CPUs on "
+              f"average during the run; load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         atomic_write(args.json, lambda f: f.write(json.dumps(
             {"machine": info, "rows": rows}, indent=1, default=str).encode()))
