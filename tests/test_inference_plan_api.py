@@ -81,6 +81,16 @@ def test_float64_models_run_the_python_forward():
     assert model._plans.get(model) is None
 
 
+def test_large_buffers_are_freed_and_made_again():
+    """Buffers over 64 MiB (here 2 x 40 images x 1 MiB) are freed after each run;
+    the next run makes them again, and a smaller batch after a larger one fits."""
+    model = Sequential([L.Conv2D(64, 3, padding="same", activation="tanh"), L.GlobalAvgPool2D()],
+                       input_shape=(1, 64, 64), seed=1)
+    for n in (40, 40, 3, 41):
+        x = np.random.default_rng(n).normal(size=(n, 1, 64, 64)).astype(np.float32)
+        np.testing.assert_array_equal(model.predict_proba(x), _forward(model, x))
+
+
 class Twice(Layer):
     """A layer of the user's own, with no inference step."""
 

@@ -331,7 +331,8 @@ public:
     // read now (so updates in place between runs are seen). Intermediate
     // outputs live in two buffers (and a chunk of conv output for the
     // conv2d_maxpool steps) allocated for a batch of N once and kept while
-    // later batches fit; elementwise steps work in place on them. No steps: out = x (N, in_size). Runs of one plan take turns
+    // later batches fit (up to 64 MiB; larger ones are freed after the run);
+    // elementwise steps work in place on them. No steps: out = x (N, in_size). Runs of one plan take turns
     // (a mutex); the kernels use the thread pool as ever. May throw
     // std::bad_alloc before the first step.
     void run(float* out, const float* x, int64_t N, const float* const* params);
@@ -346,6 +347,7 @@ private:
     // the two buffers (capacity_, largest output), then the conv output chunk
     std::unique_ptr<float[], void (*)(void*)> buffers_{nullptr, std::free};
     int64_t buffer_floats_ = 0;    // floats of one of the two buffers
+    size_t buffer_bytes_ = 0;      // of all of them
 };
 
 }  // namespace fastcnn

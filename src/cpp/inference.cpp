@@ -49,6 +49,9 @@ namespace {
 
 // The conv output of one chunk of a conv + max-pool step: well inside L2.
 constexpr int64_t kChunkBytes = int64_t(1) << 20;
+// Buffers up to this size stay with the plan between runs; larger ones (large
+// images at large batches) are freed after each run, as the ops' outputs are.
+constexpr size_t kKeepBytes = size_t(64) << 20;
 
 int64_t conv_size(const InferStep& s) {   // per image, before the pool
     return s.K * conv_out_size(s.H, s.KH, s.SH, s.PH) * conv_out_size(s.W, s.KW, s.SW, s.PW);
@@ -168,6 +171,7 @@ void InferencePlan::reserve(int64_t N, int threads) {
     float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
     if (p == nullptr) throw std::bad_alloc();
     buffers_.reset(p);
+    buffer_bytes_ = bytes;
     buffer_floats_ = floats;
     capacity_ = N;
     capacity_threads_ = threads;
@@ -195,6 +199,10 @@ void InferencePlan::run(float* out, const float* x, int64_t N, const float* cons
         }
         run_step(s, dst, src, N, params, buf[1] + buffer_floats_, threads);
         src = dst;
+    }
+    if (buffer_bytes_ > kKeepBytes) {
+        buffers_.reset();
+        capacity_ = capacity_threads_ = 0;
     }
 }
 

@@ -242,6 +242,8 @@ class Sequential:
         x = self.check_x(x)
         batch_size = count(batch_size, "batch_size")
         out = np.empty((x.shape[0],) + self.output_shape, self.dtype)
+        if x.shape[0] <= batch_size:   # one batch: no slices
+            return self.infer(self.batch(x), head, out)
         for i in range(0, x.shape[0], batch_size):
             self.infer(self.batch(x[i:i + batch_size]), head, out[i:i + batch_size])
         return out
