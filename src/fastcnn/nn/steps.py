@@ -24,8 +24,6 @@ Plans keeps a model's plans in step with its steps and parameters.
 """
 from __future__ import annotations
 
-import operator
-
 from ..backend import inference_plan
 
 
@@ -134,11 +132,12 @@ class Plans:
         self._entries = {}
 
     def get(self, model, head=False):
-        arrays = [p for layer in model.layers for p in layer.params.values()]
         entry = self._entries.get(head)
         if (entry is not None and entry[0] is model.steps and entry[1] == model.backend
-                and len(entry[2]) == len(arrays) and all(map(operator.is_, entry[2], arrays))):
+                and _same_arrays(entry[2])):
             return entry[3]
+        # what the plan holds: each layer's parameter arrays, by name
+        held = [(layer, tuple(layer.params.items())) for layer in model.layers]
         plan = inference_plan(model.backend, model.input_shape)
         if plan is not None:
             try:
@@ -147,8 +146,20 @@ class Plans:
                     step.infer(plan, head and i == last)
             except NotImplementedError:
                 plan = None
-        self._entries[head] = (model.steps, model.backend, arrays, plan)
+        self._entries[head] = (model.steps, model.backend, held, plan)
         return plan
+
+
+def _same_arrays(held):
+    """Whether every layer still holds exactly the parameter array objects it held."""
+    for layer, items in held:
+        params = layer.params
+        if len(params) != len(items):
+            return False
+        for name, array in items:
+            if params.get(name) is not array:
+                return False
+    return True
 
 
 def plan(layers, fuse=True):
