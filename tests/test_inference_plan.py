@@ -41,10 +41,10 @@ def _same_bits(a, b):
 
 
 def check_plan(model, x, head=False):
-    """model.infer (the plan) equals model.forward bit for bit; x is not written."""
+    """model._infer (the plan) equals model.forward bit for bit; x is not written."""
     xb = model.batch(x)
     before = xb.copy()
-    got = model.infer(xb, head)
+    got = model._infer(xb, head)
     assert model._plans.get(model, head) is not None, "the plan was not used"
     want = model.forward(xb, head=head)[0]
     _same_bits(got, np.ascontiguousarray(want))

@@ -222,7 +222,7 @@ class Sequential:
 
     # --------------------------------------------------------- inference --
 
-    def infer(self, xb, head=False, out=None):
+    def _infer(self, xb, head=False, out=None):
         """forward's output for a prepared batch xb (batch) at inference: one call
         of the native inference plan (nn/steps.Plans; the same kernels, the same
         numbers) where the backend has one, else forward. out: an array shaped
@@ -243,9 +243,9 @@ class Sequential:
         batch_size = count(batch_size, "batch_size")
         out = np.empty((x.shape[0],) + self.output_shape, self.dtype)
         if x.shape[0] <= batch_size:   # one batch: no slices
-            return self.infer(self.batch(x), head, out)
+            return self._infer(self.batch(x), head, out)
         for i in range(0, x.shape[0], batch_size):
-            self.infer(self.batch(x[i:i + batch_size]), head, out[i:i + batch_size])
+            self._infer(self.batch(x[i:i + batch_size]), head, out[i:i + batch_size])
         return out
 
     def predict_proba(self, x, batch_size=1000):
@@ -265,7 +265,7 @@ class Sequential:
         head = self.head(loss)
         total, correct = 0.0, 0
         for i in range(0, x.shape[0], batch_size):
-            out = self.infer(self.batch(x[i:i + batch_size]), head)
+            out = self._infer(self.batch(x[i:i + batch_size]), head)
             yb = y[i:i + batch_size]
             total += loss(self.ops, out, yb)[0] * out.shape[0]
             correct += n_correct(out, yb)
