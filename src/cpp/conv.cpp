@@ -26,6 +26,7 @@
 #include "common.h"
 #include "conv_passes.h"
 #include "fastcnn.h"
+#include "winograd.h"
 
 namespace fastcnn {
 
@@ -88,6 +89,7 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
                     bool relu) {
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PlainForward epi{out, b, K, dims.OHW, relu};
+    if (wino::choose(dims) && wino::forward_pass(epi, x, w, b, dims)) return;
     conv::conv_forward_pass(epi, x, w, b, dims);
 }
 
@@ -97,6 +99,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
                      int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PlainDz src{dout, K, dims.OHW};
+    if (wino::choose(dims) && wino::backward_pass(src, dx, dw, db, x, w, dims)) return;
     conv::conv_backward_pass(src, dx, dw, db, x, w, dims);
 }
 

@@ -37,6 +37,7 @@
 #include "common.h"
 #include "conv_passes.h"
 #include "fastcnn.h"
+#include "winograd.h"
 
 namespace fastcnn {
 
@@ -310,6 +311,7 @@ void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const f
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PoolGeom pg = pool_geom(dims, PKH, PKW, PSH, PSW);
     const PoolForward epi{out, choice, b, K, dims.OW, pg, relu};
+    if (wino::choose(dims) && wino::forward_pass(epi, x, w, b, dims)) return;
     conv::conv_forward_pass(epi, x, w, b, dims);
 }
 
@@ -321,6 +323,7 @@ void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PoolGeom pg = pool_geom(dims, PKH, PKW, PSH, PSW);
     const PoolDz src{dout, choice, K, dims.OH, dims.OW, pg};
+    if (wino::choose(dims) && wino::backward_pass(src, dx, dw, db, x, w, dims)) return;
     conv::conv_backward_pass(src, dx, dw, db, x, w, dims);
 }
 

@@ -185,6 +185,22 @@ void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
                              int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH,
                              int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH, int64_t PSW);
 
+// How conv2d and conv2d_maxpool compute a layer (winograd.cpp, winograd.h):
+// by im2col + GEMM (any shape), or, for 3x3 stride-1 layers, by Winograd's
+// F(4x4, 3x3) (forward, dx and dw; within winograd.h's error bound of the
+// direct sum, not bit for bit; non-finite results are recomputed by im2col).
+// The setting: "auto" (Winograd where the rule of winograd.cpp says it pays),
+// "im2col" (never Winograd: the results of the plain path), "winograd"
+// (wherever it applies). init_conv_algo reads FASTCNN_CONV (unset or empty:
+// "auto") once at import and returns "" or the error; set_conv_algo returns ""
+// or why not (an unknown name; nothing changes). conv_path: the algorithm,
+// "im2col" or "winograd", a call of these sizes takes under the setting in use.
+std::string init_conv_algo();
+std::string set_conv_algo(const char* name);
+const char* conv_algo();
+const char* conv_path(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t KH,
+                      int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
+
 // ------------------------------------------------------------- pooling ----
 // out (N,C,OH,OW), OH = pool_out_size(H, KH, SH). No padding.
 // Max: the chosen element of a window is the first in row-major order that is
