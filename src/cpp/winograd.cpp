@@ -4,12 +4,16 @@
 //
 // Size letters: as in winograd.h.
 //
-// The rule ("auto"): a 3x3 stride-1 convolution with at least
-// kMinChannels input and output channels. Measured on the layers of the
-// CIFAR-shaped nets and K1 (bench/bench_conv3x3.py, docs/performance.md):
-// from 16 channels on, the 36 GEMMs are 4x fewer flops than im2col's and big
-// enough to run near the GEMM's speed; the first layers (1 or 3 input
-// channels) spend their time in the transforms and stay with im2col.
+// The rule ("auto"): a 3x3 stride-1 convolution with at least kMinChannels
+// input and output channels and at least kMinTiles 4x4 output tiles in the
+// batch. Measured on this library's layer shapes (bench/bench_conv3x3.py,
+// docs/performance.md, section Winograd): from 16 channels on, the 36 GEMMs
+// do 4x fewer flops than im2col's one and are big enough to run near the
+// GEMM's speed, and forward + backward take 1.3-2x less time than im2col's;
+// first layers (1 or 3 input channels) spend their time in the transforms
+// (2x slower than im2col), and on few tiles (a 4x4 output at batch 64, a
+// mini-batch of 10 on 10x10 outputs) the weight gradient's GEMMs are too
+// short (0.6-0.8x).
 #include <cstdlib>
 #include <cstring>
 
@@ -25,6 +29,7 @@ enum class Algo { automatic, im2col, winograd };
 std::atomic<int> g_algo{static_cast<int>(Algo::automatic)};
 
 constexpr int64_t kMinChannels = 16;
+constexpr int64_t kMinTiles = 256;
 
 const char* algo_name(Algo a) {
     switch (a) {
@@ -96,7 +101,8 @@ bool choose(const conv::Shape& s) {
         case Algo::winograd: return applicable(s);
         case Algo::automatic: break;
     }
-    return applicable(s) && s.C >= kMinChannels && s.K >= kMinChannels;
+    const int64_t tiles = s.N * ceil_div(s.OH, 4) * ceil_div(s.OW, 4);
+    return applicable(s) && s.C >= kMinChannels && s.K >= kMinChannels && tiles >= kMinTiles;
 }
 
 TileGrid tile_grid(const conv::Shape& s) {
@@ -109,11 +115,15 @@ Plan make_plan(const conv::Shape& s, bool backward) {
     const int64_t TH = p.tg.TH, TW = p.tg.TW, per_image = TH * TW;
     // Tiles per block: the scratch budget, in whole 32-column GEMM panels where it allows.
     int64_t target = kBlockBytes / (36 * static_cast<int64_t>(sizeof(float)) * (s.C + s.K));
-    target = target >= 32 ? target / 32 * 32 : max64(target, 1);
+    target = min64(kMaxBlockTiles, max64(kMinBlockTiles, target / 32 * 32));
     if (backward) {
         // dw slots: at most kMaxGroups, at most kPartsBytes (as conv_passes.cpp).
         const int64_t slot = s.K * s.C * 9 * static_cast<int64_t>(sizeof(float));
-        const int64_t max_groups = max64(1, min64(conv::kMaxGroups, conv::kPartsBytes / slot));
+        // And groups of at least kMinBlockTiles tiles where there are few
+        // (small images), but still 4 to share among threads.
+        const int64_t by_tiles = max64(4, s.N * per_image / kMinBlockTiles);
+        const int64_t max_groups =
+            max64(1, min64(min64(conv::kMaxGroups, by_tiles), conv::kPartsBytes / slot));
         p.G = ceil_div(s.N, min64(s.N, max_groups));
     }
     if (per_image <= target) {

@@ -72,6 +72,10 @@ constexpr double kErrorBound = 1e-5;
 
 // Scratch of a block's two matrices (36 (C + K) Tb floats).
 constexpr int64_t kBlockBytes = int64_t(3) << 19;   // 1.5 MiB
+// But at least this many tiles (two 32-column GEMM panels; many channels on
+// small images: the GEMMs' inner dimension in dw) and at most this many.
+constexpr int64_t kMinBlockTiles = 64;
+constexpr int64_t kMaxBlockTiles = 1024;
 // At most this many whole images per block (the passes keep a pointer per image).
 constexpr int64_t kMaxBlockImages = 64;
 
@@ -162,7 +166,7 @@ bool forward_pass(const Epilogue& epi, const float* x, const float* w, const flo
             for (int64_t i = 0; i < blk.n1 - blk.n0; ++i) {
                 z[i] = epi.target(blk.n0 + i, plane_scratch + i * K * OHW);
             }
-            if (!tk.output(z, M, Tb, K, b, p.tg, blk, work)) finite.store(false);
+            if (!tk.output(z, M, Tb, K, b, p.tg, blk, work, band)) finite.store(false);
             if (blk.ty1 < p.tg.TH) return;  // the image's last band finishes it
             for (int64_t i = 0; i < blk.n1 - blk.n0; ++i) epi.finish(blk.n0 + i, z[i], OHW, false);
         });
@@ -212,7 +216,7 @@ bool backward_pass(const DzSource& src, float* dx, float* dw, float* db, const f
                     db_parts.get()[(blk.n0 + i) * K + k] = conv::sum_floats(dz[i] + k * OHW, OHW);
                 }
             }
-            tk.output_grad(Z, Tb, dz, K, p.tg, blk, work);
+            tk.output_grad(Z, Tb, dz, K, p.tg, blk, work, band);
             tk.input(V, Tb, x, C, p.tg, blk, work, band);
             for (int64_t e = 0; e < 36; ++e) {
                 // dU[e] (K, C) (+)= Z[e] (K, n) . V[e]^T (n, C)
@@ -227,7 +231,7 @@ bool backward_pass(const DzSource& src, float* dx, float* dw, float* db, const f
             if (blk.ty0 == 0) {
                 std::fill(dx + blk.n0 * C * H * W, dx + blk.n1 * C * H * W, 0.0f);
             }
-            if (!tk.input_grad(dx, V, Tb, C, p.tg, blk, work)) finite.store(false);
+            if (!tk.input_grad(dx, V, Tb, C, p.tg, blk, work, band)) finite.store(false);
         });
         tk.weight_gradient(p.groups > 1 ? dw_parts.get() + g * K * C * 9 : dw, dU, K, C, work);
     });

@@ -46,27 +46,28 @@ static inline int64_t band_floats(int64_t images, int64_t rows, const TileGrid& 
     return images * (4 * rows + 2) * (4 * tg.TW + 2);
 }
 
-// One path's transforms. work: kTileWorkFloats floats (tiles) or 27 * C (weights).
+// One path's transforms. work: kTileWorkFloats floats (tiles) or 27 * C
+// (weights); bands: band_floats(...) of the block (any transform's band buffers fit).
 struct TileKernels {
     // U (36, K, C) = G w G^T of w (K, C, 3, 3).
     void (*weights)(float* U, const float* w, int64_t K, int64_t C, float* work);
     // dw (K, C, 3, 3) = G^T dU G of dU (36, K, C).
     void (*weight_gradient)(float* dw, const float* dU, int64_t K, int64_t C, float* work);
     // V (36, C, ld): B^T d B of the block's tiles, d the 6x6 input patches of
-    // x (N, C, H, W) (0 outside the image); bands: band_floats(...) of the block.
+    // x (N, C, H, W) (0 outside the image).
     void (*input)(float* V, int64_t ld, const float* x, int64_t C, const TileGrid& tg,
                   const Block& blk, float* work, float* bands);
     // z[i] (K, OH, OW), the target of the block's i-th image: its tiles of
     // A^T M A + b (b may be null) from M (36, K, ld). False if a value is not finite.
     bool (*output)(float* const* z, const float* M, int64_t ld, int64_t K, const float* b,
-                   const TileGrid& tg, const Block& blk, float* work);
+                   const TileGrid& tg, const Block& blk, float* work, float* bands);
     // Z (36, K, ld): A dz A^T of the block's 4x4 tiles of dz[i] (K, OH, OW), 0 outside.
     void (*output_grad)(float* Z, int64_t ld, const float* const* dz, int64_t K,
-                        const TileGrid& tg, const Block& blk, float* work);
+                        const TileGrid& tg, const Block& blk, float* work, float* bands);
     // dx (N, C, H, W) += B dV B^T of the block's tiles from dV (36, C, ld), inside
     // the image only. False if a value is not finite.
     bool (*input_grad)(float* dx, const float* dV, int64_t ld, int64_t C, const TileGrid& tg,
-                       const Block& blk, float* work);
+                       const Block& blk, float* work, float* bands);
 };
 
 TileKernels tile_kernels_generic();

@@ -44,15 +44,17 @@ void fill_zero(float* p, int64_t n) {
 }
 
 // ------------------------------------------------------- 1-D transforms ----
-// Each maps the rows in[r*is] (r < 6 or 4) to the rows out[i*os] over n
-// tiles; in and out never overlap.
+// Each maps the rows in + r*is (r < 6 or 4) to the rows out + i*os over n
+// tiles; in and out never overlap. The rows reach the loops as separate
+// restrict pointers: with one base pointer each side, the compiler would have
+// to check the rows for overlap at run time and leaves the loop scalar.
 
 // out = B^T in (6 -> 6).
-void bt6(const float* __restrict in, int64_t is, float* __restrict out, int64_t os, int64_t n) {
-    const float* d0 = in; const float* d1 = in + is; const float* d2 = in + 2 * is;
-    const float* d3 = in + 3 * is; const float* d4 = in + 4 * is; const float* d5 = in + 5 * is;
-    float* o0 = out; float* o1 = out + os; float* o2 = out + 2 * os;
-    float* o3 = out + 3 * os; float* o4 = out + 4 * os; float* o5 = out + 5 * os;
+__attribute__((noinline)) void bt6_rows(
+    int64_t n, const float* __restrict d0, const float* __restrict d1, const float* __restrict d2,
+    const float* __restrict d3, const float* __restrict d4, const float* __restrict d5,
+    float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3,
+    float* __restrict o4, float* __restrict o5) {
     for (int64_t t = 0; t < n; ++t) {
         const float a = d4[t] - 4.0f * d2[t], b = d3[t] - 4.0f * d1[t];
         const float c = d4[t] - d2[t], d = 2.0f * (d3[t] - d1[t]);
@@ -64,13 +66,17 @@ void bt6(const float* __restrict in, int64_t is, float* __restrict out, int64_t 
         o5[t] = 4.0f * d1[t] - 5.0f * d3[t] + d5[t];
     }
 }
+void bt6(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
+    bt6_rows(n, in, in + is, in + 2 * is, in + 3 * is, in + 4 * is, in + 5 * is, out, out + os,
+             out + 2 * os, out + 3 * os, out + 4 * os, out + 5 * os);
+}
 
 // out = B in (6 -> 6), the adjoint of bt6.
-void b6(const float* __restrict in, int64_t is, float* __restrict out, int64_t os, int64_t n) {
-    const float* v0 = in; const float* v1 = in + is; const float* v2 = in + 2 * is;
-    const float* v3 = in + 3 * is; const float* v4 = in + 4 * is; const float* v5 = in + 5 * is;
-    float* o0 = out; float* o1 = out + os; float* o2 = out + 2 * os;
-    float* o3 = out + 3 * os; float* o4 = out + 4 * os; float* o5 = out + 5 * os;
+__attribute__((noinline)) void b6_rows(
+    int64_t n, const float* __restrict v0, const float* __restrict v1, const float* __restrict v2,
+    const float* __restrict v3, const float* __restrict v4, const float* __restrict v5,
+    float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3,
+    float* __restrict o4, float* __restrict o5) {
     for (int64_t t = 0; t < n; ++t) {
         const float s12 = v1[t] - v2[t], s34 = v3[t] - v4[t];
         const float p12 = v1[t] + v2[t], p34 = v3[t] + v4[t];
@@ -82,12 +88,16 @@ void b6(const float* __restrict in, int64_t is, float* __restrict out, int64_t o
         o5[t] = v5[t];
     }
 }
+void b6(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
+    b6_rows(n, in, in + is, in + 2 * is, in + 3 * is, in + 4 * is, in + 5 * is, out, out + os,
+            out + 2 * os, out + 3 * os, out + 4 * os, out + 5 * os);
+}
 
 // out = A^T in (6 -> 4).
-void at4(const float* __restrict in, int64_t is, float* __restrict out, int64_t os, int64_t n) {
-    const float* m0 = in; const float* m1 = in + is; const float* m2 = in + 2 * is;
-    const float* m3 = in + 3 * is; const float* m4 = in + 4 * is; const float* m5 = in + 5 * is;
-    float* o0 = out; float* o1 = out + os; float* o2 = out + 2 * os; float* o3 = out + 3 * os;
+__attribute__((noinline)) void at4_rows(
+    int64_t n, const float* __restrict m0, const float* __restrict m1, const float* __restrict m2,
+    const float* __restrict m3, const float* __restrict m4, const float* __restrict m5,
+    float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3) {
     for (int64_t t = 0; t < n; ++t) {
         const float a = m1[t] + m2[t], b = m1[t] - m2[t];
         const float c = m3[t] + m4[t], d = m3[t] - m4[t];
@@ -97,13 +107,16 @@ void at4(const float* __restrict in, int64_t is, float* __restrict out, int64_t 
         o3[t] = b + 8.0f * d + m5[t];
     }
 }
+void at4(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
+    at4_rows(n, in, in + is, in + 2 * is, in + 3 * is, in + 4 * is, in + 5 * is, out, out + os,
+             out + 2 * os, out + 3 * os);
+}
 
 // out = A in (4 -> 6), the adjoint of at4.
-void a6(const float* __restrict in, int64_t is, float* __restrict out, int64_t os, int64_t n) {
-    const float* y0 = in; const float* y1 = in + is; const float* y2 = in + 2 * is;
-    const float* y3 = in + 3 * is;
-    float* o0 = out; float* o1 = out + os; float* o2 = out + 2 * os;
-    float* o3 = out + 3 * os; float* o4 = out + 4 * os; float* o5 = out + 5 * os;
+__attribute__((noinline)) void a6_rows(
+    int64_t n, const float* __restrict y0, const float* __restrict y1, const float* __restrict y2,
+    const float* __restrict y3, float* __restrict o0, float* __restrict o1, float* __restrict o2,
+    float* __restrict o3, float* __restrict o4, float* __restrict o5) {
     for (int64_t t = 0; t < n; ++t) {
         const float p = y0[t] + y2[t], q = y1[t] + y3[t];
         const float p4 = y0[t] + 4.0f * y2[t], q4 = 2.0f * y1[t] + 8.0f * y3[t];
@@ -115,65 +128,92 @@ void a6(const float* __restrict in, int64_t is, float* __restrict out, int64_t o
         o5[t] = y3[t];
     }
 }
+void a6(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
+    a6_rows(n, in, in + is, in + 2 * is, in + 3 * is, out, out + os, out + 2 * os, out + 3 * os,
+            out + 4 * os, out + 5 * os);
+}
 
 // ------------------------------------------------------------- tiles ----
+// A block's pixels go through zero-padded band buffers, one (rows, width)
+// band per image of the block, so the per-tile loops need no bounds checks:
+//   input bands  (images, 4 rows + 2, 4 TW + 2): the input pixels under the
+//                block's tiles (padded coordinates; 0 outside the image);
+//   output bands (images, 4 rows, 4 TW): the 4x4 tiles of the output (or of
+//                its gradient), clipped to OH x OW when copied out.
+// Within a chunk, element e of every tile sits at off[t] + eoff(e) of the
+// bands: per e one indexed loop over the tiles, which the compiler makes a
+// vector gather or scatter where the path has one.
 
-// Tile t of a block: its image (index within the block), tile row and column.
-struct TilePos {
-    int64_t img, ty, tx;
+struct Bands {
+    int64_t rows, width;  // of one image's band
 };
+Bands input_bands(const Block& blk, const TileGrid& tg) {
+    return Bands{4 * (blk.ty1 - blk.ty0) + 2, 4 * tg.TW + 2};
+}
+Bands output_bands(const Block& blk, const TileGrid& tg) {
+    return Bands{4 * (blk.ty1 - blk.ty0), 4 * tg.TW};
+}
 
-TilePos tile_at(const Block& blk, const TileGrid& tg, int64_t t) {
+// off[t] (t < tc): where tile t0 + t of the block starts in bands of shape b.
+void tile_offsets(int32_t* off, int64_t t0, int64_t tc, const Block& blk, const TileGrid& tg,
+                  const Bands& b) {
     const int64_t per_image = (blk.ty1 - blk.ty0) * tg.TW;
-    const int64_t rem = t % per_image;
-    return TilePos{t / per_image, blk.ty0 + rem / tg.TW, rem % tg.TW};
-}
-
-void next_tile(TilePos& p, const Block& blk, const TileGrid& tg) {
-    if (++p.tx < tg.TW) return;
-    p.tx = 0;
-    if (++p.ty < blk.ty1) return;
-    p.ty = blk.ty0;
-    ++p.img;
-}
-
-// bands (images, 4 rows + 2, 4 TW + 2): the input pixels under the block's
-// tiles in plane c of each image, zero-padded: band row rr, column cc holds
-// x[n][c][4 ty0 - PH + rr][cc - PW], 0 outside the image.
-void copy_bands(float* bands, const float* x, int64_t C, int64_t c, const TileGrid& tg,
-                const Block& blk) {
-    const int64_t rows = 4 * (blk.ty1 - blk.ty0) + 2, width = 4 * tg.TW + 2;
-    const int64_t inside = min64(tg.W, width - tg.PW);  // columns of the image in a band row
-    for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
-        const float* plane = x + ((blk.n0 + img) * C + c) * tg.H * tg.W;  // (H, W)
-        float* band = bands + img * rows * width;                          // (rows, width)
-        for (int64_t rr = 0; rr < rows; ++rr) {
-            float* dst = band + rr * width;
-            const int64_t y = 4 * blk.ty0 - tg.PH + rr;
-            if (y < 0 || y >= tg.H) {
-                fill_zero(dst, width);
-                continue;
+    int64_t img = t0 / per_image, ty = (t0 % per_image) / tg.TW, tx = t0 % tg.TW;
+    for (int64_t t = 0; t < tc; ++t) {
+        off[t] = static_cast<int32_t>((img * b.rows + 4 * ty) * b.width + 4 * tx);
+        if (++tx == tg.TW) {
+            tx = 0;
+            if (++ty == blk.ty1 - blk.ty0) {
+                ty = 0;
+                ++img;
             }
-            const float* src = plane + y * tg.W;
-            fill_zero(dst, tg.PW);
-            for (int64_t xx = 0; xx < inside; ++xx) dst[tg.PW + xx] = src[xx];
-            fill_zero(dst + tg.PW + inside, width - tg.PW - inside);
         }
     }
 }
 
-// d (36, tc): the 6x6 patches of tiles [t0, t0 + tc) of the block, from the
-// padded bands (copy_bands).
-void gather_patches(float* d, int64_t tc, const float* bands, const TileGrid& tg,
-                    const Block& blk, int64_t t0) {
-    const int64_t rows = 4 * (blk.ty1 - blk.ty0) + 2, width = 4 * tg.TW + 2;
-    TilePos p = tile_at(blk, tg, t0);
-    for (int64_t t = 0; t < tc; ++t, next_tile(p, blk, tg)) {
-        const float* src = bands + (p.img * rows + 4 * (p.ty - blk.ty0)) * width + 4 * p.tx;
-        for (int64_t r = 0; r < 6; ++r) {
-            for (int64_t s = 0; s < 6; ++s) d[(r * 6 + s) * tc + t] = src[r * width + s];
+// d[e*tc + t] = bands[off[t] + (e / side) * width + e % side] for e < side*side.
+void gather_tiles(float* __restrict d, int64_t tc, const float* __restrict bands,
+                  const int32_t* __restrict off, int64_t side, int64_t width) {
+    for (int64_t r = 0; r < side; ++r) {
+        for (int64_t s = 0; s < side; ++s) {
+            float* __restrict row = d + (r * side + s) * tc;
+            const float* __restrict src = bands + r * width + s;
+            for (int64_t t = 0; t < tc; ++t) row[t] = src[off[t]];
         }
     }
+}
+
+// The valid part of output band rows [row0, row0 + count) of image img:
+// plane rows of width OW (4 TW >= OW columns in the band).
+struct OutRows {
+    int64_t row0, count;
+};
+OutRows valid_rows(const Block& blk, const TileGrid& tg) {
+    const int64_t row0 = 4 * blk.ty0;
+    return OutRows{row0, min64(tg.OH, 4 * blk.ty1) - row0};
+}
+
+// dst[i] = src[i] + add (i < n, n <= kTileChunk), and check[i] becomes NaN
+// where dst[i] is not finite (check[i] += dst[i] * 0).
+void add_checked(float* __restrict dst, const float* __restrict src, float add, int64_t n,
+                 float* __restrict check) {
+    for (int64_t i = 0; i < n; ++i) {
+        dst[i] = src[i] + add;
+        check[i] += dst[i] * 0.0f;
+    }
+}
+// The same with a row to add: dst[i] = src[i] + add[i] (add may be dst).
+void add_checked(float* dst, const float* __restrict src, const float* add, int64_t n,
+                 float* __restrict check) {
+    for (int64_t i = 0; i < n; ++i) {
+        dst[i] = src[i] + add[i];
+        check[i] += dst[i] * 0.0f;
+    }
+}
+bool all_finite(const float* check) {
+    float all = 0.0f;
+    for (int64_t i = 0; i < kTileChunk; ++i) all += check[i];
+    return all == 0.0f;
 }
 
 // ------------------------------------------------------------ weights ----
@@ -242,13 +282,31 @@ void weight_gradient(float* dw, const float* dU, int64_t K, int64_t C, float* wo
 void input_tiles(float* V, int64_t ldv, const float* x, int64_t C, const TileGrid& tg,
                  const Block& blk, float* work, float* bands) {
     const int64_t n = block_tiles(blk, tg);
+    const Bands b = input_bands(blk, tg);
+    const int64_t inside = min64(tg.W, b.width - tg.PW);  // image columns in a band row
     float* d = work;                        // (36, kTileChunk)
     float* t1 = work + 36 * kTileChunk;     // (36, kTileChunk)
+    int32_t off[kTileChunk];
     for (int64_t c = 0; c < C; ++c) {
-        copy_bands(bands, x, C, c, tg, blk);
+        for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
+            const float* plane = x + ((blk.n0 + img) * C + c) * tg.H * tg.W;  // (H, W)
+            for (int64_t rr = 0; rr < b.rows; ++rr) {
+                float* dst = bands + (img * b.rows + rr) * b.width;
+                const int64_t y = 4 * blk.ty0 - tg.PH + rr;
+                if (y < 0 || y >= tg.H) {
+                    fill_zero(dst, b.width);
+                    continue;
+                }
+                const float* src = plane + y * tg.W;
+                fill_zero(dst, tg.PW);
+                for (int64_t xx = 0; xx < inside; ++xx) dst[tg.PW + xx] = src[xx];
+                fill_zero(dst + tg.PW + inside, b.width - tg.PW - inside);
+            }
+        }
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
-            gather_patches(d, tc, bands, tg, blk, t0);
+            tile_offsets(off, t0, tc, blk, tg, b);
+            gather_tiles(d, tc, bands, off, 6, b.width);
             // rows: t1[i*6 + s] = sum_r B^T[i][r] d[r*6 + s]
             for (int64_t s = 0; s < 6; ++s) bt6(d + s * tc, 6 * tc, t1 + s * tc, 6 * tc, tc);
             // columns: V[i*6 + j][c] = sum_s B^T[j][s] t1[i*6 + s]
@@ -259,16 +317,18 @@ void input_tiles(float* V, int64_t ldv, const float* x, int64_t C, const TileGri
     }
 }
 
-bool output_tiles(float* const* z, const float* Mw, int64_t ldm, int64_t K, const float* b,
-                  const TileGrid& tg, const Block& blk, float* work) {
+bool output_tiles(float* const* z, const float* Mw, int64_t ldm, int64_t K, const float* bias,
+                  const TileGrid& tg, const Block& blk, float* work, float* bands) {
     const int64_t n = block_tiles(blk, tg);
+    const Bands b = output_bands(blk, tg);
+    const OutRows rows = valid_rows(blk, tg);
     float* t1 = work;                        // (24, kTileChunk)
     float* o = work + 24 * kTileChunk;       // (16, kTileChunk)
     float* check = o + 16 * kTileChunk;     // (kTileChunk): 0, or NaN once a value is not finite
     fill_zero(check, kTileChunk);
+    int32_t off[kTileChunk];
     const int64_t OHW = tg.OH * tg.OW;
     for (int64_t k = 0; k < K; ++k) {
-        const float bias = b ? b[k] : 0.0f;
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
             // rows: t1[p*6 + j] = sum_i A^T[p][i] M[i*6 + j]
@@ -277,58 +337,55 @@ bool output_tiles(float* const* z, const float* Mw, int64_t ldm, int64_t K, cons
             }
             // columns: o[p*4 + q] = sum_j A^T[q][j] t1[p*6 + j]
             for (int64_t p = 0; p < 4; ++p) at4(t1 + p * 6 * tc, tc, o + p * 4 * tc, tc, tc);
-            for (int64_t e = 0; e < 16; ++e) {
-                float* row = o + e * tc;
-                for (int64_t t = 0; t < tc; ++t) {
-                    row[t] += bias;
-                    check[t] += row[t] * 0.0f;
+            tile_offsets(off, t0, tc, blk, tg, b);
+            for (int64_t p = 0; p < 4; ++p) {
+                for (int64_t q = 0; q < 4; ++q) {
+                    const float* __restrict row = o + (p * 4 + q) * tc;
+                    float* __restrict dst = bands + p * b.width + q;
+                    for (int64_t t = 0; t < tc; ++t) dst[off[t]] = row[t];
                 }
             }
-            TilePos pos = tile_at(blk, tg, t0);
-            for (int64_t t = 0; t < tc; ++t, next_tile(pos, blk, tg)) {
-                float* plane = z[pos.img] + k * OHW;                  // (OH, OW)
-                const int64_t y0 = 4 * pos.ty, x0 = 4 * pos.tx;
-                const int64_t rows = min64(4, tg.OH - y0), cols = min64(4, tg.OW - x0);
-                for (int64_t p = 0; p < rows; ++p) {
-                    float* dst = plane + (y0 + p) * tg.OW + x0;
-                    for (int64_t q = 0; q < cols; ++q) dst[q] = o[(p * 4 + q) * tc + t];
+        }
+        const float bk = bias ? bias[k] : 0.0f;
+        for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
+            for (int64_t r = 0; r < rows.count; ++r) {
+                const float* src = bands + (img * b.rows + r) * b.width;
+                float* dst = z[img] + k * OHW + (rows.row0 + r) * tg.OW;
+                for (int64_t q0 = 0; q0 < tg.OW; q0 += kTileChunk) {
+                    add_checked(dst + q0, src + q0, bk, min64(kTileChunk, tg.OW - q0), check);
                 }
             }
         }
     }
-    float all = 0.0f;
-    for (int64_t t = 0; t < kTileChunk; ++t) all += check[t];
-    return all == 0.0f;
+    return all_finite(check);
 }
 
 void output_grad_tiles(float* Z, int64_t ldz, const float* const* dz, int64_t K,
-                       const TileGrid& tg, const Block& blk, float* work) {
+                       const TileGrid& tg, const Block& blk, float* work, float* bands) {
     const int64_t n = block_tiles(blk, tg);
+    const Bands b = output_bands(blk, tg);
+    const OutRows rows = valid_rows(blk, tg);
     float* y = work;                        // (16, kTileChunk)
     float* t1 = work + 16 * kTileChunk;     // (24, kTileChunk)
+    int32_t off[kTileChunk];
     const int64_t OHW = tg.OH * tg.OW;
     for (int64_t k = 0; k < K; ++k) {
-        for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
-            const int64_t tc = min64(kTileChunk, n - t0);
-            TilePos pos = tile_at(blk, tg, t0);
-            for (int64_t t = 0; t < tc; ++t, next_tile(pos, blk, tg)) {
-                const float* plane = dz[pos.img] + k * OHW;           // (OH, OW)
-                const int64_t y0 = 4 * pos.ty, x0 = 4 * pos.tx;
-                const int64_t rows = min64(4, tg.OH - y0), cols = min64(4, tg.OW - x0);
-                if (rows == 4 && cols == 4) {
-                    for (int64_t p = 0; p < 4; ++p) {
-                        const float* src = plane + (y0 + p) * tg.OW + x0;
-                        for (int64_t q = 0; q < 4; ++q) y[(p * 4 + q) * tc + t] = src[q];
-                    }
+        for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
+            for (int64_t r = 0; r < b.rows; ++r) {
+                float* dst = bands + (img * b.rows + r) * b.width;
+                if (r >= rows.count) {
+                    fill_zero(dst, b.width);
                     continue;
                 }
-                for (int64_t p = 0; p < 4; ++p) {
-                    for (int64_t q = 0; q < 4; ++q) {
-                        y[(p * 4 + q) * tc + t] =
-                            p < rows && q < cols ? plane[(y0 + p) * tg.OW + x0 + q] : 0.0f;
-                    }
-                }
+                const float* src = dz[img] + k * OHW + (rows.row0 + r) * tg.OW;
+                for (int64_t q = 0; q < tg.OW; ++q) dst[q] = src[q];
+                fill_zero(dst + tg.OW, b.width - tg.OW);
             }
+        }
+        for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
+            const int64_t tc = min64(kTileChunk, n - t0);
+            tile_offsets(off, t0, tc, blk, tg, b);
+            gather_tiles(y, tc, bands, off, 4, b.width);
             // rows: t1[i*4 + q] = sum_p A[i][p] y[p*4 + q]
             for (int64_t q = 0; q < 4; ++q) a6(y + q * tc, 4 * tc, t1 + q * tc, 4 * tc, tc);
             // columns: Z[i*6 + j][k] = sum_q A[j][q] t1[i*4 + q]
@@ -340,13 +397,17 @@ void output_grad_tiles(float* Z, int64_t ldz, const float* const* dz, int64_t K,
 }
 
 bool input_grad_tiles(float* dx, const float* dV, int64_t ldv, int64_t C, const TileGrid& tg,
-                      const Block& blk, float* work) {
+                      const Block& blk, float* work, float* bands) {
     const int64_t n = block_tiles(blk, tg);
+    const Bands b = input_bands(blk, tg);
+    const int64_t inside = min64(tg.W, b.width - tg.PW);  // image columns in a band row
     float* t1 = work;                        // (36, kTileChunk)
     float* dd = work + 36 * kTileChunk;     // (36, kTileChunk)
-    float* check = dd + 36 * kTileChunk;    // (kTileChunk)
+    float* check = dd + 36 * kTileChunk;    // (kTileChunk): 0, or NaN once a value is not finite
     fill_zero(check, kTileChunk);
+    int32_t off[kTileChunk];
     for (int64_t c = 0; c < C; ++c) {
+        fill_zero(bands, (blk.n1 - blk.n0) * b.rows * b.width);
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
             // rows: t1[r*6 + j] = sum_i B[r][i] dV[i*6 + j]
@@ -355,26 +416,30 @@ bool input_grad_tiles(float* dx, const float* dV, int64_t ldv, int64_t C, const 
             }
             // columns: dd[r*6 + s] = sum_j B[s][j] t1[r*6 + j]
             for (int64_t r = 0; r < 6; ++r) b6(t1 + r * 6 * tc, tc, dd + r * 6 * tc, tc, tc);
-            for (int64_t e = 0; e < 36; ++e) {
-                const float* row = dd + e * tc;
-                for (int64_t t = 0; t < tc; ++t) check[t] += row[t] * 0.0f;
+            // Patches overlap: added tile by tile, in order.
+            tile_offsets(off, t0, tc, blk, tg, b);
+            for (int64_t t = 0; t < tc; ++t) {
+                float* dst = bands + off[t];
+                for (int64_t r = 0; r < 6; ++r) {
+                    for (int64_t s = 0; s < 6; ++s) dst[r * b.width + s] += dd[(r * 6 + s) * tc + t];
+                }
             }
-            TilePos pos = tile_at(blk, tg, t0);
-            for (int64_t t = 0; t < tc; ++t, next_tile(pos, blk, tg)) {
-                float* plane = dx + ((blk.n0 + pos.img) * C + c) * tg.H * tg.W;  // (H, W)
-                const int64_t y0 = 4 * pos.ty - tg.PH, x0 = 4 * pos.tx - tg.PW;
-                const int64_t r0 = max64(0, -y0), r1 = min64(6, tg.H - y0);
-                const int64_t s0 = max64(0, -x0), s1 = min64(6, tg.W - x0);
-                for (int64_t r = r0; r < r1; ++r) {
-                    float* dst = plane + (y0 + r) * tg.W + x0;
-                    for (int64_t s = s0; s < s1; ++s) dst[s] += dd[(r * 6 + s) * tc + t];
+        }
+        // dx += the bands' pixels inside the image
+        for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
+            float* plane = dx + ((blk.n0 + img) * C + c) * tg.H * tg.W;  // (H, W)
+            for (int64_t rr = 0; rr < b.rows; ++rr) {
+                const int64_t y = 4 * blk.ty0 - tg.PH + rr;
+                if (y < 0 || y >= tg.H) continue;
+                const float* src = bands + (img * b.rows + rr) * b.width + tg.PW;
+                float* dst = plane + y * tg.W;
+                for (int64_t x0 = 0; x0 < inside; x0 += kTileChunk) {
+                    add_checked(dst + x0, src + x0, dst + x0, min64(kTileChunk, inside - x0), check);
                 }
             }
         }
     }
-    float all = 0.0f;
-    for (int64_t t = 0; t < kTileChunk; ++t) all += check[t];
-    return all == 0.0f;
+    return all_finite(check);
 }
 
 // This path's table.
