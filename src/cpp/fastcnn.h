@@ -195,6 +195,11 @@ void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
 // "auto") once at import and returns "" or the error; set_conv_algo returns ""
 // or why not (an unknown name; nothing changes). conv_path: the algorithm,
 // "im2col" or "winograd", a call of these sizes takes under the setting in use.
+// The Winograd error bound: for every output plane P (out[n][k], dx[n][c],
+// dw[k][c]), max over P of |result - exact| <= kWinogradErrorBound * max over
+// P of S, S = the same computation on |x|, |w|, |dout| (docs/performance.md,
+// section Winograd; tests/test_winograd.py). Exported as _core.WINOGRAD_ERROR_BOUND.
+constexpr double kWinogradErrorBound = 5e-5;
 std::string init_conv_algo();
 std::string set_conv_algo(const char* name);
 const char* conv_algo();

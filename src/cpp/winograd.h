@@ -38,9 +38,10 @@
 // to its own dw slot; the slots are added in group order. Groups depend on
 // the shape only, so results do not depend on the thread count.
 //
-// Accuracy (checked by tests/test_winograd.py against the float64 reference):
-// with S = the same convolution of |x| and |w| (for dx: of |dout| and |w|;
-// for dw: of |dout| and |x|), every value satisfies |err| <= kErrorBound * S.
+// Accuracy (fastcnn.h: kWinogradErrorBound; tests/test_winograd.py checks it
+// against the float64 reference): with S = the same convolution of |x| and |w|
+// (for dx: of |dout| and |w|; for dw: of |dout| and |x|), the error anywhere in
+// an output plane is at most kWinogradErrorBound * (the largest S of that plane).
 // Non-finite values: a NaN or Inf spreads over a whole tile here, so a pass
 // that meets one (in its output) returns false and the caller recomputes the
 // call by im2col, which puts them where the direct convolution does.
@@ -65,10 +66,6 @@
 
 namespace fastcnn {
 namespace wino {
-
-// The bound of the error relative to S (see above), for F(4x4, 3x3) in float;
-// tests and docs/performance.md state it.
-constexpr double kErrorBound = 1e-5;
 
 // Scratch of a block's two matrices (36 (C + K) Tb floats).
 constexpr int64_t kBlockBytes = int64_t(3) << 19;   // 1.5 MiB

@@ -87,6 +87,7 @@ void def_cols(py::module_& m, const char* name, ColsKernel kernel, const char* o
 void bind_conv_algo(py::module_& m) {
     const std::string err = fastcnn::init_conv_algo();
     if (!err.empty()) throw py::import_error(err);
+    m.attr("WINOGRAD_ERROR_BOUND") = fastcnn::kWinogradErrorBound;
     m.def("_set_conv_algo", [](const std::string& name) {
         const std::string why = fastcnn::set_conv_algo(name.c_str());
         if (!why.empty()) throw py::value_error("set_conv_algo('" + name + "'): " + why);
