@@ -1,4 +1,5 @@
-// conv.cpp -- 2-D convolution (cross-correlation) forward and backward, by im2col + GEMM.
+// conv.cpp -- 2-D convolution (cross-correlation) forward and backward, by im2col + GEMM
+// (or Winograd, winograd.h).
 //
 // Size letters:
 //   N  batch   C  input channels   K  output channels (filters)
@@ -21,6 +22,9 @@
 // The passes themselves (batch groups, sub-chunks, per-image or batched
 // GEMMs, the dw and db sums) are in conv_passes.h; this file gives them the
 // plain epilogue (results straight into out) and dz source (dout itself).
+// 3x3 stride-1 layers take the Winograd passes (winograd.h) instead where
+// wino::choose says so, with the same epilogue and dz source; a Winograd call
+// whose result is not finite is run again by im2col.
 #include <algorithm>
 
 #include "common.h"

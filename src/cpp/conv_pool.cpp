@@ -19,7 +19,9 @@
 //             them for the conv output's gradient dz that maxpool2d_backward
 //             (after relu_backward) would produce.
 //
-// The conv passes of conv_passes.h run with the max-pool folded in: the
+// The conv passes of conv_passes.h (or, for 3x3 stride-1 layers where
+// wino::choose says so, the Winograd passes of winograd.h, which take the same
+// epilogue and dz source) run with the max-pool folded in: the
 // forward GEMM of an image writes into the thread's scratch (per image) or
 // the K-row matrix (batched), and each plane is pooled from there with its
 // choice recorded; the conv's full output is never stored. The backward
