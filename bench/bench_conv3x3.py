@@ -118,9 +118,7 @@ def main(argv=None):
                                        f"{row['rate_median']:6.1f} GFLOP/s = "
                                        f"{100 * row['rate_median'] / peak:5.1f}% of peak")
     fastcnn.set_conv_algorithm(before)
-    print()
-    for line in summary:
-        print(line)
+    print("\n" + "\n".join(summary))
     harness.finish(summary)
 
 

@@ -115,25 +115,22 @@ def test_conv2d_maxpool_within_bound(case, relu, winograd, threads, isa):
     assert_within_bound(dw, rdw, sdw, "dw")
 
 
+def _all_passes(x, wt, b, dout, p, threads):
+    """Every Winograd pass (conv2d, the fused op, their backward) on `threads` threads."""
+    fastcnn.set_num_threads(threads)
+    out, choice = ops.conv2d_maxpool(x, wt, b, 1, p, 2, relu=True)
+    return (ops.conv2d(x, wt, b, 1, p), *ops.conv2d_backward(dout, x, wt, 1, p), out,
+            *ops.conv2d_maxpool_backward(np.ones_like(out), choice, x, wt, 1, p, 2))
+
+
 @pytest.mark.parametrize("case", [CASES[1], CASES[6], CASES[7]], ids=_id)
-def test_same_bits_on_1_and_2_threads(case, winograd, isa):
-    x, wt, b, dout = _data(case, seed=4)
-    p = case[5]
-    before = fastcnn.get_num_threads()
-    results = {}
-    try:
-        for t in (1, 2, 1):
-            fastcnn.set_num_threads(t)
-            out, choice = ops.conv2d_maxpool(x, wt, b, 1, p, 2, relu=True)
-            got = (ops.conv2d(x, wt, b, 1, p), *ops.conv2d_backward(dout, x, wt, 1, p), out,
-                   *ops.conv2d_maxpool_backward(np.ones_like(out), choice, x, wt, 1, p, 2))
-            for again, first in zip(got, results.get(t, got)):
-                np.testing.assert_array_equal(again, first)
-            results[t] = got
-    finally:
-        fastcnn.set_num_threads(before)
-    for one, two in zip(results[1], results[2]):
-        np.testing.assert_array_equal(two, one)
+def test_same_bits_on_1_and_2_threads(case, winograd, isa, keep_threads):
+    """1 thread, 2 threads, 1 thread again: the same bits each time."""
+    data = _data(case, seed=4)
+    runs = [_all_passes(*data, case[5], t) for t in (1, 2, 1)]
+    for run in runs[1:]:
+        for got, first in zip(run, runs[0]):
+            np.testing.assert_array_equal(got, first)
 
 
 def test_training_same_bits_on_1_and_2_threads(winograd):

@@ -45,93 +45,99 @@ void fill_zero(float* p, int64_t n) {
 
 // ------------------------------------------------------- 1-D transforms ----
 // Each maps the rows in + r*is (r < 6 or 4) to the rows out + i*os over n
-// tiles; in and out never overlap. The rows reach the loops as separate
-// restrict pointers: with one base pointer each side, the compiler would have
-// to check the rows for overlap at run time and leaves the loop scalar.
+// tiles; in and out never overlap, which `ivdep` tells the compiler (it
+// cannot see it, and would otherwise check a dozen row pairs at run time or
+// leave the loop scalar). Row pointers: a0..a5 in, o0..o5 out.
+// FASTCNN_ROWS_LOOP(i, o) { body }: the body for every tile t, with the input
+// rows a[0..i) and output rows o[0..o).
+#define FASTCNN_ROWS_LOOP(in_rows, out_rows)                       \
+    const float* a[6];                                             \
+    float* o[6];                                                   \
+    for (int r = 0; r < (in_rows); ++r) a[r] = in + r * is;        \
+    for (int r = 0; r < (out_rows); ++r) o[r] = out + r * os;      \
+    _Pragma("GCC ivdep") for (int64_t t = 0; t < n; ++t)
 
 // out = B^T in (6 -> 6).
-__attribute__((noinline)) void bt6_rows(
-    int64_t n, const float* __restrict d0, const float* __restrict d1, const float* __restrict d2,
-    const float* __restrict d3, const float* __restrict d4, const float* __restrict d5,
-    float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3,
-    float* __restrict o4, float* __restrict o5) {
-    for (int64_t t = 0; t < n; ++t) {
-        const float a = d4[t] - 4.0f * d2[t], b = d3[t] - 4.0f * d1[t];
-        const float c = d4[t] - d2[t], d = 2.0f * (d3[t] - d1[t]);
-        o0[t] = 4.0f * d0[t] - 5.0f * d2[t] + d4[t];
-        o1[t] = a + b;
-        o2[t] = a - b;
-        o3[t] = c + d;
-        o4[t] = c - d;
-        o5[t] = 4.0f * d1[t] - 5.0f * d3[t] + d5[t];
-    }
-}
 void bt6(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
-    bt6_rows(n, in, in + is, in + 2 * is, in + 3 * is, in + 4 * is, in + 5 * is, out, out + os,
-             out + 2 * os, out + 3 * os, out + 4 * os, out + 5 * os);
+    FASTCNN_ROWS_LOOP(6, 6) {
+        const float p = a[4][t] - 4.0f * a[2][t], q = a[3][t] - 4.0f * a[1][t];
+        const float u = a[4][t] - a[2][t], v = 2.0f * (a[3][t] - a[1][t]);
+        o[0][t] = 4.0f * a[0][t] - 5.0f * a[2][t] + a[4][t];
+        o[1][t] = p + q;
+        o[2][t] = p - q;
+        o[3][t] = u + v;
+        o[4][t] = u - v;
+        o[5][t] = 4.0f * a[1][t] - 5.0f * a[3][t] + a[5][t];
+    }
 }
 
 // out = B in (6 -> 6), the adjoint of bt6.
-__attribute__((noinline)) void b6_rows(
-    int64_t n, const float* __restrict v0, const float* __restrict v1, const float* __restrict v2,
-    const float* __restrict v3, const float* __restrict v4, const float* __restrict v5,
-    float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3,
-    float* __restrict o4, float* __restrict o5) {
-    for (int64_t t = 0; t < n; ++t) {
-        const float s12 = v1[t] - v2[t], s34 = v3[t] - v4[t];
-        const float p12 = v1[t] + v2[t], p34 = v3[t] + v4[t];
-        o0[t] = 4.0f * v0[t];
-        o1[t] = 4.0f * (v5[t] - s12) - 2.0f * s34;
-        o2[t] = -5.0f * v0[t] - 4.0f * p12 - p34;
-        o3[t] = s12 + 2.0f * s34 - 5.0f * v5[t];
-        o4[t] = v0[t] + p12 + p34;
-        o5[t] = v5[t];
-    }
-}
 void b6(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
-    b6_rows(n, in, in + is, in + 2 * is, in + 3 * is, in + 4 * is, in + 5 * is, out, out + os,
-            out + 2 * os, out + 3 * os, out + 4 * os, out + 5 * os);
+    FASTCNN_ROWS_LOOP(6, 6) {
+        const float s12 = a[1][t] - a[2][t], s34 = a[3][t] - a[4][t];
+        const float p12 = a[1][t] + a[2][t], p34 = a[3][t] + a[4][t];
+        o[0][t] = 4.0f * a[0][t];
+        o[1][t] = 4.0f * (a[5][t] - s12) - 2.0f * s34;
+        o[2][t] = -5.0f * a[0][t] - 4.0f * p12 - p34;
+        o[3][t] = s12 + 2.0f * s34 - 5.0f * a[5][t];
+        o[4][t] = a[0][t] + p12 + p34;
+        o[5][t] = a[5][t];
+    }
 }
 
 // out = A^T in (6 -> 4).
-__attribute__((noinline)) void at4_rows(
-    int64_t n, const float* __restrict m0, const float* __restrict m1, const float* __restrict m2,
-    const float* __restrict m3, const float* __restrict m4, const float* __restrict m5,
-    float* __restrict o0, float* __restrict o1, float* __restrict o2, float* __restrict o3) {
-    for (int64_t t = 0; t < n; ++t) {
-        const float a = m1[t] + m2[t], b = m1[t] - m2[t];
-        const float c = m3[t] + m4[t], d = m3[t] - m4[t];
-        o0[t] = m0[t] + a + c;
-        o1[t] = b + 2.0f * d;
-        o2[t] = a + 4.0f * c;
-        o3[t] = b + 8.0f * d + m5[t];
-    }
-}
 void at4(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
-    at4_rows(n, in, in + is, in + 2 * is, in + 3 * is, in + 4 * is, in + 5 * is, out, out + os,
-             out + 2 * os, out + 3 * os);
+    FASTCNN_ROWS_LOOP(6, 4) {
+        const float p = a[1][t] + a[2][t], q = a[1][t] - a[2][t];
+        const float u = a[3][t] + a[4][t], v = a[3][t] - a[4][t];
+        o[0][t] = a[0][t] + p + u;
+        o[1][t] = q + 2.0f * v;
+        o[2][t] = p + 4.0f * u;
+        o[3][t] = q + 8.0f * v + a[5][t];
+    }
 }
 
 // out = A in (4 -> 6), the adjoint of at4.
-__attribute__((noinline)) void a6_rows(
-    int64_t n, const float* __restrict y0, const float* __restrict y1, const float* __restrict y2,
-    const float* __restrict y3, float* __restrict o0, float* __restrict o1, float* __restrict o2,
-    float* __restrict o3, float* __restrict o4, float* __restrict o5) {
-    for (int64_t t = 0; t < n; ++t) {
-        const float p = y0[t] + y2[t], q = y1[t] + y3[t];
-        const float p4 = y0[t] + 4.0f * y2[t], q4 = 2.0f * y1[t] + 8.0f * y3[t];
-        o0[t] = y0[t];
-        o1[t] = p + q;
-        o2[t] = p - q;
-        o3[t] = p4 + q4;
-        o4[t] = p4 - q4;
-        o5[t] = y3[t];
+void a6(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
+    FASTCNN_ROWS_LOOP(4, 6) {
+        const float p = a[0][t] + a[2][t], q = a[1][t] + a[3][t];
+        const float p4 = a[0][t] + 4.0f * a[2][t], q4 = 2.0f * a[1][t] + 8.0f * a[3][t];
+        o[0][t] = a[0][t];
+        o[1][t] = p + q;
+        o[2][t] = p - q;
+        o[3][t] = p4 + q4;
+        o[4][t] = p4 - q4;
+        o[5][t] = a[3][t];
     }
 }
-void a6(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
-    a6_rows(n, in, in + is, in + 2 * is, in + 3 * is, out, out + os, out + 2 * os, out + 3 * os,
-            out + 4 * os, out + 5 * os);
+
+// out = G in (3 -> 6), the weights' transform (here n runs over channels).
+constexpr float kSixth = 1.0f / 6.0f, kTwelfth = 1.0f / 12.0f, k24th = 1.0f / 24.0f;
+void g6(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
+    FASTCNN_ROWS_LOOP(3, 6) {
+        const float s = a[0][t] + a[2][t];
+        const float p = k24th * a[0][t] + kSixth * a[2][t], q = kTwelfth * a[1][t];
+        o[0][t] = 0.25f * a[0][t];
+        o[1][t] = -kSixth * (s + a[1][t]);
+        o[2][t] = -kSixth * (s - a[1][t]);
+        o[3][t] = p + q;
+        o[4][t] = p - q;
+        o[5][t] = a[2][t];
+    }
 }
+
+// out = G^T in (6 -> 3), its adjoint (the weight gradient).
+void gt3(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
+    FASTCNN_ROWS_LOOP(6, 3) {
+        const float p12 = a[1][t] + a[2][t], s12 = a[1][t] - a[2][t];
+        const float p34 = a[3][t] + a[4][t], s34 = a[3][t] - a[4][t];
+        o[0][t] = 0.25f * a[0][t] - kSixth * p12 + k24th * p34;
+        o[1][t] = kTwelfth * s34 - kSixth * s12;
+        o[2][t] = kSixth * (p34 - p12) + a[5][t];
+    }
+}
+
+#undef FASTCNN_ROWS_LOOP
 
 // ------------------------------------------------------------- tiles ----
 // A block's pixels go through zero-padded band buffers, one (rows, width)
@@ -183,6 +189,33 @@ void gather_tiles(float* __restrict d, int64_t tc, const float* __restrict bands
     }
 }
 
+// One 1-D transform of the tiles (bt6, b6, at4, a6).
+using RowTransform = void (*)(const float* in, int64_t is, float* out, int64_t os, int64_t n);
+
+// The chunk's tiles into the Winograd domain: dst + e*ds (e = i*6 + j, tc tiles
+// each) = f along the rows, then along the columns, of the side x side patches
+// at off[t] in bands (row width `width`). work: (36 + 36, kTileChunk).
+void chunk_to_domain(RowTransform f, int64_t side, const float* bands, int64_t width,
+                     const int32_t* off, int64_t tc, float* work, float* dst, int64_t ds) {
+    float* d = work;                     // (side*side, tc): the patches
+    float* t1 = work + 36 * kTileChunk;  // (6*side, tc): t1[i*side + s] = f along r
+    gather_tiles(d, tc, bands, off, side, width);
+    for (int64_t s = 0; s < side; ++s) f(d + s * tc, side * tc, t1 + s * tc, side * tc, tc);
+    for (int64_t i = 0; i < 6; ++i) f(t1 + i * side * tc, tc, dst + i * 6 * ds, ds, tc);
+}
+
+// The chunk's tiles out of the Winograd domain: work + 36 kTileChunk (side *
+// side, tc) = f (at4, b6: 6 -> side rows) along the rows, then along the
+// columns, of the 6x6 tiles at src + e*ss (e = i*6 + j, tc tiles each).
+// work: (36 + 36, kTileChunk).
+void chunk_from_domain(RowTransform f, int64_t side, const float* src, int64_t ss, int64_t tc,
+                       float* work) {
+    float* t1 = work;                    // (side*6, tc): t1[p*6 + j] = f along i
+    float* out = work + 36 * kTileChunk;
+    for (int64_t j = 0; j < 6; ++j) f(src + j * ss, 6 * ss, t1 + j * tc, 6 * tc, tc);
+    for (int64_t p = 0; p < side; ++p) f(t1 + p * 6 * tc, tc, out + p * side * tc, tc, tc);
+}
+
 // The valid part of output band rows [row0, row0 + count) of image img:
 // plane rows of width OW (4 TW >= OW columns in the band).
 struct OutRows {
@@ -223,28 +256,14 @@ void transform_weights(float* U, const float* w, int64_t K, int64_t C, float* wo
     // (rows i*3 + b); U[e][k][c] = (G g G^T)[e], rows of C values.
     float* g = work;            // (9, C)
     float* gg = work + 9 * C;   // (18, C)
-    const float sixth = 1.0f / 6.0f, twelfth = 1.0f / 12.0f, t24 = 1.0f / 24.0f;
-    auto g_rows = [=](const float* __restrict in, int64_t is, float* __restrict out, int64_t os) {
-        const float* g0 = in; const float* g1 = in + is; const float* g2 = in + 2 * is;
-        for (int64_t c = 0; c < C; ++c) {
-            const float s = g0[c] + g2[c];
-            const float a = t24 * g0[c] + sixth * g2[c], b = twelfth * g1[c];
-            out[c] = 0.25f * g0[c];
-            out[os + c] = -sixth * (s + g1[c]);
-            out[2 * os + c] = -sixth * (s - g1[c]);
-            out[3 * os + c] = a + b;
-            out[4 * os + c] = a - b;
-            out[5 * os + c] = g2[c];
-        }
-    };
     for (int64_t k = 0; k < K; ++k) {
         for (int64_t c = 0; c < C; ++c) {
             for (int64_t a = 0; a < 9; ++a) g[a * C + c] = w[(k * C + c) * 9 + a];
         }
         // along the kernel's rows a, for each column b: gg[i*3 + b] = sum_a G[i][a] g[a*3 + b]
-        for (int64_t b = 0; b < 3; ++b) g_rows(g + b * C, 3 * C, gg + b * C, 3 * C);
+        for (int64_t b = 0; b < 3; ++b) g6(g + b * C, 3 * C, gg + b * C, 3 * C, C);
         // along its columns, for each i: U[i*6 + j] = sum_b gg[i*3 + b] G[j][b]
-        for (int64_t i = 0; i < 6; ++i) g_rows(gg + i * 3 * C, C, U + (i * 6 * K + k) * C, K * C);
+        for (int64_t i = 0; i < 6; ++i) g6(gg + i * 3 * C, C, U + (i * 6 * K + k) * C, K * C, C);
     }
 }
 
@@ -253,24 +272,11 @@ void weight_gradient(float* dw, const float* dU, int64_t K, int64_t C, float* wo
     // (9, C), scattered into dw (K, C, 3, 3).
     float* h = work;             // (18, C)
     float* out = work + 18 * C;  // (9, C)
-    const float sixth = 1.0f / 6.0f, twelfth = 1.0f / 12.0f, t24 = 1.0f / 24.0f;
-    auto gt_rows = [=](const float* __restrict in, int64_t is, float* __restrict o, int64_t os) {
-        // o[a] = sum_i G[i][a] in[i], a = 0..2
-        const float* u0 = in; const float* u1 = in + is; const float* u2 = in + 2 * is;
-        const float* u3 = in + 3 * is; const float* u4 = in + 4 * is; const float* u5 = in + 5 * is;
-        for (int64_t c = 0; c < C; ++c) {
-            const float p12 = u1[c] + u2[c], s12 = u1[c] - u2[c];
-            const float p34 = u3[c] + u4[c], s34 = u3[c] - u4[c];
-            o[c] = 0.25f * u0[c] - sixth * p12 + t24 * p34;
-            o[os + c] = twelfth * s34 - sixth * s12;
-            o[2 * os + c] = sixth * (p34 - p12) + u5[c];
-        }
-    };
     for (int64_t k = 0; k < K; ++k) {
         // along j for each i: h[i*3 + b] = sum_j dU[i*6 + j] G[j][b]
-        for (int64_t i = 0; i < 6; ++i) gt_rows(dU + (i * 6 * K + k) * C, K * C, h + i * 3 * C, C);
+        for (int64_t i = 0; i < 6; ++i) gt3(dU + (i * 6 * K + k) * C, K * C, h + i * 3 * C, C, C);
         // along i for each b: out[a*3 + b] = sum_i G[i][a] h[i*3 + b]
-        for (int64_t b = 0; b < 3; ++b) gt_rows(h + b * C, 3 * C, out + b * C, 3 * C);
+        for (int64_t b = 0; b < 3; ++b) gt3(h + b * C, 3 * C, out + b * C, 3 * C, C);
         for (int64_t c = 0; c < C; ++c) {
             for (int64_t a = 0; a < 9; ++a) dw[(k * C + c) * 9 + a] = out[a * C + c];
         }
@@ -284,8 +290,6 @@ void input_tiles(float* V, int64_t ldv, const float* x, int64_t C, const TileGri
     const int64_t n = block_tiles(blk, tg);
     const Bands b = input_bands(blk, tg);
     const int64_t inside = min64(tg.W, b.width - tg.PW);  // image columns in a band row
-    float* d = work;                        // (36, kTileChunk)
-    float* t1 = work + 36 * kTileChunk;     // (36, kTileChunk)
     int32_t off[kTileChunk];
     for (int64_t c = 0; c < C; ++c) {
         for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
@@ -306,13 +310,8 @@ void input_tiles(float* V, int64_t ldv, const float* x, int64_t C, const TileGri
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
             tile_offsets(off, t0, tc, blk, tg, b);
-            gather_tiles(d, tc, bands, off, 6, b.width);
-            // rows: t1[i*6 + s] = sum_r B^T[i][r] d[r*6 + s]
-            for (int64_t s = 0; s < 6; ++s) bt6(d + s * tc, 6 * tc, t1 + s * tc, 6 * tc, tc);
-            // columns: V[i*6 + j][c] = sum_s B^T[j][s] t1[i*6 + s]
-            for (int64_t i = 0; i < 6; ++i) {
-                bt6(t1 + i * 6 * tc, tc, V + (i * 6 * C + c) * ldv + t0, C * ldv, tc);
-            }
+            // V[e][c] = (B^T d B)[e]
+            chunk_to_domain(bt6, 6, bands, b.width, off, tc, work, V + c * ldv + t0, C * ldv);
         }
     }
 }
@@ -322,21 +321,16 @@ bool output_tiles(float* const* z, const float* Mw, int64_t ldm, int64_t K, cons
     const int64_t n = block_tiles(blk, tg);
     const Bands b = output_bands(blk, tg);
     const OutRows rows = valid_rows(blk, tg);
-    float* t1 = work;                        // (24, kTileChunk)
-    float* o = work + 24 * kTileChunk;       // (16, kTileChunk)
-    float* check = o + 16 * kTileChunk;     // (kTileChunk): 0, or NaN once a value is not finite
+    float* o = work + 36 * kTileChunk;      // (16, kTileChunk): the chunk's output tiles
+    float* check = o + 36 * kTileChunk;     // (kTileChunk): 0, or NaN once a value is not finite
     fill_zero(check, kTileChunk);
     int32_t off[kTileChunk];
     const int64_t OHW = tg.OH * tg.OW;
     for (int64_t k = 0; k < K; ++k) {
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
-            // rows: t1[p*6 + j] = sum_i A^T[p][i] M[i*6 + j]
-            for (int64_t j = 0; j < 6; ++j) {
-                at4(Mw + (j * K + k) * ldm + t0, 6 * K * ldm, t1 + j * tc, 6 * tc, tc);
-            }
-            // columns: o[p*4 + q] = sum_j A^T[q][j] t1[p*6 + j]
-            for (int64_t p = 0; p < 4; ++p) at4(t1 + p * 6 * tc, tc, o + p * 4 * tc, tc, tc);
+            // o[p*4 + q] = (A^T M A)[p][q]
+            chunk_from_domain(at4, 4, Mw + k * ldm + t0, K * ldm, tc, work);
             tile_offsets(off, t0, tc, blk, tg, b);
             for (int64_t p = 0; p < 4; ++p) {
                 for (int64_t q = 0; q < 4; ++q) {
@@ -365,8 +359,6 @@ void output_grad_tiles(float* Z, int64_t ldz, const float* const* dz, int64_t K,
     const int64_t n = block_tiles(blk, tg);
     const Bands b = output_bands(blk, tg);
     const OutRows rows = valid_rows(blk, tg);
-    float* y = work;                        // (16, kTileChunk)
-    float* t1 = work + 16 * kTileChunk;     // (24, kTileChunk)
     int32_t off[kTileChunk];
     const int64_t OHW = tg.OH * tg.OW;
     for (int64_t k = 0; k < K; ++k) {
@@ -385,13 +377,8 @@ void output_grad_tiles(float* Z, int64_t ldz, const float* const* dz, int64_t K,
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
             tile_offsets(off, t0, tc, blk, tg, b);
-            gather_tiles(y, tc, bands, off, 4, b.width);
-            // rows: t1[i*4 + q] = sum_p A[i][p] y[p*4 + q]
-            for (int64_t q = 0; q < 4; ++q) a6(y + q * tc, 4 * tc, t1 + q * tc, 4 * tc, tc);
-            // columns: Z[i*6 + j][k] = sum_q A[j][q] t1[i*4 + q]
-            for (int64_t i = 0; i < 6; ++i) {
-                a6(t1 + i * 4 * tc, tc, Z + (i * 6 * K + k) * ldz + t0, K * ldz, tc);
-            }
+            // Z[e][k] = (A dz A^T)[e]
+            chunk_to_domain(a6, 4, bands, b.width, off, tc, work, Z + k * ldz + t0, K * ldz);
         }
     }
 }
@@ -401,8 +388,7 @@ bool input_grad_tiles(float* dx, const float* dV, int64_t ldv, int64_t C, const 
     const int64_t n = block_tiles(blk, tg);
     const Bands b = input_bands(blk, tg);
     const int64_t inside = min64(tg.W, b.width - tg.PW);  // image columns in a band row
-    float* t1 = work;                        // (36, kTileChunk)
-    float* dd = work + 36 * kTileChunk;     // (36, kTileChunk)
+    float* dd = work + 36 * kTileChunk;     // (36, kTileChunk): the chunk's patch gradients
     float* check = dd + 36 * kTileChunk;    // (kTileChunk): 0, or NaN once a value is not finite
     fill_zero(check, kTileChunk);
     int32_t off[kTileChunk];
@@ -410,12 +396,8 @@ bool input_grad_tiles(float* dx, const float* dV, int64_t ldv, int64_t C, const 
         fill_zero(bands, (blk.n1 - blk.n0) * b.rows * b.width);
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
-            // rows: t1[r*6 + j] = sum_i B[r][i] dV[i*6 + j]
-            for (int64_t j = 0; j < 6; ++j) {
-                b6(dV + (j * C + c) * ldv + t0, 6 * C * ldv, t1 + j * tc, 6 * tc, tc);
-            }
-            // columns: dd[r*6 + s] = sum_j B[s][j] t1[r*6 + j]
-            for (int64_t r = 0; r < 6; ++r) b6(t1 + r * 6 * tc, tc, dd + r * 6 * tc, tc, tc);
+            // dd[r*6 + s] = (B dV B^T)[r][s]
+            chunk_from_domain(b6, 6, dV + c * ldv + t0, C * ldv, tc, work);
             // Patches overlap: added tile by tile, in order.
             tile_offsets(off, t0, tc, blk, tg, b);
             for (int64_t t = 0; t < tc; ++t) {
