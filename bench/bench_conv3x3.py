@@ -94,6 +94,7 @@ def main(argv=None):
             w = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(c * 9)).astype(np.float32)
             b = rng.standard_normal(k).astype(np.float32)
             dout = rng.standard_normal((n, k, oh, ow)).astype(np.float32)
+            fastcnn.set_conv_algorithm("auto")
             auto = _core._conv_path(n, c, h, wd, k, 3, 3, 1, 1, pad, pad)
             for which in ("fwd+bwd", "fwd", "bwd") if args.split else ("fwd+bwd",):
                 count = {"fwd+bwd": 3, "fwd": 1, "bwd": 2}[which]
