@@ -223,7 +223,7 @@ def test_im2col_setting_gives_the_plain_bits(tmp_path):
             "r = [ops.conv2d(d['x'], d['w'], d['b'], 1, 1), "
             "*ops.conv2d_backward(d['dout'], d['x'], d['w'], 1, 1)]; "
             f"np.savez(r'{tmp_path / 'out.npz'}', *r)")
-    run_python(code, FASTCNN_CONV="im2col")
+    run_python(code, FASTCNN_CONV="im2col", FASTCNN_ISA=_core.simd_level())  # bits are per path
     fresh = np.load(tmp_path / "out.npz")
     before = fastcnn.conv_algorithm()
     try:
