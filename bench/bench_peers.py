@@ -47,12 +47,6 @@ def _cpu_seconds():
     return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK"), t.user + t.system
 
 
-def _fmt(r):
-    if not r or "median" not in r:
-        return (r or {}).get("error", "-")
-    return f"{r['median']:.0f} [{r['min']:.0f}..{r['max']:.0f}]"
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train", default=TRAIN, help=f"NET:BATCH,... (default {TRAIN})")
@@ -70,27 +64,10 @@ def main(argv=None):
     print(f"$ python bench/bench_peers.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"cpu: {info['cpu']} ({info['logical_cpus']} logical CPUs), fastcnn simd="
           f"{info['fastcnn']['simd']}, torch {getattr(peers._nets.torch, '__version__', None)}")
-    rows = []
     start, t0 = _cpu_seconds(), time.perf_counter()
-    for t in [int(v) for v in args.threads.split(",")]:
-        for kind, cases in (("train", _cases(args.train)), ("infer", _cases(args.infer))):
-            for net, bs in cases:
-                if kind == "train":
-                    res, checks = peers.train_case(net, t, bs, settings, args.compile)
-                else:
-                    res, checks = peers.infer_case(net, t, bs, settings)
-                for c in checks:
-                    print(f"  check {net} t={t} b={bs} {c['check']}: "
-                          f"{'ok' if c['ok'] else 'FAIL'} (worst {c['worst']:.1e})")
-                base = res["fastcnn"].get("median")
-                ratios = {k: base / v["median"] for k, v in res.items()
-                          if k != "fastcnn" and "median" in v and base}
-                row = {"kind": kind, "net": net, "threads": t, "batch": bs, "results": res,
-                       "ratios": ratios, "checks": checks}
-                rows.append(row)
-                print(f"{kind:5s} {net} t={t} b={bs:5d}  " + "  ".join(
-                    f"{k} {_fmt(v)}" for k, v in res.items()) + "  |  " + "  ".join(
-                    f"fastcnn/{k} {r:.2f}" for k, r in ratios.items()), flush=True)
+    rows = peers.run(_cases(args.train), _cases(args.infer),
+                     [int(v) for v in args.threads.split(",")], settings, args.compile,
+                     out=lambda line: print(line, flush=True))
     end = _cpu_seconds()
     if start and end:   # what else ran: CPU time other processes took meanwhile
         other = (end[0] - start[0]) - (end[1] - start[1])

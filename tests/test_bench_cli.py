@@ -3,6 +3,7 @@ rate and ratio is a positive number (no timing is judged here)."""
 from __future__ import annotations
 
 import json
+import importlib.util
 import re
 
 import pytest
@@ -70,3 +71,25 @@ def test_bench_bad_arguments(bad, capsys):
         code = e.code
     assert code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_peers_check_then_time(capsys):
+    """fastcnn.bench.peers: every contender checked against fastcnn first, then timed;
+    PyTorch and ONNX Runtime appear when installed, and the ratios are of medians."""
+    from fastcnn.bench import Settings, peers
+    settings = Settings(segments=2, segment_seconds=0.02, settle=0)
+    rows = peers.run([("C1", 4)], [("K1", 1)], [1], settings)
+    text = capsys.readouterr().out
+    assert [(r["kind"], r["net"], r["batch"]) for r in rows] == [("train", "C1", 4),
+                                                                 ("infer", "K1", 1)]
+    for r in rows:
+        assert all(c["ok"] for c in r["checks"]), r["checks"]
+        fast = r["results"]["fastcnn"]
+        assert fast["min"] <= fast["median"] <= fast["max"]
+        for peer, ratio in r["ratios"].items():
+            assert ratio == pytest.approx(fast["median"] / r["results"][peer]["median"])
+    expected = {"onnxruntime"} if importlib.util.find_spec("onnxruntime") else set()
+    if importlib.util.find_spec("torch"):
+        expected.add("torch")
+    assert set(rows[1]["ratios"]) == expected
+    assert "infer K1 t=1 b=    1  fastcnn" in text

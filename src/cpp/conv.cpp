@@ -1,4 +1,5 @@
-// conv.cpp -- 2-D convolution (cross-correlation) forward and backward, by im2col + GEMM.
+// conv.cpp -- 2-D convolution (cross-correlation) forward and backward, by im2col + GEMM
+// (or Winograd, winograd.h).
 //
 // Size letters:
 //   N  batch   C  input channels   K  output channels (filters)
@@ -21,11 +22,15 @@
 // The passes themselves (batch groups, sub-chunks, per-image or batched
 // GEMMs, the dw and db sums) are in conv_passes.h; this file gives them the
 // plain epilogue (results straight into out) and dz source (dout itself).
+// 3x3 stride-1 layers take the Winograd passes (winograd.h) instead where
+// wino::choose says so, with the same epilogue and dz source; a Winograd call
+// whose result is not finite is run again by im2col.
 #include <algorithm>
 
 #include "common.h"
 #include "conv_passes.h"
 #include "fastcnn.h"
+#include "winograd.h"
 
 namespace fastcnn {
 
@@ -88,6 +93,7 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
                     bool relu) {
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PlainForward epi{out, b, K, dims.OHW, relu};
+    if (wino::choose(dims) && wino::forward_pass(epi, x, w, b, dims)) return;
     conv::conv_forward_pass(epi, x, w, b, dims);
 }
 
@@ -97,6 +103,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
                      int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PlainDz src{dout, K, dims.OHW};
+    if (wino::choose(dims) && wino::backward_pass(src, dx, dw, db, x, w, dims)) return;
     conv::conv_backward_pass(src, dx, dw, db, x, w, dims);
 }
 

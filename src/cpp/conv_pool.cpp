@@ -19,7 +19,9 @@
 //             them for the conv output's gradient dz that maxpool2d_backward
 //             (after relu_backward) would produce.
 //
-// The conv passes of conv_passes.h run with the max-pool folded in: the
+// The conv passes of conv_passes.h (or, for 3x3 stride-1 layers where
+// wino::choose says so, the Winograd passes of winograd.h, which take the same
+// epilogue and dz source) run with the max-pool folded in: the
 // forward GEMM of an image writes into the thread's scratch (per image) or
 // the K-row matrix (batched), and each plane is pooled from there with its
 // choice recorded; the conv's full output is never stored. The backward
@@ -37,6 +39,7 @@
 #include "common.h"
 #include "conv_passes.h"
 #include "fastcnn.h"
+#include "winograd.h"
 
 namespace fastcnn {
 
@@ -310,6 +313,7 @@ void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const f
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PoolGeom pg = pool_geom(dims, PKH, PKW, PSH, PSW);
     const PoolForward epi{out, choice, b, K, dims.OW, pg, relu};
+    if (wino::choose(dims) && wino::forward_pass(epi, x, w, b, dims)) return;
     conv::conv_forward_pass(epi, x, w, b, dims);
 }
 
@@ -321,6 +325,7 @@ void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PoolGeom pg = pool_geom(dims, PKH, PKW, PSH, PSW);
     const PoolDz src{dout, choice, K, dims.OH, dims.OW, pg};
+    if (wino::choose(dims) && wino::backward_pass(src, dx, dw, db, x, w, dims)) return;
     conv::conv_backward_pass(src, dx, dw, db, x, w, dims);
 }
 

@@ -188,6 +188,27 @@ void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
                              int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PH,
                              int64_t PW, int64_t PKH, int64_t PKW, int64_t PSH, int64_t PSW);
 
+// How conv2d and conv2d_maxpool compute a layer (winograd.cpp, winograd.h):
+// by im2col + GEMM (any shape), or, for 3x3 stride-1 layers, by Winograd's
+// F(4x4, 3x3) (forward, dx and dw; within winograd.h's error bound of the
+// direct sum, not bit for bit; non-finite results are recomputed by im2col).
+// The setting: "auto" (Winograd where the rule of winograd.cpp says it pays),
+// "im2col" (never Winograd: the results of the plain path), "winograd"
+// (wherever it applies). init_conv_algo reads FASTCNN_CONV (unset or empty:
+// "auto") once at import and returns "" or the error; set_conv_algo returns ""
+// or why not (an unknown name; nothing changes). conv_path: the algorithm,
+// "im2col" or "winograd", a call of these sizes takes under the setting in use.
+// The Winograd error bound: for every output plane P (out[n][k], dx[n][c],
+// dw[k][c]), max over P of |result - exact| <= kWinogradErrorBound * max over
+// P of S, S = the same computation on |x|, |w|, |dout| (docs/performance.md,
+// section Winograd; tests/test_winograd.py). Exported as _core.WINOGRAD_ERROR_BOUND.
+constexpr double kWinogradErrorBound = 5e-5;
+std::string init_conv_algo();
+std::string set_conv_algo(const char* name);
+const char* conv_algo();
+const char* conv_path(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t KH,
+                      int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW);
+
 // ------------------------------------------------------------- pooling ----
 // out (N,C,OH,OW), OH = pool_out_size(H, KH, SH). No padding.
 // Max: the chosen element of a window is the first in row-major order that is
@@ -295,10 +316,11 @@ void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,
 // when it is added; run() trusts them.
 enum class InferOp : int {
     conv2d,          // conv2d_forward (relu: fused)
-    conv2d_maxpool,  // conv2d_maxpool_forward's out, as conv2d_forward without relu,
-                     // maxpool2d_forward, relu_forward (the same values: relu and
-                     // max commute bit for bit) on chunks of images, one thread
-                     // each, whose conv output stays in cache; no choice recorded
+    conv2d_maxpool,  // conv2d_maxpool_forward's out: where the batch's conv takes
+                     // im2col, as conv2d_forward without relu, maxpool2d_forward,
+                     // relu_forward (the same values: relu and max commute bit for
+                     // bit) on chunks of images, one thread each, whose conv output
+                     // stays in cache; else that op over the whole batch
     maxpool2d, avgpool2d, l2pool2d,  // the pooling forwards
     global_avgpool2d,
     dense,           // dense_forward on the input seen as (N, C*H*W)
@@ -346,6 +368,7 @@ private:
     int capacity_threads_ = 0;   // and the thread count their conv chunks are for
     // the two buffers (capacity_, largest output), then the conv output chunk
     std::unique_ptr<float[], void (*)(void*)> buffers_{nullptr, std::free};
+    std::vector<uint8_t> choice_;  // (capacity_, largest pooled output): the fused op's choice
     int64_t buffer_floats_ = 0;    // floats of one of the two buffers
     size_t buffer_bytes_ = 0;      // of all of them
 };

@@ -20,7 +20,7 @@ from __future__ import annotations
 from . import _core  # noqa: F401  (the native core: fails here, once, if it cannot load)
 from .backend import native as ops
 from .backend import reference
-from .backend.build import build_info, set_isa
+from .backend.build import build_info, conv_algorithm, set_conv_algorithm, set_isa
 from .backend.threads import MAX_THREADS, get_num_threads, set_num_threads
 from .common.version import VERSION as __version__
 from .backend import threads
@@ -42,4 +42,5 @@ def __getattr__(name):
 
 __all__ = ["ops", "reference", "threads", "layers", "losses", "optim", "callbacks", "Sequential",
            "Ensemble", "load", "FileFormatError", "datasets", "build_info", "set_isa",
+           "set_conv_algorithm", "conv_algorithm",
            "set_num_threads", "get_num_threads", "MAX_THREADS", "__version__"]

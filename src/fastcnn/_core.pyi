@@ -18,6 +18,7 @@ MAX_SIZE: int               # largest size, window, stride or padding (2**40)
 CHOICE_NO_GRADIENT: int     # the choice value of a window that passes no gradient (255)
 MAX_FUSED_POOL_WINDOW: int  # most elements in a fused conv + max-pool window (254)
 MAX_THREADS: int            # largest thread count set_num_threads takes (1024)
+WINOGRAD_ERROR_BOUND: float  # Winograd: per output plane, max |err| <= this * max S
 
 # ------------------------------------------------------------------ GEMM --
 
@@ -255,6 +256,18 @@ def simd_level() -> str:
 def _set_isa(name: str) -> None:
     """Forces the SIMD path ("generic", "avx2" or "avx512"); ValueError, naming
     what is missing, if unknown or unavailable."""
+
+def _set_conv_algo(name: str) -> None:
+    """Convolution algorithm from now on: "auto", "im2col" or "winograd"
+    (FASTCNN_CONV at import); ValueError for another name."""
+
+def _conv_algo() -> str:
+    """The convolution algorithm setting: "auto", "im2col" or "winograd"."""
+
+def _conv_path(n: int, c: int, h: int, w: int, k: int, kh: int, kw: int, sh: int, sw: int,
+               ph: int, pw: int) -> str:
+    """"im2col" or "winograd": how a conv of x (n, c, h, w) with w (k, c, kh, kw),
+    stride (sh, sw), padding (ph, pw) runs under the setting in use."""
 
 def _peak_fma(name: str, iters: int, threads: int) -> tuple[int, float]:
     """(flops done, a value of the result): `threads` threads each run `iters`

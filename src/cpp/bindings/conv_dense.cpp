@@ -81,9 +81,33 @@ void def_cols(py::module_& m, const char* name, ColsKernel kernel, const char* o
        py::arg("sw"), py::arg("ph"), py::arg("pw"), doc);
 }
 
+// The convolution algorithm setting (fastcnn.h: init_conv_algo ...):
+// FASTCNN_CONV read once here, at import (an unknown value fails the import,
+// as FASTCNN_ISA's does).
+void bind_conv_algo(py::module_& m) {
+    const std::string err = fastcnn::init_conv_algo();
+    if (!err.empty()) throw py::import_error(err);
+    m.attr("WINOGRAD_ERROR_BOUND") = fastcnn::kWinogradErrorBound;
+    m.def("_set_conv_algo", [](const std::string& name) {
+        const std::string why = fastcnn::set_conv_algo(name.c_str());
+        if (!why.empty()) throw py::value_error("set_conv_algo('" + name + "'): " + why);
+    }, py::arg("name"), "Use convolution algorithm name (auto, im2col, winograd) from now on.");
+    m.def("_conv_algo", &fastcnn::conv_algo, "The convolution algorithm setting in use.");
+    m.def("_conv_path", [](int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh,
+                           int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+        const ConvGeom g = conv_geom({n, c, h, w}, "x", kh, kw, sh, sw, ph, pw);
+        require_range(k, 1, kMaxDim, "K");
+        return std::string(fastcnn::conv_path(g.N, g.C, g.H, g.W, k, g.KH, g.KW, g.SH, g.SW,
+                                              g.PH, g.PW));
+    }, py::arg("n"), py::arg("c"), py::arg("h"), py::arg("w"), py::arg("k"), py::arg("kh"),
+       py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
+       "'im2col' or 'winograd': how a conv of x (n,c,h,w) with w (k,c,kh,kw) runs now.");
+}
+
 }  // namespace
 
 void bind_conv_dense(py::module_& m) {
+    bind_conv_algo(m);
     def_cols(m, "im2col", &fastcnn::im2col, "cols", "x", false,
              "cols (C*KH*KW, N*OH*OW) <- im2col(x (N,C,H,W)); cols is overwritten.");
     def_cols(m, "col2im", &fastcnn::col2im, "dx", "cols", true,

@@ -29,4 +29,23 @@ def set_isa(name: str) -> None:
     _core._set_isa(name)
 
 
-__all__ = ["build_info", "set_isa"]
+def set_conv_algorithm(name: str) -> None:
+    """How conv2d and the fused conv + max-pool compute their layers from now on,
+    in this process: "auto" (the default: Winograd F(4x4, 3x3) for 3x3 stride-1
+    layers with at least 16 input and output channels and enough output tiles,
+    im2col + GEMM for the rest), "im2col" (every layer; exactly the results of
+    fastcnn before Winograd) or "winograd" (every 3x3 stride-1 layer). Winograd
+    results differ from im2col's in the last bits, within the bound of
+    docs/performance.md (section Winograd). ValueError for another name. The
+    environment variable FASTCNN_CONV does the same at import."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    _core._set_conv_algo(name)
+
+
+def conv_algorithm() -> str:
+    """The setting of set_conv_algorithm: "auto", "im2col" or "winograd"."""
+    return _core._conv_algo()
+
+
+__all__ = ["build_info", "set_isa", "set_conv_algorithm", "conv_algorithm"]

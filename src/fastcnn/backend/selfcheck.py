@@ -16,7 +16,9 @@ SEED = 20261124
 
 
 def _cases(rng: np.random.Generator):
-    """(op name, positional args, keyword args, indices of in-place args) per op."""
+    """(op name, positional args, keyword args, indices of in-place args[, note]) per
+    op case; the note tells apart cases of one op (the 3x3 convs with 16 channels,
+    which the native core runs by Winograd unless FASTCNN_CONV says otherwise)."""
     r = rng.standard_normal
     x = r((3, 2, 9, 7))                      # N C H W, odd on purpose
     w = r((4, 2, 3, 2))                      # K C KH KW
@@ -32,6 +34,9 @@ def _cases(rng: np.random.Generator):
     mask = rng.uniform(size=x.shape) < 0.6
     p, g, s1, s2 = r(40), r(40), rng.uniform(size=40), rng.uniform(size=40)
     cols = reference.im2col(x, (3, 2), 2, 1)
+    # a 3x3 'same' conv with 16 channels on 16 images: Winograd under "auto"
+    xw, ww, bw = r((16, 16, 16, 16)), r((16, 16, 3, 3)) / 12, r(16)
+    wino_out, wino_choice = reference.conv2d_maxpool(xw, ww, bw, 1, 1, 2, relu=True)
     return [
         ("gemm", (r((7, 5)), r((9, 5))), dict(alpha=0.5, trans_b=True), ()),
         ("im2col", (x, (3, 2), 2, 1), {}, ()),
@@ -41,6 +46,11 @@ def _cases(rng: np.random.Generator):
         ("conv2d_backward", (r(conv_out.shape), x, w, 2, 1), {}, ()),
         ("conv2d_maxpool", (x, w, b, 1, 1, 2), dict(relu=True), ()),
         ("conv2d_maxpool_backward", (r(fused_out.shape), choice, x, w, 1, 1, 2), {}, ()),
+        ("conv2d", (xw, ww, bw, 1, 1), {}, (), "3x3, 16 ch"),
+        ("conv2d_backward", (r((16, 16, 16, 16)), xw, ww, 1, 1), {}, (), "3x3, 16 ch"),
+        ("conv2d_maxpool", (xw, ww, bw, 1, 1, 2), dict(relu=True), (), "3x3, 16 ch"),
+        ("conv2d_maxpool_backward", (r(wino_out.shape), wino_choice, xw, ww, 1, 1, 2), {}, (),
+         "3x3, 16 ch"),
         ("maxpool2d", (x, 2), {}, ()),
         ("maxpool2d_backward", (r(pool_out.shape), x, 2), {}, ()),
         ("avgpool2d", (x, (3, 2), 1), {}, ()),
@@ -92,9 +102,10 @@ def run(tolerance: float = 1e-4, out=print) -> bool:
     """Run every op in both backends; print one line per op; True if all agree."""
     rng = np.random.default_rng(SEED)
     ok_all = True
-    out(f"{'op':28s} {'max rel. error':>14s}  result")
-    for name, args, kwargs, inplace in _cases(rng):
+    out(f"{'op':42s} {'max rel. error':>14s}  result")
+    for name, args, kwargs, inplace, *note in _cases(rng):
         label = name + ("(relu=True)" if kwargs.get("relu") else "")
+        label += f" [{note[0]}]" if note else ""
         ref_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
         nat_args = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
                     else (a.copy() if isinstance(a, np.ndarray) else a) for a in args]
@@ -105,12 +116,12 @@ def run(tolerance: float = 1e-4, out=print) -> bool:
                            [nat_args[i] for i in inplace])
         except Exception as e:  # report every op, even after one breaks
             ok_all = False
-            out(f"{label:28s} {'-':>14s}  FAIL ({type(e).__name__}: {e})")
+            out(f"{label:42s} {'-':>14s}  FAIL ({type(e).__name__}: {e})")
             continue
         err = max(_relative_error(g, w) for g, w in zip(got, want))
         ok = len(got) == len(want) and err <= tolerance
         ok_all &= ok
-        out(f"{label:28s} {err:14.2e}  {'ok' if ok else 'FAIL'}")
+        out(f"{label:42s} {err:14.2e}  {'ok' if ok else 'FAIL'}")
     out("self-check " + ("passed: every native op matches the reference" if ok_all
                          else "FAILED: see the lines marked FAIL"))
     return ok_all

@@ -14,12 +14,13 @@ from __future__ import annotations
 from .checks import (CHECK_BATCH, EXACT_RTOL, GRAD_RTOL, PROBA_ATOL, TORCH_RTOL,
                      check_native_vs_reference, check_torch_forward, check_torch_step, relerr,
                      verdict)
+from . import peers
 from .compare import header, infer_case, print_table, ratio, run, train_case
 from .nets import (INFER_BATCH, LR, NETS, NO_TORCH, build, cpu_model, load_data, machine_info,
                    net_layers, to_torch, torch, twin)
 from .timing import Settings, calibrate, time_round_robin
 
-__all__ = ["run", "header", "train_case", "infer_case", "print_table", "ratio", "Settings",
+__all__ = ["peers", "run", "header", "train_case", "infer_case", "print_table", "ratio", "Settings",
            "calibrate", "time_round_robin", "NETS", "LR", "INFER_BATCH", "NO_TORCH", "build",
            "cpu_model", "load_data", "machine_info", "net_layers", "to_torch", "twin", "torch",
            "relerr", "verdict", "check_native_vs_reference", "check_torch_forward",

@@ -219,6 +219,40 @@ def infer_case(net, threads, bs, settings, n_batches=8):
     return _timed(runs, checks, setup, settings, MAX_INFER_STEPS)
 
 
+def run(train=(), infer=(), threads=(1,), settings=None, compile_torch=False, out=print):
+    """Time each (net, batch) of train and infer on each thread count; print a line per
+    case (checks, then images/s of every contender and the ratios fastcnn / peer) and
+    return the rows."""
+    from .timing import Settings
+    settings = settings or Settings(segments=5, segment_seconds=0.3, settle=0.1)
+    rows = []
+    for t in threads:
+        for kind, cases in (("train", train), ("infer", infer)):
+            for net, bs in cases:
+                if kind == "train":
+                    res, checks = train_case(net, t, bs, settings, compile_torch)
+                else:
+                    res, checks = infer_case(net, t, bs, settings)
+                for c in checks:
+                    out(f"  check {net} t={t} b={bs} {c['check']}: "
+                        f"{'ok' if c['ok'] else 'FAIL'} (worst {c['worst']:.1e})")
+                base = res["fastcnn"].get("median")
+                ratios = {k: base / v["median"] for k, v in res.items()
+                          if k != "fastcnn" and "median" in v and base}
+                rows.append({"kind": kind, "net": net, "threads": t, "batch": bs,
+                             "results": res, "ratios": ratios, "checks": checks})
+                out(f"{kind:5s} {net} t={t} b={bs:5d}  " + "  ".join(
+                    f"{k} {_rate(v)}" for k, v in res.items()) + "  |  " + "  ".join(
+                    f"fastcnn/{k} {r:.2f}" for k, r in ratios.items()))
+    return rows
+
+
+def _rate(r):
+    if not r or "median" not in r:
+        return (r or {}).get("error", "-")
+    return f"{r['median']:.0f} [{r['min']:.0f}..{r['max']:.0f}]"
+
+
 def _timed(runs, checks, setup, settings, max_steps):
     live = {n: r for n, r in runs.items() if all(c["ok"] for who, c in checks if who == n)}
     res = time_round_robin(live, setup, settings, max_steps)
@@ -226,4 +260,5 @@ def _timed(runs, checks, setup, settings, max_steps):
     return res, [c for _, c in checks]
 
 
-__all__ = ["PEER_NETS", "build_net", "images", "train_case", "infer_case", "ort_session"]
+__all__ = ["PEER_NETS", "build_net", "images", "train_case", "infer_case", "ort_session",
+           "run"]

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from ..backend.threads import MAX_THREADS
+from ..backend.threads import MAX_THREADS, get_num_threads
 from ..data import sources
 from ..io import onnx
 from ..nn.model import load_model
@@ -94,6 +94,10 @@ def _add_bench(sub):
     b.add_argument("--no-reference", action="store_true", help="do not time the reference")
     b.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     b.add_argument("--no-inference", action="store_true", help="time training only")
+    b.add_argument("--peers", action="store_true",
+                   help="also time a CIFAR-shaped net's training against PyTorch and "
+                        "inference at batch 1 and 64 against PyTorch and ONNX Runtime "
+                        "(fastcnn.bench.peers; bench/bench_peers.py has more)")
     b.add_argument("--json", metavar="FILE", help="also write every figure to FILE (JSON)")
 
 
@@ -117,6 +121,12 @@ def _bench(args) -> int:
     command = "python -m fastcnn " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     out = benchmark.run(nets, args.bench_threads, args.batch_size, settings, command,
                         inference=not args.no_inference)
+    if args.peers:
+        print("\nPeers: fastcnn / PyTorch (training, CIFAR-shaped C1) and / ONNX Runtime "
+              "on fastcnn's own export (inference); images/s, median [min..max]")
+        out["peers"] = benchmark.peers.run(
+            [("C1", 64)], [("K1", 1), ("K1", 64), ("C1", 64)],
+            args.bench_threads or [get_num_threads()], settings)
     if args.json:
         write_text(args.json, json.dumps(out, indent=1, default=str))
         print(f"results written to {args.json}")
