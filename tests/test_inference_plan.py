@@ -10,17 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fastcnn
 from fastcnn import Sequential, layers as L, presets
 
 BATCHES = (1, 3, 8)
 
 
-def _images(shape, n, seed=0):
+def _images(shape, n, seed=0, specials=True):
     """n inputs of shape, normal values; in a batch of several the first one also
     holds a NaN, an Inf and a -0 (which may make its whole output NaN)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(0.0, 1.0, (n,) + tuple(shape)).astype(np.float32)
-    if n > 1:
+    if n > 1 and specials:
         x[0].reshape(-1)[[1, 4, 7]] = [np.nan, np.inf, -0.0]
     return x
 
@@ -119,6 +120,30 @@ def test_conv_pool_in_chunks(relu, threads, isa):
                         L.MaxPool2D(2), L.Dense(3)], input_shape=(2, 40, 40), seed=2)
     _randomize(model)
     check_plan(model, _images(model.input_shape, 10))
+
+
+@pytest.mark.parametrize("specials", [True, False], ids=["nan", "finite"])
+@pytest.mark.parametrize("algorithm", ["auto", "winograd", "im2col"])
+@pytest.mark.parametrize("batch", [1, 3, 40])
+def test_winograd_layers(algorithm, batch, specials, threads):
+    """3x3 convs of 16 channels and more, which take Winograd where the batch has
+    tiles enough (auto: 40 images of 17x17 and 15x15 outputs) or always (winograd);
+    with specials the first image of a batch holds a NaN, which sends a whole
+    Winograd call to im2col. The plan runs such a conv + pool over the whole batch, as the
+    forward does."""
+    model = Sequential([L.Conv2D(16, 3, activation="relu"), L.Conv2D(16, 3, activation="tanh"),
+                        L.Conv2D(24, 3, activation="relu"), L.MaxPool2D(2), L.Dense(3)],
+                       input_shape=(2, 21, 21), seed=2)
+    s = model.layers[2].input_shape
+    wino = fastcnn._core._conv_path(40, s[0], s[1], s[2], 24, 3, 3, 1, 1, 0, 0)
+    assert wino == "winograd" or algorithm != "auto", "the test's shapes no longer take Winograd"
+    _randomize(model)
+    before = fastcnn.conv_algorithm()
+    fastcnn.set_conv_algorithm(algorithm)
+    try:
+        check_plan(model, _images(model.input_shape, batch, specials=specials))
+    finally:
+        fastcnn.set_conv_algorithm(before)
 
 
 @pytest.mark.parametrize("name", ["conv-softmax", "dense-softmax", "dense-sigmoid",
