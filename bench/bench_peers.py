@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,6 +36,17 @@ def _cases(text):
     return out
 
 
+def _cpu_seconds():
+    """(busy CPU seconds of the whole machine, of this process) so far (Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:9]]
+    except OSError:
+        return None
+    t = os.times()
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK"), t.user + t.system
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train", default=TRAIN, help=f"NET:BATCH,... (default {TRAIN})")
@@ -52,9 +64,15 @@ def main(argv=None):
     print(f"$ python bench/bench_peers.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"cpu: {info['cpu']} ({info['logical_cpus']} logical CPUs), fastcnn simd="
           f"{info['fastcnn']['simd']}, torch {getattr(peers._nets.torch, '__version__', None)}")
+    start, t0 = _cpu_seconds(), time.perf_counter()
     rows = peers.run(_cases(args.train), _cases(args.infer),
                      [int(v) for v in args.threads.split(",")], settings, args.compile,
                      out=lambda line: print(line, flush=True))
+    end = _cpu_seconds()
+    if start and end:   # what else ran: CPU time other processes took meanwhile
+        other = (end[0] - start[0]) - (end[1] - start[1])
+        print(f"other processes used {other / (time.perf_counter() - t0):.2f} CPUs on "
+              f"average during the run; load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         atomic_write(args.json, lambda f: f.write(json.dumps(
             {"machine": info, "rows": rows}, indent=1, default=str).encode()))

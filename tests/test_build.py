@@ -176,18 +176,36 @@ def test_core_stub_matches_the_module():
 
     from fastcnn import _core
 
+    # A class (InferencePlan) is its methods, "Class.method", self included.
     stub = Path(fastcnn.__file__).with_name("_core.pyi")
     tree = ast.parse(stub.read_text())
-    in_stub = {f.name: [a.arg for a in f.args.args] for f in tree.body
-               if isinstance(f, ast.FunctionDef)}
+
+    def functions(body, prefix=""):
+        out = {}
+        for f in body:
+            if isinstance(f, ast.FunctionDef):
+                out[prefix + f.name] = [a.arg for a in f.args.args]
+            elif isinstance(f, ast.ClassDef):
+                out.update(functions(f.body, f.name + "."))
+        return out
+
+    def params(fn):
+        first = fn.__doc__.split("\n")[0]
+        return re.findall(r"(\w+):", first[first.index("(") + 1:first.rindex(")")])
+
+    in_stub = functions(tree.body)
     in_module = {}
     for name in dir(_core):
         fn = getattr(_core, name)
         if name.startswith("__") or not callable(fn):
             continue
-        first = fn.__doc__.split("\n")[0]
-        params = first[first.index("(") + 1:first.rindex(")")]
-        in_module[name] = re.findall(r"(\w+):", params)
+        if isinstance(fn, type):
+            for m in dir(fn):
+                method = getattr(fn, m)
+                if (m == "__init__" or not m.startswith("_")) and callable(method):
+                    in_module[f"{name}.{m}"] = params(method)
+            continue
+        in_module[name] = params(fn)
     assert in_stub == in_module
 
 

@@ -24,4 +24,11 @@ void dropout_apply(float* out, const float* x, const uint8_t* mask, float scale,
     });
 }
 
+// out (n), x (n)
+void dropout_scale(float* out, const float* x, float scale, int64_t n) {
+    pool::parallel_for(n, n >= elementwise::kMinParallelLight, [=](int64_t i) {
+        out[i] = x[i] * scale;
+    });
+}
+
 }  // namespace fastcnn

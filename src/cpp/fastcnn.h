@@ -25,6 +25,9 @@
 // region starts.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -283,6 +286,10 @@ double binary_cross_entropy(float* dz, const float* z, const float* y, int64_t N
 // out = x * mask * scale, mask one byte per value (0 or 1). Used for both
 // forward (x) and backward (dout); out may alias x.
 void dropout_apply(float* out, const float* x, const uint8_t* mask, float scale, int64_t n);
+// out (n) = x (n) * scale: dropout at inference where training did not scale
+// the kept values up (the book's network3: scale = the keep probability), as
+// NumPy's float32 x * scale. out may alias x. Used by the inference plan.
+void dropout_scale(float* out, const float* x, float scale, int64_t n);
 
 // ------------------------------------------------------- optimizer steps ----
 // In place over n values. g' = grad + weight_decay * param in every rule.
@@ -300,5 +307,70 @@ void rmsprop_update(float* param, const float* grad, float* sq_avg, int64_t n,
 // p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
 void adam_update(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step,
                  float lr, float beta1, float beta2, float eps, float weight_decay);
+
+// ----------------------------------------------------------- inference ----
+// A model's whole inference forward pass in one call (inference.cpp): a list
+// of steps, each running one of the kernels above on the previous step's
+// output, so the values are bit for bit those of the same kernels called one
+// by one with the same batch size. The caller (the bindings) checks each step
+// when it is added; run() trusts them.
+enum class InferOp : int {
+    conv2d,          // conv2d_forward (relu: fused)
+    conv2d_maxpool,  // conv2d_maxpool_forward's out: where the batch's conv takes
+                     // im2col, as conv2d_forward without relu, maxpool2d_forward,
+                     // relu_forward (the same values: relu and max commute bit for
+                     // bit) on chunks of images, one thread each, whose conv output
+                     // stays in cache; else that op over the whole batch
+    maxpool2d, avgpool2d, l2pool2d,  // the pooling forwards
+    global_avgpool2d,
+    dense,           // dense_forward on the input seen as (N, C*H*W)
+    relu, leaky_relu, sigmoid, tanh,  // elementwise, in place where the input is scratch
+    softmax,         // softmax_forward over the input seen as (N, C*H*W)
+    scale,           // dropout_scale
+};
+
+struct InferStep {
+    InferOp op;
+    int64_t C, H, W;     // one image of the input (C, H, W); flat features F as (F, 1, 1)
+    int64_t K, OH, OW;   // one image of the output, alike
+    int64_t KH, KW, SH, SW, PH, PW;  // conv kernel or pooling window, stride, padding
+    int64_t PKH, PKW, PSH, PSW;      // the fused max-pool's window and stride
+    int w, b;            // index of the weights / bias in run()'s params (-1: none)
+    bool relu;           // conv2d, conv2d_maxpool: relu fused in the kernel
+    float alpha;         // leaky_relu's slope, scale's factor
+};
+
+class InferencePlan {
+public:
+    explicit InferencePlan(int64_t in_size) : in_size_(in_size) {}  // values of one image
+    void add(const InferStep& step) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        steps_.push_back(step);
+    }
+    const std::vector<InferStep>& steps() const { return steps_; }
+    // out (N, the last step's K*OH*OW) <- the steps run in order on x (N, the
+    // first step's C*H*W); params[i]: the arrays the steps' w and b index,
+    // read now (so updates in place between runs are seen). Intermediate
+    // outputs live in two buffers (and a chunk of conv output for the
+    // conv2d_maxpool steps) allocated for a batch of N once and kept while
+    // later batches fit (up to 64 MiB; larger ones are freed after the run);
+    // elementwise steps work in place on them. No steps: out = x (N, in_size). Runs of one plan take turns
+    // (a mutex); the kernels use the thread pool as ever. May throw
+    // std::bad_alloc before the first step.
+    void run(float* out, const float* x, int64_t N, const float* const* params);
+
+private:
+    void reserve(int64_t N, int threads);
+    int64_t in_size_;
+    std::vector<InferStep> steps_;
+    std::mutex mutex_;
+    int64_t capacity_ = 0;       // the batch size the buffers hold
+    int capacity_threads_ = 0;   // and the thread count their conv chunks are for
+    // the two buffers (capacity_, largest output), then the conv output chunk
+    std::unique_ptr<float[], void (*)(void*)> buffers_{nullptr, std::free};
+    std::vector<uint8_t> choice_;  // (capacity_, largest pooled output): the fused op's choice
+    int64_t buffer_floats_ = 0;    // floats of one of the two buffers
+    size_t buffer_bytes_ = 0;      // of all of them
+};
 
 }  // namespace fastcnn

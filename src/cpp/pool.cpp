@@ -10,8 +10,10 @@
 //   x, dx     (N, C, H, W)      out, dout (N, C, OH, OW)
 //   global pooling: x, dx (N, C, HW), out, dout (N, C)
 //
-// Threads: every kernel runs one parallel loop over the N*C planes. A plane of dx
-// is written only by the thread that owns it, so overlapping windows (stride <
+// Threads: every kernel runs one parallel loop over the N*C planes, when they
+// hold kParallelMin values or more (common.h: fewer, e.g. one small image at
+// inference, are faster on the calling thread than split). A plane of dx is
+// written only by the thread that owns it, so overlapping windows (stride <
 // size) add up without races, and results do not depend on the thread count.
 // Backward kernels OVERWRITE dx: a plane is zeroed, then every window adds
 // its share (the 2x2 stride-2 paths write every element once instead).
@@ -38,6 +40,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "common.h"
 #include "fastcnn.h"
@@ -153,12 +159,48 @@ inline float max4(float a, float b, float c, float d) {
     return m;
 }
 
+#if defined(__SSE2__)
+// max4 on four windows at once: v[e] holds element e (row-major) of each
+// window; takes_over as bit masks, the chosen element's bits selected whole.
+inline __m128 max4_ps(const __m128 v[4]) {
+    __m128 m = v[0];
+    for (int e = 1; e < 4; ++e) {
+        const __m128 take = _mm_and_ps(_mm_cmpord_ps(m, m),
+                                       _mm_or_ps(_mm_cmpunord_ps(v[e], v[e]), _mm_cmpgt_ps(v[e], m)));
+        m = _mm_or_ps(_mm_and_ps(take, v[e]), _mm_andnot_ps(take, m));
+    }
+    return m;
+}
+
+// The windows of one output row four at a time (SSE2, every x86-64): top and
+// bottom are the windows' two rows; reads stay inside them (8 floats per 4
+// windows, 2*OW <= W). Returns how many windows it did, a multiple of 4.
+int64_t maxpool_2x2_row_sse2(float* out_row, const float* top, const float* bottom,
+                             int64_t OW) {
+    int64_t ow = 0;
+    for (; ow + 4 <= OW; ow += 4) {
+        const __m128 a = _mm_loadu_ps(top + 2 * ow), b = _mm_loadu_ps(top + 2 * ow + 4);
+        const __m128 c = _mm_loadu_ps(bottom + 2 * ow), d = _mm_loadu_ps(bottom + 2 * ow + 4);
+        const __m128 v[4] = {_mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),    // top left
+                             _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)),    // top right
+                             _mm_shuffle_ps(c, d, _MM_SHUFFLE(2, 0, 2, 0)),    // bottom left
+                             _mm_shuffle_ps(c, d, _MM_SHUFFLE(3, 1, 3, 1))};   // bottom right
+        _mm_storeu_ps(out_row + ow, max4_ps(v));
+    }
+    return ow;
+}
+#endif
+
 void maxpool_2x2_plane(float* out_plane, const float* x_plane, int64_t W, int64_t OH, int64_t OW) {
     for (int64_t oh = 0; oh < OH; ++oh) {
         const float* top = x_plane + 2 * oh * W;     // (2, W): the rows of the windows
         const float* bottom = top + W;
         float* out_row = out_plane + oh * OW;        // (OW)
-        for (int64_t ow = 0; ow < OW; ++ow) {
+        int64_t ow = 0;
+#if defined(__SSE2__)
+        ow = maxpool_2x2_row_sse2(out_row, top, bottom, OW);
+#endif
+        for (; ow < OW; ++ow) {
             out_row[ow] = max4(top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]);
         }
     }
@@ -231,7 +273,7 @@ void maxpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t
     const int64_t OH = pool_out_size(H, KH, SH), OW = pool_out_size(W, KW, SW);
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
-    pool::parallel_for(planes, true, [=](int64_t p) {
+    pool::parallel_for(planes, planes * H * W >= kParallelMin, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         float* out_plane = out + p * OH * OW;        // (OH, OW)
         if (fast) {
@@ -251,7 +293,7 @@ void maxpool2d_backward(float* dx, const float* dout, const float* x,
     // The row-tile path needs 32-bit offsets inside a window and pays off only
     // with several windows per row; otherwise the plain twin runs.
     const bool along_row = OW >= 4 && (KH - 1) * W + KW <= std::numeric_limits<int32_t>::max();
-    pool::parallel_for(planes, true, [=](int64_t p) {
+    pool::parallel_for(planes, planes * H * W >= kParallelMin, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         const float* dout_plane = dout + p * OH * OW;  // (OH, OW)
         float* dx_plane = dx + p * H * W;            // (H, W)
@@ -272,7 +314,7 @@ void avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
     const double count = static_cast<double>(KH * KW);
-    pool::parallel_for(planes, true, [=](int64_t p) {
+    pool::parallel_for(planes, planes * H * W >= kParallelMin, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         float* out_plane = out + p * OH * OW;        // (OH, OW)
         for (int64_t oh = 0; oh < OH; ++oh) {
@@ -304,7 +346,7 @@ void avgpool2d_backward(float* dx, const float* dout,
     const int64_t planes = N * C;
     const bool fast = is_2x2_stride2(KH, KW, SH, SW);
     const float count = static_cast<float>(KH * KW);
-    pool::parallel_for(planes, true, [=](int64_t p) {
+    pool::parallel_for(planes, planes * H * W >= kParallelMin, [=](int64_t p) {
         const float* dout_plane = dout + p * OH * OW;  // (OH, OW)
         float* dx_plane = dx + p * H * W;            // (H, W)
         if (fast) {                                  // each element written once
@@ -338,7 +380,7 @@ void l2pool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t 
                       int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
     const int64_t OH = pool_out_size(H, KH, SH), OW = pool_out_size(W, KW, SW);
     const int64_t planes = N * C;
-    pool::parallel_for(planes, true, [=](int64_t p) {
+    pool::parallel_for(planes, planes * H * W >= kParallelMin, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         float* out_plane = out + p * OH * OW;        // (OH, OW)
         for (int64_t oh = 0; oh < OH; ++oh) {
@@ -361,7 +403,7 @@ void l2pool2d_backward(float* dx, const float* dout, const float* x,
                        int64_t KH, int64_t KW, int64_t SH, int64_t SW) {
     const int64_t OH = pool_out_size(H, KH, SH), OW = pool_out_size(W, KW, SW);
     const int64_t planes = N * C;
-    pool::parallel_for(planes, true, [=](int64_t p) {
+    pool::parallel_for(planes, planes * H * W >= kParallelMin, [=](int64_t p) {
         const float* x_plane = x + p * H * W;        // (H, W)
         const float* dout_plane = dout + p * OH * OW;  // (OH, OW)
         float* dx_plane = dx + p * H * W;            // (H, W)
@@ -397,7 +439,7 @@ void l2pool2d_backward(float* dx, const float* dout, const float* x,
 
 void global_avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, int64_t HW) {
     const int64_t planes = N * C;
-    pool::parallel_for(planes, true, [=](int64_t p) {
+    pool::parallel_for(planes, planes * HW >= kParallelMin, [=](int64_t p) {
         const float* x_plane = x + p * HW;           // (HW)
         double sum = 0.0;
         for (int64_t e = 0; e < HW; ++e) sum += x_plane[e];
@@ -408,7 +450,7 @@ void global_avgpool2d_forward(float* out, const float* x, int64_t N, int64_t C, 
 void global_avgpool2d_backward(float* dx, const float* dout, int64_t N, int64_t C, int64_t HW) {
     const int64_t planes = N * C;
     const float count = static_cast<float>(HW);
-    pool::parallel_for(planes, true, [=](int64_t p) {
+    pool::parallel_for(planes, planes * HW >= kParallelMin, [=](int64_t p) {
         float* dx_plane = dx + p * HW;               // (HW)
         std::fill(dx_plane, dx_plane + HW, dout[p] / count);
     });

@@ -9,7 +9,7 @@ dtype/layout raises TypeError, wrong shape or value raises ValueError.
 Size letters: N batch, C channels, H W image, K filters / classes,
 KH KW kernel, OH OW output, I O dense features, M N K for GEMM.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -187,6 +187,52 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
                 step: int, lr: float, beta1: float, beta2: float, eps: float,
                 weight_decay: float) -> None:
     """Adam step (bias-corrected with step >= 1) in place on param, m and v."""
+
+# ------------------------------------------------------------ inference --
+
+class InferencePlan:
+    """A model's whole inference forward pass as one call (src/cpp/inference.cpp):
+    steps appended in order, each checked when added (ValueError for a shape that
+    does not follow, TypeError for an array that is not float32 C-contiguous), each
+    calling the kernel of the op above it names; the plan keeps references to its
+    parameter arrays and reads them at every run (fastcnn/backend/native/plan.py)."""
+
+    input_shape: tuple[int, ...]    # one example: (C, H, W) or (features,)
+    output_shape: tuple[int, ...]   # one example's output after the steps so far
+    n_steps: int
+
+    def __init__(self, input_shape: Sequence[int]) -> None:
+        """An empty plan for examples of input_shape."""
+
+    def conv2d(self, w: np.ndarray, b: Optional[np.ndarray], stride: tuple[int, int],
+               padding: tuple[int, int], relu: bool = False) -> None:
+        """conv2d_forward with w (K, C, KH, KW), b (K,) or None."""
+
+    def conv2d_maxpool(self, w: np.ndarray, b: Optional[np.ndarray], stride: tuple[int, int],
+                       padding: tuple[int, int], size: tuple[int, int],
+                       pool_stride: tuple[int, int], relu: bool = False) -> None:
+        """conv2d_maxpool_forward's out (its choice is not kept)."""
+
+    def maxpool2d(self, size: tuple[int, int], stride: tuple[int, int]) -> None: ...
+    def avgpool2d(self, size: tuple[int, int], stride: tuple[int, int]) -> None: ...
+    def l2pool2d(self, size: tuple[int, int], stride: tuple[int, int]) -> None: ...
+    def global_avgpool2d(self) -> None: ...
+
+    def dense(self, w: np.ndarray, b: Optional[np.ndarray]) -> None:
+        """dense_forward of the input seen flat, w (I, O), b (O,) or None."""
+
+    def activation(self, name: str, alpha: float = 0.0) -> None:
+        """relu, leaky_relu (slope alpha), sigmoid, tanh, or softmax over every non-batch axis."""
+
+    def scale(self, factor: float) -> None:
+        """out = x * factor (dropout at inference without scaling in training)."""
+
+    def flatten(self) -> None:
+        """(C, H, W) -> (C*H*W,): a new shape, no copy."""
+
+    def run(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out (N,) + output_shape <- the steps on x (N,) + input_shape, both float32
+        C-contiguous, the GIL released once; returns out."""
 
 # -------------------------------------------------------- threads, SIMD --
 

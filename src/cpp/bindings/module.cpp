@@ -123,4 +123,5 @@ PYBIND11_MODULE(_core, m) {
     bind_pool(m);
     bind_conv_pool(m);
     bind_pointwise(m);
+    bind_inference(m);
 }

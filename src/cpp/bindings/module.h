@@ -14,6 +14,7 @@ void bind_conv_dense(pybind11::module_& m);  // conv_dense.cpp
 void bind_pool(pybind11::module_& m);        // pool.cpp
 void bind_conv_pool(pybind11::module_& m);   // conv_pool.cpp
 void bind_pointwise(pybind11::module_& m);   // pointwise.cpp
+void bind_inference(pybind11::module_& m);   // inference.cpp
 
 }  // namespace bindings
 }  // namespace fastcnn

@@ -32,6 +32,7 @@ from .checks import PROBA_ATOL, relerr, verdict
 from .timing import thread_setter, time_round_robin
 
 PEER_NETS = {"C1": "cifar-vgg", "C2": "cifar-gap"}
+MAX_INFER_STEPS = 1_000_000   # inference segments are bounded by their time
 MOMENTUM, PEER_LR = 0.9, 0.01
 
 
@@ -111,10 +112,17 @@ def _twin(model):
 
 # -------------------------------------------------------------- inference --
 
+# Inference steps cycle through the len(xf) // bs batches, so a segment lasts its
+# calibrated time (~segment_seconds) whatever the batch size: a segment of a few
+# batches of one image would time little but the start after the settle pause.
+
 def fastcnn_infer(model, xf, bs):
+    n = len(xf) // bs
+
     def run(steps):
         for i in range(steps):
-            model.predict_proba(xf[i * bs:(i + 1) * bs], batch_size=bs)
+            j = i % n
+            model.predict_proba(xf[j * bs:(j + 1) * bs], batch_size=bs)
         return steps * bs
     return run
 
@@ -122,12 +130,14 @@ def fastcnn_infer(model, xf, bs):
 def torch_infer(tmodel, xf, bs):
     torch = _nets.torch
     xt = torch.from_numpy(xf)
+    n = len(xf) // bs
 
     def run(steps):
         tmodel.eval()
         with torch.no_grad():
             for i in range(steps):
-                torch.softmax(tmodel(xt[i * bs:(i + 1) * bs]), dim=1)
+                j = i % n
+                torch.softmax(tmodel(xt[j * bs:(j + 1) * bs]), dim=1)
         return steps * bs
     return run
 
@@ -148,9 +158,12 @@ def ort_session(model, threads):
 
 
 def ort_infer(sess, xf, bs):
+    n = len(xf) // bs
+
     def run(steps):
         for i in range(steps):
-            sess.run(None, {"input": xf[i * bs:(i + 1) * bs]})
+            j = i % n
+            sess.run(None, {"input": xf[j * bs:(j + 1) * bs]})
         return steps * bs
     return run
 
@@ -203,7 +216,7 @@ def infer_case(net, threads, bs, settings, n_batches=8):
         checks.append(("onnxruntime", check_outputs("onnxruntime", got, want)))
         runs["onnxruntime"] = ort_infer(sess, xf, bs)
     set_num_threads(threads)
-    return _timed(runs, checks, setup, settings, n_batches)
+    return _timed(runs, checks, setup, settings, MAX_INFER_STEPS)
 
 
 def run(train=(), infer=(), threads=(1,), settings=None, compile_torch=False, out=print):

@@ -55,6 +55,7 @@ class Sequential:
         self.stop_training, self.stop_reason = False, None
         self.history = None   # the History of the current (or last) fit
         self._fuse, self.steps = True, []
+        self._plans = steps.Plans()   # native inference plans of the steps
         self.comm = None      # the MPI communicator while a data-parallel fit runs
         if input_shape is not None:
             self.build(input_shape)
@@ -221,12 +222,31 @@ class Sequential:
 
     # --------------------------------------------------------- inference --
 
+    def _infer(self, xb, head=False, out=None):
+        """forward's output for a prepared batch xb (batch) at inference: one call
+        of the native inference plan (nn/steps.Plans; the same kernels, the same
+        numbers) where the backend has one, else forward. out: an array shaped
+        like the output to write into, or None."""
+        plan = self._plans.get(self, head)
+        if plan is None:
+            y = self.forward(xb, head=head)[0]
+            if out is None:
+                return y
+            out[...] = y
+            return out
+        if out is None:
+            out = np.empty((xb.shape[0],) + self.output_shape, self.dtype)
+        return plan.run(xb, out)
+
     def _outputs(self, x, batch_size, head=False):
         x = self.check_x(x)
         batch_size = count(batch_size, "batch_size")
-        outs = [self.forward(self.batch(x[i:i + batch_size]), head=head)[0]
-                for i in range(0, x.shape[0], batch_size)]
-        return np.concatenate(outs)
+        out = np.empty((x.shape[0],) + self.output_shape, self.dtype)
+        if x.shape[0] <= batch_size:   # one batch: no slices
+            return self._infer(self.batch(x), head, out)
+        for i in range(0, x.shape[0], batch_size):
+            self._infer(self.batch(x[i:i + batch_size]), head, out[i:i + batch_size])
+        return out
 
     def predict_proba(self, x, batch_size=1000):
         """The network's output (class probabilities when it ends in softmax)."""
@@ -245,7 +265,7 @@ class Sequential:
         head = self.head(loss)
         total, correct = 0.0, 0
         for i in range(0, x.shape[0], batch_size):
-            out = self.forward(self.batch(x[i:i + batch_size]), head=head)[0]
+            out = self._infer(self.batch(x[i:i + batch_size]), head)
             yb = y[i:i + batch_size]
             total += loss(self.ops, out, yb)[0] * out.shape[0]
             correct += n_correct(out, yb)

@@ -16,8 +16,15 @@ are plain loops over steps. Two kinds:
 grads: a list with one {param name: array} per layer of the step (a layer
 without parameters has {}). `params` lists (array, decayed) of the step's
 layers in order, so the concatenation over the steps is model.parameters().
+
+At inference the steps also describe themselves to a native inference plan
+(`infer(plan, head)`: the layers' `infer`, a fused ConvPoolStep as one
+conv + max-pool step), which then runs the whole forward pass in one call;
+Plans keeps a model's plans in step with its steps and parameters.
 """
 from __future__ import annotations
+
+from ..backend import inference_plan
 
 
 class LayerStep:
@@ -38,6 +45,10 @@ class LayerStep:
     def backward(self, ops, dout, cache, need_dx):
         dx, grads = self.layer.backward(ops, dout, cache, need_dx)
         return dx, [grads]
+
+    def infer(self, plan, head):
+        _own_infer(self.layer, "forward", "infer")
+        self.layer.infer(plan, head)
 
     def backward_update(self, ops, dout, cache, need_dx, update):
         """backward, then `update` (an optimizer's fused update) of each parameter
@@ -70,6 +81,14 @@ class ConvPoolStep:
         out = ops.maxpool2d(y, self.pool.size, self.pool.stride)
         return out, (x_in, y, out)
 
+    def infer(self, plan, head):
+        if self.fused:
+            _own_infer(self.conv, "forward_maxpool", "infer_maxpool")
+            self.conv.infer_maxpool(plan, self.pool)
+        else:   # as forward: the conv (never the head: the pool follows), then the pool
+            LayerStep(self.conv).infer(plan, False)
+            LayerStep(self.pool).infer(plan, head)
+
     def backward(self, ops, dout, cache, need_dx):
         if self.fused:
             dx, grads = self.conv.backward_maxpool(ops, dout, cache, self.pool, need_dx)
@@ -89,6 +108,58 @@ class ConvPoolStep:
 def _apply(ops, update, layer, grads):
     for name, g in grads.items():
         update.apply(ops, layer.params[name], g, name in layer.decayed)
+
+
+def _own_infer(layer, forward, infer):
+    """NotImplementedError unless layer's class defines `infer` where it (or a
+    parent) defines `forward`: a subclass that changed forward but not infer
+    would otherwise run the parent's step."""
+    mro = type(layer).__mro__
+    owner = [next((c for c in mro if name in c.__dict__), None) for name in (forward, infer)]
+    if owner[0] is not owner[1]:
+        raise NotImplementedError(f"{type(layer).__name__} changes {forward} but not {infer}")
+
+
+class Plans:
+    """A model's native inference plans, one per `head` flag (model.evaluate may
+    need the last activation left out), built on first use and again when the
+    steps, the backend or any parameter array object changed (a plan reads its
+    arrays at every run, so updates in place need no rebuild). None stands for
+    the Python forward: the backend has no plans (reference) or a layer cannot
+    describe its step (Layer.infer)."""
+
+    def __init__(self):
+        self._entries = {}
+
+    def get(self, model, head=False):
+        entry = self._entries.get(head)
+        if (entry is not None and entry[0] is model.steps and entry[1] == model.backend
+                and _same_arrays(entry[2])):
+            return entry[3]
+        # what the plan holds: each layer's parameter arrays, by name
+        held = [(layer, tuple(layer.params.items())) for layer in model.layers]
+        plan = inference_plan(model.backend, model.input_shape)
+        if plan is not None:
+            try:
+                last = len(model.steps) - 1
+                for i, step in enumerate(model.steps):
+                    step.infer(plan, head and i == last)
+            except NotImplementedError:
+                plan = None
+        self._entries[head] = (model.steps, model.backend, held, plan)
+        return plan
+
+
+def _same_arrays(held):
+    """Whether every layer still holds exactly the parameter array objects it held."""
+    for layer, items in held:
+        params = layer.params
+        if len(params) != len(items):
+            return False
+        for name, array in items:
+            if params.get(name) is not array:
+                return False
+    return True
 
 
 def plan(layers, fuse=True):
@@ -114,4 +185,4 @@ def plan(layers, fuse=True):
     return steps
 
 
-__all__ = ["LayerStep", "ConvPoolStep", "plan"]
+__all__ = ["LayerStep", "ConvPoolStep", "Plans", "plan"]

@@ -5,7 +5,7 @@ import math
 
 from ...common.checks import choice
 from .base import (ACTIVATIONS, Layer, activation_backward, activation_flops,
-                   activation_forward, activation_onnx, activation_torch)
+                   activation_forward, activation_infer, activation_onnx, activation_torch)
 
 
 class Activation(Layer):
@@ -33,6 +33,10 @@ class Activation(Layer):
         if cache is None:
             return dout, {}
         return activation_backward(ops, self.activation, dout, cache[0]), {}
+
+    def infer(self, plan, head=False):
+        if not head:
+            activation_infer(plan, self.activation)
 
     def flops(self):
         return activation_flops(self.activation, math.prod(self.output_shape))

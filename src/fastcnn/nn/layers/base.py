@@ -15,6 +15,9 @@ Contract of every layer:
 And a layer describes itself, so that nothing else switches on its type:
   flops(input_shape) -> int          floating-point operations of forward, per example
   onnx(graph)                        append its inference nodes (fastcnn.io.onnx)
+  infer(plan, head)                  append its inference step(s) to a native plan
+                                     (backend.inference_plan): what forward computes
+                                     at inference, with the same kernels
   torch(nn) -> [torch modules]       its PyTorch twin (the benchmarks)
   filter_tiles(max_filters)          its weights as images to draw, or None (fastcnn.plot)
   label                              a short name for pictures
@@ -102,6 +105,14 @@ def activation_onnx(g, name: str) -> None:
         g.op("Reshape", g.int_const("shape", (-1,) + shape), shape=shape)
 
 
+def activation_infer(plan, name: str) -> None:
+    """Append an activation's inference step to plan (nothing for linear)."""
+    if name == "leaky_relu":
+        plan.activation(name, LEAKY_SLOPE)
+    elif name != "linear":
+        plan.activation(name)   # softmax: over every non-batch axis, as activation_forward
+
+
 def activation_torch(nn, name: str, last: bool) -> list:
     """The torch module of an activation ([] for linear; softmax only last, where
     CrossEntropyLoss takes the logits)."""
@@ -169,6 +180,12 @@ class Layer:
     def onnx(self, g) -> None:
         """Append this layer's inference nodes to g (fastcnn.io.onnx's graph)."""
         raise TypeError(f"layer {self!r} has no ONNX translation")
+
+    def infer(self, plan, head=False) -> None:
+        """Append the steps of forward at inference (training=False) to plan, an
+        inference plan (backend.inference_plan); head as in forward. A layer
+        without this method runs the Python forward (nn/steps.py)."""
+        raise NotImplementedError(f"layer {self!r} has no inference step")
 
     def torch(self, nn, last=False) -> list:
         """The torch.nn modules that compute what this layer computes (inference
@@ -260,5 +277,5 @@ class Affine(Layer):
 
 
 __all__ = ["Layer", "Affine", "ACTIVATIONS", "INITS", "LEAKY_SLOPE", "activation_forward",
-           "activation_backward", "activation_flops", "activation_onnx", "activation_torch",
-           "xstr"]
+           "activation_backward", "activation_flops", "activation_infer", "activation_onnx",
+           "activation_torch", "xstr"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 from ...common.checks import count, pair
 from ...common.geometry import conv_output_size, same_padding
 from ...common.limits import MAX_FUSED_POOL_WINDOW
-from .base import Affine, activation_flops, activation_onnx, activation_torch, xstr
+from .base import (Affine, activation_flops, activation_infer, activation_onnx, activation_torch,
+                   xstr)
 
 
 class Conv2D(Affine):
@@ -59,6 +60,13 @@ class Conv2D(Affine):
         y, saved = self._finish(ops, z, head)
         return y, (x, saved)
 
+    def infer(self, plan, head=False):
+        act = "linear" if head else self.activation
+        plan.conv2d(self.params["w"], self.params.get("b"), self.stride, self.padding,
+                    relu=act == "relu")   # relu inside the conv op, as forward
+        if act != "relu":
+            activation_infer(plan, act)
+
     def backward(self, ops, dout, cache, need_dx=True):
         x, saved = cache
         return self.backward_linear(ops, self._unfinish(ops, dout, saved), x, need_dx)
@@ -86,6 +94,11 @@ class Conv2D(Affine):
                                          self.padding, pool.size, pool.stride,
                                          relu=self.activation == "relu")
         return out, (x, choice)
+
+    def infer_maxpool(self, plan, pool):
+        """forward_maxpool's step, appended to an inference plan."""
+        plan.conv2d_maxpool(self.params["w"], self.params.get("b"), self.stride, self.padding,
+                            pool.size, pool.stride, relu=self.activation == "relu")
 
     def backward_maxpool(self, ops, dout, cache, pool, need_dx=True):
         """(dx, grads) of forward_maxpool from dout of the pooled output."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ...common.checks import count
-from .base import Affine, activation_flops, activation_onnx, activation_torch
+from .base import Affine, activation_flops, activation_infer, activation_onnx, activation_torch
 
 
 class Dense(Affine):
@@ -34,6 +34,10 @@ class Dense(Affine):
         z = ops.dense(x2, self.params["w"], self.params.get("b"))
         y, saved = self._finish(ops, z, head)
         return y, (x2, x.shape, saved)
+
+    def infer(self, plan, head=False):
+        plan.dense(self.params["w"], self.params.get("b"))   # any input, seen flat
+        activation_infer(plan, "linear" if head else self.activation)
 
     def backward(self, ops, dout, cache, need_dx=True):
         x2, x_shape, saved = cache

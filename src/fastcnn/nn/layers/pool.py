@@ -29,6 +29,9 @@ class Pool(Layer):
     def forward(self, ops, x, training=False, rng=None, head=False):
         return getattr(ops, self._op)(x, self.size, self.stride), x
 
+    def infer(self, plan, head=False):
+        getattr(plan, self._op)(self.size, self.stride)
+
     def backward(self, ops, dout, x, need_dx=True):
         return getattr(ops, self._op + "_backward")(dout, x, self.size, self.stride), {}
 
@@ -85,6 +88,9 @@ class GlobalAvgPool2D(Layer):
 
     def forward(self, ops, x, training=False, rng=None, head=False):
         return ops.global_avgpool2d(x), x
+
+    def infer(self, plan, head=False):
+        plan.global_avgpool2d()
 
     def backward(self, ops, dout, x, need_dx=True):
         return ops.global_avgpool2d_backward(dout, x), {}

@@ -18,6 +18,9 @@ class Flatten(Layer):
     def forward(self, ops, x, training=False, rng=None, head=False):
         return x.reshape(x.shape[0], -1), x.shape
 
+    def infer(self, plan, head=False):
+        plan.flatten()   # a new shape, no copy
+
     def backward(self, ops, dout, shape, need_dx=True):
         return dout.reshape(shape), {}
 
@@ -57,6 +60,10 @@ class Dropout(Layer):
         mask = rng.random(x.shape, dtype=np.float32) < self._keep()
         scale = self._keep() if self.inverted else 1.0
         return ops.dropout(x, mask, scale), mask
+
+    def infer(self, plan, head=False):
+        if self.rate != 0.0 and not self.inverted:   # else the identity
+            plan.scale(self._keep())
 
     def backward(self, ops, dout, mask, need_dx=True):
         if mask is None:
