@@ -5,6 +5,7 @@ plan), interleaved in one run.
 
     PYTHONPATH=src python bench/bench_infer.py                  # N2, K1 at batch 1, 64, 1000
     PYTHONPATH=src python bench/bench_infer.py --nets K1 --batches 1,2,4,8
+    PYTHONPATH=src python bench/bench_infer.py --nets C1,C2 --batches 1,8   # CIFAR-shaped
 
 Each contender is first checked against the Python forward; rates are images/s
 (median [worst..best] over the samples), ratios against predict_proba on 1 thread.
@@ -21,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import Harness  # noqa: E402
 
 import fastcnn  # noqa: E402
-from fastcnn.bench import nets  # noqa: E402
+from fastcnn.bench import peers  # noqa: E402
 
 
 def main(argv=None):
@@ -37,7 +38,7 @@ def main(argv=None):
         return lambda: fastcnn.set_num_threads(n)
 
     for name in args.nets.split(","):
-        model = nets.build(name)
+        model = peers.build_net(name)
         for bs in (int(b) for b in args.batches.split(",")):
             x = np.random.default_rng(bs).random((bs,) + model.input_shape, dtype=np.float32)
             want = model.forward(x)[0]
