@@ -179,3 +179,44 @@ def test_reference_conv2d_backward_finite_differences():
     np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------- a batch of one, split --
+
+# A batch of one with enough work runs its im2col and its GEMMs' columns on
+# every thread (conv_passes.h, kSplitMinFlops): (C, H, W, K, kernel, stride,
+# padding) of one image, above that threshold.
+SPLIT_CASES = [
+    (17, 30, 31, 33, 3, 1, 1),   # one GEMM per image, 930 columns
+    (32, 15, 15, 97, 3, 1, 0),   # the batched GEMM, 169 columns
+    (9, 40, 37, 64, 5, 2, 2),    # stride 2, 380 columns
+]
+
+
+@pytest.mark.parametrize("case", SPLIT_CASES, ids=lambda c: "x1x{}x{}x{}-k{}-{}x{}-s{}-p{}".format(
+    c[0], c[1], c[2], c[3], c[4], c[4], c[5], c[6]))
+def test_batch_of_one_same_bits_on_1_and_2_threads(case, isa, keep_threads):
+    """conv2d and the fused conv + max-pool on one image: 1, 2, 1 threads give the
+    same bits, and they match the float64 reference."""
+    c, h, w_, k, ks, s, p = case
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, c, h, w_)).astype(np.float32)
+    w = rng.standard_normal((k, c, ks, ks)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    before = fastcnn.conv_algorithm()
+    fastcnn.set_conv_algorithm("im2col")
+    try:
+        runs = []
+        for t in (1, 2, 1):
+            fastcnn.set_num_threads(t)
+            runs.append((ops.conv2d(x, w, b, s, p), ops.conv2d(x, w, b, s, p, relu=True),
+                         ops.conv2d_maxpool(x, w, b, s, p, 2, relu=True)[0]))
+    finally:
+        fastcnn.set_conv_algorithm(before)
+    for run in runs[1:]:
+        for got, first in zip(run, runs[0]):
+            np.testing.assert_array_equal(got, first)
+    want = reference.conv2d(*as64(x, w, b), stride=s, padding=p)
+    assert_close(runs[0][0], want, **_tol(c * ks * ks), name="out")
+    pooled = reference.maxpool2d(reference.relu(want), 2)
+    assert_close(runs[0][2], pooled, **_tol(c * ks * ks), name="pooled")
