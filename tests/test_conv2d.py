@@ -181,15 +181,15 @@ def test_reference_conv2d_backward_finite_differences():
     np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
 
 
-# ------------------------------------------------- a batch of one, split --
+# ----------------------------------------------------- a batch of one --
 
-# A batch of one with enough work runs its im2col and its GEMMs' columns on
-# every thread (conv_passes.h, kSplitMinFlops): (C, H, W, K, kernel, stride,
-# padding) of one image, above that threshold.
+# One image on 1 and 2 threads, (C, H, W, K, kernel, stride, padding): the
+# per-image and the batched GEMM paths and a stride, each with enough work
+# that a split of the image between threads would pay if any were made.
 SPLIT_CASES = [
-    (17, 30, 31, 33, 3, 1, 1),   # one GEMM per image, 930 columns
-    (32, 15, 15, 97, 3, 1, 0),   # the batched GEMM, 169 columns
-    (9, 40, 37, 64, 5, 2, 2),    # stride 2, 380 columns
+    (17, 30, 31, 64, 3, 1, 1),   # one GEMM per image, 930 columns
+    (64, 15, 15, 97, 3, 1, 0),   # the batched GEMM, 169 columns
+    (16, 40, 37, 64, 5, 2, 2),   # stride 2, 380 columns
 ]
 
 
@@ -203,14 +203,24 @@ def test_batch_of_one_same_bits_on_1_and_2_threads(case, isa, keep_threads):
     x = rng.standard_normal((1, c, h, w_)).astype(np.float32)
     w = rng.standard_normal((k, c, ks, ks)).astype(np.float32)
     b = rng.standard_normal(k).astype(np.float32)
+    other = rng.standard_normal(x.shape).astype(np.float32)
     before = fastcnn.conv_algorithm()
     fastcnn.set_conv_algorithm("im2col")
     try:
         runs = []
         for t in (1, 2, 1):
-            fastcnn.set_num_threads(t)
-            runs.append((ops.conv2d(x, w, b, s, p), ops.conv2d(x, w, b, s, p, relu=True),
-                         ops.conv2d_maxpool(x, w, b, s, p, 2, relu=True)[0]))
+            run = []
+            for op in (lambda a: ops.conv2d(a, w, b, s, p),
+                       lambda a: ops.conv2d(a, w, b, s, p, relu=True),
+                       lambda a: ops.conv2d_maxpool(a, w, b, s, p, 2, relu=True)[0]):
+                # First on other data and one thread, so scratch memory the
+                # next call reuses holds wrong values wherever it would fail
+                # to write.
+                fastcnn.set_num_threads(1)
+                op(other)
+                fastcnn.set_num_threads(t)
+                run.append(op(x))
+            runs.append(run)
     finally:
         fastcnn.set_conv_algorithm(before)
     for run in runs[1:]:

@@ -47,15 +47,6 @@ void PackedWeights::gemm(int64_t n, const float* B, int64_t ldb, float* C, int64
     }
 }
 
-void PackedWeights::gemm_split(int64_t n, const float* B, int64_t ldb, float* C,
-                               int64_t ldc) const {
-    const int64_t pieces = ceil_div(n, kSplitColumns);
-    pool::parallel_for(pieces, true, [=](int64_t piece) {
-        const int64_t j0 = piece * kSplitColumns;
-        gemm(std::min(kSplitColumns, n - j0), B + j0, ldb, C + j0, ldc);
-    });
-}
-
 float sum_floats(const float* v, int64_t count) {
     float lane[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     int64_t p = 0;

@@ -29,10 +29,11 @@
 // the GEMMs of a mini-batch of 10 are too small to split well), the scatter
 // or gather and col2im for its own images, with its own scratch. One parallel
 // region per call; a thread delayed by another process on this shared
-// machine does not hold up the others' tasks. With one thread the groups run
-// in order on the calling thread. A forward call of one group (a batch of
-// one) with enough work runs it outside the region instead, its im2col and
-// GEMMs each split between the threads (kSplitMinFlops).
+// machine does not hold up the others' tasks. With one group (a batch of
+// one) or one thread the groups run in order on the calling thread, inside
+// the region, so nothing in them splits further: a batch of one runs on one
+// thread (splitting one image's im2col and GEMM columns between two threads
+// was tried and measured no faster: docs/performance.md).
 //
 // Within a group, images go in sub-chunks of S so a sub-chunk's scratch is
 // about kChunkBytes = 1 MiB: cols stays in the caches between im2col and the
@@ -86,15 +87,6 @@ constexpr int64_t kPerImageMinOHW = 256;
 constexpr int64_t kMaxGroups = 16;
 constexpr int64_t kPartsBytes = int64_t(8) << 20;
 
-// A call whose images make one group (a batch of one) runs its group outside
-// any parallel region when its GEMMs come to at least kSplitMinFlops per
-// sub-chunk and more than one thread may run: then im2col splits its planes
-// and each GEMM its columns (PackedWeights::gemm_split) between the threads.
-// Below that a parallel region costs more than it saves (a sleeping worker
-// takes ~12 us to wake; docs/performance.md).
-constexpr int64_t kSplitMinFlops = int64_t(8) << 20;
-constexpr int64_t kSplitColumns = 64;
-
 // Floats each thread's forward scratch block has to spare after its last
 // plane: an epilogue may read up to this many past the last window of a row
 // (the fused max-pool's SSE2 rows, conv_pool.cpp).
@@ -133,12 +125,6 @@ class PackedWeights {
 public:
     PackedWeights(bool trans, int64_t M, int64_t K, const float* A, int64_t lda);
     void gemm(int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) const;
-    // The same GEMM with its columns shared among the threads, in pieces of
-    // kSplitColumns (a multiple of every path's NR, so each piece runs the B
-    // panels the whole call would: the same bits). Only when packed(), called
-    // outside a parallel region.
-    void gemm_split(int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) const;
-    bool packed() const { return packed_.size() > 0; }
 
 private:
     bool trans_;
@@ -199,47 +185,25 @@ void conv_forward_pass(const Epilogue& epi, const float* x, const float* w, cons
     const int64_t block = cols_size + mat_size + kScratchSpare;
     const Scratch scratch(static_cast<size_t>(block * plan.threads));
 
-    // The GEMMs and epilogue of the sub-chunk [n0, n0 + s), whose columns im2col
-    // has put in cols; gemm: wp.gemm, or wp.gemm_split on a split call.
-    auto subchunk = [&](int64_t n0, int64_t s, float* cols, float* mat, auto gemm) {
-        const int64_t q = s * OHW;  // the sub-chunk's columns
-        if (plan.per_image) {
-            if (bias_in_gemm) std::fill(cols + CKK * q, cols + KB * q, 1.0f);
-            for (int64_t nn = 0; nn < s; ++nn) {
-                // z (K, OHW) = w_gemm (K, KB) . cols[:, nn*OHW ...] (KB, OHW; ld q)
-                float* z = epi.target(n0 + nn, mat);
-                gemm(OHW, cols + nn * OHW, q, z, OHW);
-                epi.finish(n0 + nn, z, OHW, false);
-            }
-            return;
-        }
-        // mat (K, q) = w (K, CKK) . cols (CKK, q); image nn's channel k is
-        // mat[k][nn*OHW ...], b[k] still to be added.
-        gemm(q, cols, q, mat, q);  // (here w_gemm = w, KB = CKK)
-        for (int64_t nn = 0; nn < s; ++nn) epi.finish(n0 + nn, mat + nn * OHW, q, true);
-    };
-    const int64_t gemm_columns = plan.per_image ? OHW : S * OHW;
-    const bool split = plan.groups == 1 && pool::max_threads() > 1 && !pool::in_parallel() &&
-                       wp.packed() && gemm_columns >= 2 * kSplitColumns &&
-                       2 * K * KB * S * OHW >= kSplitMinFlops;
-    if (split) {  // the one group here, each pass shared among the threads
-        float* cols = scratch.get();
-        for_each_subchunk(plan, dims, 0, x, cols, [&](int64_t n0, int64_t s) {
-            subchunk(n0, s, cols, cols + cols_size,
-                     [&](int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) {
-                         wp.gemm_split(n, B, ldb, C, ldc);
-                     });
-        });
-        return;
-    }
     for_each_group(plan, [&](int64_t g, int t) {
         float* cols = scratch.get() + block * t;
         float* mat = cols + cols_size;
         for_each_subchunk(plan, dims, g, x, cols, [&](int64_t n0, int64_t s) {
-            subchunk(n0, s, cols, mat,
-                     [&](int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) {
-                         wp.gemm(n, B, ldb, C, ldc);
-                     });
+            const int64_t q = s * OHW;  // the sub-chunk's columns
+            if (plan.per_image) {
+                if (bias_in_gemm) std::fill(cols + CKK * q, cols + KB * q, 1.0f);
+                for (int64_t nn = 0; nn < s; ++nn) {
+                    // z (K, OHW) = w_gemm (K, KB) . cols[:, nn*OHW ...] (KB, OHW; ld q)
+                    float* z = epi.target(n0 + nn, mat);
+                    wp.gemm(OHW, cols + nn * OHW, q, z, OHW);
+                    epi.finish(n0 + nn, z, OHW, false);
+                }
+                return;
+            }
+            // mat (K, q) = w (K, CKK) . cols (CKK, q); image nn's channel k is
+            // mat[k][nn*OHW ...], b[k] still to be added.
+            wp.gemm(q, cols, q, mat, q);  // (here w_gemm = w, KB = CKK)
+            for (int64_t nn = 0; nn < s; ++nn) epi.finish(n0 + nn, mat + nn * OHW, q, true);
         });
     });
 }

@@ -34,10 +34,7 @@
 // chunks whose conv output fits kChunkBytes, each chunk all three passes on
 // one thread, so its conv output never leaves that core's cache; the threads
 // take chunks in turn (one parallel region per step; about four chunks a
-// thread when the batch allows, one image at least). A step of one chunk (a
-// batch of one) with a conv of at least kSplitMinFlops runs it outside any
-// region, so conv2d_forward shares the image's passes between the threads
-// (conv_passes.h); a smaller one stays on the calling thread. An im2col conv's output
+// thread when the batch allows, one image at least). An im2col conv's output
 // for an image does not depend on the other images of its call, so no
 // chunking changes a value. That holds only where conv_path gives im2col for
 // the whole batch (and then for any part of it: Winograd's rule asks for a
@@ -49,7 +46,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "conv_passes.h"
 #include "fastcnn.h"
 #include "threadpool.h"
 
@@ -110,8 +106,7 @@ void conv_maxpool(const InferStep& s, float* out, const float* x, int64_t N, con
     const int64_t COH = conv_out_size(s.H, s.KH, s.SH, s.PH);
     const int64_t COW = conv_out_size(s.W, s.KW, s.SW, s.PW);
     const int64_t S = chunk_images(s, N, threads);
-    const int64_t chunks = (N + S - 1) / S;
-    auto chunk = [&](int64_t c, int t) {
+    pool::parallel_for_dynamic((N + S - 1) / S, threads, [&](int64_t c, int t) {
         const int64_t n0 = c * S, n = std::min(S, N - n0);
         float* z = conv + t * S * conv_size(s);     // (n, K, COH, COW)
         float* pooled = out + n0 * out_size(s);     // (n, K, OH, OW)
@@ -119,12 +114,7 @@ void conv_maxpool(const InferStep& s, float* out, const float* x, int64_t N, con
                        s.SH, s.SW, s.PH, s.PW, false);
         maxpool2d_forward(pooled, z, n, s.K, COH, COW, s.PKH, s.PKW, s.PSH, s.PSW);
         if (s.relu) relu_forward(pooled, pooled, n * out_size(s));
-    };
-    if (chunks == 1 && 2 * N * conv_size(s) * s.C * s.KH * s.KW >= conv::kSplitMinFlops) {
-        chunk(0, 0);  // outside a parallel region: conv2d may split the image's passes
-        return;
-    }
-    pool::parallel_for_dynamic(chunks, threads, chunk);
+    });
 }
 
 // out (N, K, OH, OW) <- step s on x (N, C, H, W); conv, choice: scratch for the
