@@ -184,16 +184,16 @@ def test_reference_conv2d_backward_finite_differences():
 # ----------------------------------------------------- a batch of one --
 
 # One image on 1 and 2 threads, (C, H, W, K, kernel, stride, padding): the
-# per-image and the batched GEMM paths and a stride, each with enough work
-# that a split of the image between threads would pay if any were made.
-SPLIT_CASES = [
+# per-image and the batched GEMM paths and a stride, large enough that
+# splitting the image between threads could be tempting.
+BATCH_OF_ONE_CASES = [
     (17, 30, 31, 64, 3, 1, 1),   # one GEMM per image, 930 columns
     (64, 15, 15, 97, 3, 1, 0),   # the batched GEMM, 169 columns
     (16, 40, 37, 64, 5, 2, 2),   # stride 2, 380 columns
 ]
 
 
-@pytest.mark.parametrize("case", SPLIT_CASES, ids=lambda c: "x1x{}x{}x{}-k{}-{}x{}-s{}-p{}".format(
+@pytest.mark.parametrize("case", BATCH_OF_ONE_CASES, ids=lambda c: "x1x{}x{}x{}-k{}-{}x{}-s{}-p{}".format(
     c[0], c[1], c[2], c[3], c[4], c[4], c[5], c[6]))
 def test_batch_of_one_same_bits_on_1_and_2_threads(case, isa, keep_threads):
     """conv2d and the fused conv + max-pool on one image: 1, 2, 1 threads give the
@@ -228,5 +228,6 @@ def test_batch_of_one_same_bits_on_1_and_2_threads(case, isa, keep_threads):
             np.testing.assert_array_equal(got, first)
     want = reference.conv2d(*as64(x, w, b), stride=s, padding=p)
     assert_close(runs[0][0], want, **_tol(c * ks * ks), name="out")
+    assert_close(runs[0][1], reference.relu(want), **_tol(c * ks * ks), name="relu(out)")
     pooled = reference.maxpool2d(reference.relu(want), 2)
     assert_close(runs[0][2], pooled, **_tol(c * ks * ks), name="pooled")
