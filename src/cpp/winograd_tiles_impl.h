@@ -31,6 +31,10 @@
 #pragma once
 #include <cstdint>
 
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
+
 #include "common.h"
 #include "winograd_tiles.h"
 
@@ -146,9 +150,13 @@ void gt3(const float* in, int64_t is, float* out, int64_t os, int64_t n) {
 //                block's tiles (padded coordinates; 0 outside the image);
 //   output bands (images, 4 rows, 4 TW): the 4x4 tiles of the output (or of
 //                its gradient), clipped to OH x OW when copied out.
-// Within a chunk, element e of every tile sits at off[t] + eoff(e) of the
-// bands: per e one indexed loop over the tiles, which the compiler makes a
-// vector gather or scatter where the path has one.
+// A chunk's tiles are consecutive in (image, tile row, tile column) order, so
+// they fall into runs: tiles tx0 .. tx0 + n - 1 of one tile row, whose 4 (or 6)
+// columns s of band row r sit side by side at 4 tx + s. Moving a run between
+// the bands and the (element, tile) rows is a transpose of (tiles, 4) blocks:
+// 4 tiles at a time with SSE's 4x4 transpose (x86-64's baseline, so every
+// path has it), the last n % 4 value by value. Columns 4 and 5 of a 6-wide
+// patch are columns 0 and 1 of the next tile.
 
 struct Bands {
     int64_t rows, width;  // of one image's band
@@ -160,33 +168,99 @@ Bands output_bands(const Block& blk, const TileGrid& tg) {
     return Bands{4 * (blk.ty1 - blk.ty0), 4 * tg.TW};
 }
 
-// off[t] (t < tc): where tile t0 + t of the block starts in bands of shape b.
-void tile_offsets(int32_t* off, int64_t t0, int64_t tc, const Block& blk, const TileGrid& tg,
-                  const Bands& b) {
-    const int64_t per_image = (blk.ty1 - blk.ty0) * tg.TW;
+// Calls run(t, start, n) for the runs of the chunk of tiles [t0, t0 + tc) of
+// the block, in order: the chunk's tiles [t, t + n) start at band offset
+// start (bands of shape b; tile j of the run at start + 4 j).
+template <class Run>
+void for_each_run(int64_t t0, int64_t tc, const Block& blk, const TileGrid& tg, const Bands& b,
+                  Run run) {
+    const int64_t rows = blk.ty1 - blk.ty0, per_image = rows * tg.TW;
     int64_t img = t0 / per_image, ty = (t0 % per_image) / tg.TW, tx = t0 % tg.TW;
-    for (int64_t t = 0; t < tc; ++t) {
-        off[t] = static_cast<int32_t>((img * b.rows + 4 * ty) * b.width + 4 * tx);
-        if (++tx == tg.TW) {
-            tx = 0;
-            if (++ty == blk.ty1 - blk.ty0) {
-                ty = 0;
-                ++img;
+    for (int64_t t = 0; t < tc; tx = 0) {
+        const int64_t n = min64(tg.TW - tx, tc - t);
+        run(t, (img * b.rows + 4 * ty) * b.width + 4 * tx, n);
+        t += n;
+        if (++ty == rows) {
+            ty = 0;
+            ++img;
+        }
+    }
+}
+
+// rows[q*ld + j] = src[4 j + q] for j < n, q < 4: the columns of n side-by-side
+// 4-wide tiles (src) into 4 rows.
+inline void tiles_to_rows(float* rows, int64_t ld, const float* src, int64_t n) {
+    int64_t j = 0;
+#if defined(__SSE2__)
+    for (; j + 4 <= n; j += 4) {
+        __m128 a0 = _mm_loadu_ps(src + 4 * j), a1 = _mm_loadu_ps(src + 4 * j + 4);
+        __m128 a2 = _mm_loadu_ps(src + 4 * j + 8), a3 = _mm_loadu_ps(src + 4 * j + 12);
+        _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
+        _mm_storeu_ps(rows + j, a0);
+        _mm_storeu_ps(rows + ld + j, a1);
+        _mm_storeu_ps(rows + 2 * ld + j, a2);
+        _mm_storeu_ps(rows + 3 * ld + j, a3);
+    }
+#endif
+    for (; j < n; ++j) {
+        for (int64_t q = 0; q < 4; ++q) rows[q * ld + j] = src[4 * j + q];
+    }
+}
+
+// dst[4 j + q] = rows[q*ld + j] (add: +=) for j < n, q < 4: tiles_to_rows back.
+template <bool Add>
+inline void rows_to_tiles(float* dst, const float* rows, int64_t ld, int64_t n) {
+    int64_t j = 0;
+#if defined(__SSE2__)
+    for (; j + 4 <= n; j += 4) {
+        __m128 a0 = _mm_loadu_ps(rows + j), a1 = _mm_loadu_ps(rows + ld + j);
+        __m128 a2 = _mm_loadu_ps(rows + 2 * ld + j), a3 = _mm_loadu_ps(rows + 3 * ld + j);
+        _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
+        if (Add) {
+            a0 = _mm_add_ps(_mm_loadu_ps(dst + 4 * j), a0);
+            a1 = _mm_add_ps(_mm_loadu_ps(dst + 4 * j + 4), a1);
+            a2 = _mm_add_ps(_mm_loadu_ps(dst + 4 * j + 8), a2);
+            a3 = _mm_add_ps(_mm_loadu_ps(dst + 4 * j + 12), a3);
+        }
+        _mm_storeu_ps(dst + 4 * j, a0);
+        _mm_storeu_ps(dst + 4 * j + 4, a1);
+        _mm_storeu_ps(dst + 4 * j + 8, a2);
+        _mm_storeu_ps(dst + 4 * j + 12, a3);
+    }
+#endif
+    for (; j < n; ++j) {
+        for (int64_t q = 0; q < 4; ++q) {
+            if (Add) {
+                dst[4 * j + q] += rows[q * ld + j];
+            } else {
+                dst[4 * j + q] = rows[q * ld + j];
             }
         }
     }
 }
 
-// d[e*tc + t] = bands[off[t] + (e / side) * width + e % side] for e < side*side.
-void gather_tiles(float* __restrict d, int64_t tc, const float* __restrict bands,
-                  const int32_t* __restrict off, int64_t side, int64_t width) {
-    for (int64_t r = 0; r < side; ++r) {
-        for (int64_t s = 0; s < side; ++s) {
-            float* __restrict row = d + (r * side + s) * tc;
-            const float* __restrict src = bands + r * width + s;
-            for (int64_t t = 0; t < tc; ++t) row[t] = src[off[t]];
+// dst[0..n) = src[0..n) (two rows of one work buffer, never overlapping).
+inline void shift_copy(float* __restrict dst, const float* __restrict src, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+}
+
+// d[(r*side + s)*tc + t] = bands[start(t) + r*width + s] (r, s < side, side 6
+// or 4) for the chunk of tiles [t0, t0 + tc): its side x side patches.
+void gather_tiles(float* d, int64_t tc, const float* bands, int64_t side, int64_t width,
+                  int64_t t0, const Block& blk, const TileGrid& tg, const Bands& b) {
+    for_each_run(t0, tc, blk, tg, b, [&](int64_t t, int64_t start, int64_t n) {
+        for (int64_t r = 0; r < side; ++r) {
+            const float* src = bands + start + r * width;  // the run's tiles, row r
+            float* row = d + r * side * tc + t;            // column s at row + s*tc
+            tiles_to_rows(row, tc, src, n);
+            if (side == 6) {  // columns 4, 5: the next tile's 0, 1; the last tile's from the band
+                shift_copy(row + 4 * tc, row + 1, n - 1);
+                shift_copy(row + 5 * tc, row + tc + 1, n - 1);
+                row[4 * tc + n - 1] = src[4 * n];
+                row[5 * tc + n - 1] = src[4 * n + 1];
+            }
         }
-    }
+    });
 }
 
 // One 1-D transform of the tiles (bt6, b6, at4, a6).
@@ -194,12 +268,13 @@ using RowTransform = void (*)(const float* in, int64_t is, float* out, int64_t o
 
 // The chunk's tiles into the Winograd domain: dst + e*ds (e = i*6 + j, tc tiles
 // each) = f along the rows, then along the columns, of the side x side patches
-// at off[t] in bands (row width `width`). work: (36 + 36, kTileChunk).
-void chunk_to_domain(RowTransform f, int64_t side, const float* bands, int64_t width,
-                     const int32_t* off, int64_t tc, float* work, float* dst, int64_t ds) {
+// of the chunk of tiles [t0, t0 + tc) in bands of shape b. work: (36 + 36, kTileChunk).
+void chunk_to_domain(RowTransform f, int64_t side, const float* bands, const Bands& b,
+                     int64_t t0, int64_t tc, const Block& blk, const TileGrid& tg, float* work,
+                     float* dst, int64_t ds) {
     float* d = work;                     // (side*side, tc): the patches
     float* t1 = work + 36 * kTileChunk;  // (6*side, tc): t1[i*side + s] = f along r
-    gather_tiles(d, tc, bands, off, side, width);
+    gather_tiles(d, tc, bands, side, b.width, t0, blk, tg, b);
     for (int64_t s = 0; s < side; ++s) f(d + s * tc, side * tc, t1 + s * tc, side * tc, tc);
     for (int64_t i = 0; i < 6; ++i) f(t1 + i * side * tc, tc, dst + i * 6 * ds, ds, tc);
 }
@@ -290,7 +365,6 @@ void input_tiles(float* V, int64_t ldv, const float* x, int64_t C, const TileGri
     const int64_t n = block_tiles(blk, tg);
     const Bands b = input_bands(blk, tg);
     const int64_t inside = min64(tg.W, b.width - tg.PW);  // image columns in a band row
-    int32_t off[kTileChunk];
     for (int64_t c = 0; c < C; ++c) {
         for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
             const float* plane = x + ((blk.n0 + img) * C + c) * tg.H * tg.W;  // (H, W)
@@ -309,9 +383,8 @@ void input_tiles(float* V, int64_t ldv, const float* x, int64_t C, const TileGri
         }
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
-            tile_offsets(off, t0, tc, blk, tg, b);
             // V[e][c] = (B^T d B)[e]
-            chunk_to_domain(bt6, 6, bands, b.width, off, tc, work, V + c * ldv + t0, C * ldv);
+            chunk_to_domain(bt6, 6, bands, b, t0, tc, blk, tg, work, V + c * ldv + t0, C * ldv);
         }
     }
 }
@@ -324,21 +397,17 @@ bool output_tiles(float* const* z, const float* Mw, int64_t ldm, int64_t K, cons
     float* o = work + 36 * kTileChunk;      // (16, kTileChunk): the chunk's output tiles
     float* check = o + 36 * kTileChunk;     // (kTileChunk): 0, or NaN once a value is not finite
     fill_zero(check, kTileChunk);
-    int32_t off[kTileChunk];
     const int64_t OHW = tg.OH * tg.OW;
     for (int64_t k = 0; k < K; ++k) {
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
             // o[p*4 + q] = (A^T M A)[p][q]
             chunk_from_domain(at4, 4, Mw + k * ldm + t0, K * ldm, tc, work);
-            tile_offsets(off, t0, tc, blk, tg, b);
-            for (int64_t p = 0; p < 4; ++p) {
-                for (int64_t q = 0; q < 4; ++q) {
-                    const float* __restrict row = o + (p * 4 + q) * tc;
-                    float* __restrict dst = bands + p * b.width + q;
-                    for (int64_t t = 0; t < tc; ++t) dst[off[t]] = row[t];
+            for_each_run(t0, tc, blk, tg, b, [&](int64_t t, int64_t start, int64_t count) {
+                for (int64_t p = 0; p < 4; ++p) {
+                    rows_to_tiles<false>(bands + start + p * b.width, o + p * 4 * tc + t, tc, count);
                 }
-            }
+            });
         }
         const float bk = bias ? bias[k] : 0.0f;
         for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
@@ -359,7 +428,6 @@ void output_grad_tiles(float* Z, int64_t ldz, const float* const* dz, int64_t K,
     const int64_t n = block_tiles(blk, tg);
     const Bands b = output_bands(blk, tg);
     const OutRows rows = valid_rows(blk, tg);
-    int32_t off[kTileChunk];
     const int64_t OHW = tg.OH * tg.OW;
     for (int64_t k = 0; k < K; ++k) {
         for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
@@ -376,9 +444,8 @@ void output_grad_tiles(float* Z, int64_t ldz, const float* const* dz, int64_t K,
         }
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
-            tile_offsets(off, t0, tc, blk, tg, b);
             // Z[e][k] = (A dz A^T)[e]
-            chunk_to_domain(a6, 4, bands, b.width, off, tc, work, Z + k * ldz + t0, K * ldz);
+            chunk_to_domain(a6, 4, bands, b, t0, tc, blk, tg, work, Z + k * ldz + t0, K * ldz);
         }
     }
 }
@@ -391,21 +458,26 @@ bool input_grad_tiles(float* dx, const float* dV, int64_t ldv, int64_t C, const 
     float* dd = work + 36 * kTileChunk;     // (36, kTileChunk): the chunk's patch gradients
     float* check = dd + 36 * kTileChunk;    // (kTileChunk): 0, or NaN once a value is not finite
     fill_zero(check, kTileChunk);
-    int32_t off[kTileChunk];
     for (int64_t c = 0; c < C; ++c) {
         fill_zero(bands, (blk.n1 - blk.n0) * b.rows * b.width);
         for (int64_t t0 = 0; t0 < n; t0 += kTileChunk) {
             const int64_t tc = min64(kTileChunk, n - t0);
             // dd[r*6 + s] = (B dV B^T)[r][s]
             chunk_from_domain(b6, 6, dV + c * ldv + t0, C * ldv, tc, work);
-            // Patches overlap: added tile by tile, in order.
-            tile_offsets(off, t0, tc, blk, tg, b);
-            for (int64_t t = 0; t < tc; ++t) {
-                float* dst = bands + off[t];
+            // Patches overlap. Each pixel gets its tiles' values in tile order:
+            // run by run, and within a row of a run first columns 4 and 5 of
+            // each tile (the next tile's 0 and 1), then columns 0 to 3.
+            for_each_run(t0, tc, blk, tg, b, [&](int64_t t, int64_t start, int64_t count) {
                 for (int64_t r = 0; r < 6; ++r) {
-                    for (int64_t s = 0; s < 6; ++s) dst[r * b.width + s] += dd[(r * 6 + s) * tc + t];
+                    float* dst = bands + start + r * b.width;
+                    const float* row = dd + r * 6 * tc + t;  // column s at row + s*tc
+                    for (int64_t j = 0; j < count; ++j) {
+                        dst[4 * j + 4] += row[4 * tc + j];
+                        dst[4 * j + 5] += row[5 * tc + j];
+                    }
+                    rows_to_tiles<true>(dst, row, tc, count);
                 }
-            }
+            });
         }
         // dx += the bands' pixels inside the image
         for (int64_t img = 0; img < blk.n1 - blk.n0; ++img) {
