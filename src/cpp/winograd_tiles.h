@@ -41,9 +41,11 @@ static inline int64_t block_tiles(const Block& b, const TileGrid& tg) {
     return (b.n1 - b.n0) * (b.ty1 - b.ty0) * tg.TW;
 }
 
-// Floats of the padded copy of a block's input bands: (images, 4 rows + 2, 4 TW + 2).
+// Floats of the padded copy of a block's input bands: (images, 4 rows + 2, 4 TW + 2),
+// plus kBandSpare floats a transform may read (never use) past the last band.
+constexpr int64_t kBandSpare = 32;
 static inline int64_t band_floats(int64_t images, int64_t rows, const TileGrid& tg) {
-    return images * (4 * rows + 2) * (4 * tg.TW + 2);
+    return images * (4 * rows + 2) * (4 * tg.TW + 2) + kBandSpare;
 }
 
 // One path's transforms. work: kTileWorkFloats floats (tiles) or 27 * C

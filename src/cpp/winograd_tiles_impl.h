@@ -187,12 +187,17 @@ void for_each_run(int64_t t0, int64_t tc, const Block& blk, const TileGrid& tg, 
     }
 }
 
-// rows[q*ld + j] = src[4 j + q] for j < n, q < 4: the columns of n side-by-side
-// 4-wide tiles (src) into 4 rows.
-inline void tiles_to_rows(float* rows, int64_t ld, const float* src, int64_t n) {
+// rows[s*ld + j] = src[4 j + s] for j < n, s < side (4, or 6: columns 4 and 5
+// of a tile are the next one's 0 and 1): the columns of n side-by-side tiles
+// in a band row (src) into side rows. With spill, a last group of fewer than 4
+// tiles goes whole too: it reads up to 4 tiles' values past the run (within
+// kBandSpare of the bands) and writes up to 3 values past each row's n
+// (which the caller writes again later).
+template <int64_t Side>
+inline void tiles_to_rows(float* rows, int64_t ld, const float* src, int64_t n, bool spill) {
     int64_t j = 0;
 #if defined(__SSE2__)
-    for (; j + 4 <= n; j += 4) {
+    for (; j + 4 <= n || (spill && j < n); j += 4) {
         __m128 a0 = _mm_loadu_ps(src + 4 * j), a1 = _mm_loadu_ps(src + 4 * j + 4);
         __m128 a2 = _mm_loadu_ps(src + 4 * j + 8), a3 = _mm_loadu_ps(src + 4 * j + 12);
         _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
@@ -200,14 +205,23 @@ inline void tiles_to_rows(float* rows, int64_t ld, const float* src, int64_t n) 
         _mm_storeu_ps(rows + ld + j, a1);
         _mm_storeu_ps(rows + 2 * ld + j, a2);
         _mm_storeu_ps(rows + 3 * ld + j, a3);
+        if (Side == 6) {  // the same one tile on: its columns 0 and 1
+            __m128 b0 = _mm_loadu_ps(src + 4 * j + 4), b1 = _mm_loadu_ps(src + 4 * j + 8);
+            __m128 b2 = _mm_loadu_ps(src + 4 * j + 12), b3 = _mm_loadu_ps(src + 4 * j + 16);
+            _MM_TRANSPOSE4_PS(b0, b1, b2, b3);
+            _mm_storeu_ps(rows + 4 * ld + j, b0);
+            _mm_storeu_ps(rows + 5 * ld + j, b1);
+        }
     }
 #endif
     for (; j < n; ++j) {
-        for (int64_t q = 0; q < 4; ++q) rows[q * ld + j] = src[4 * j + q];
+        for (int64_t s = 0; s < Side; ++s) rows[s * ld + j] = src[4 * j + s];
     }
 }
 
 // dst[4 j + q] = rows[q*ld + j] (add: +=) for j < n, q < 4: tiles_to_rows back.
+// A last group of fewer than 4 tiles reads up to 3 values past each row's n
+// (rows must have them: the work buffer's rows do) and writes only its tiles.
 template <bool Add>
 inline void rows_to_tiles(float* dst, const float* rows, int64_t ld, int64_t n) {
     int64_t j = 0;
@@ -227,6 +241,18 @@ inline void rows_to_tiles(float* dst, const float* rows, int64_t ld, int64_t n) 
         _mm_storeu_ps(dst + 4 * j + 8, a2);
         _mm_storeu_ps(dst + 4 * j + 12, a3);
     }
+    if (j < n) {  // 1 to 3 tiles: the transpose reads past the rows' n, stores only theirs
+        __m128 a0 = _mm_loadu_ps(rows + j), a1 = _mm_loadu_ps(rows + ld + j);
+        __m128 a2 = _mm_loadu_ps(rows + 2 * ld + j), a3 = _mm_loadu_ps(rows + 3 * ld + j);
+        _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
+        const __m128 tile[3] = {a0, a1, a2};
+        for (int64_t i = 0; i < n - j; ++i) {
+            __m128 v = tile[i];
+            if (Add) v = _mm_add_ps(_mm_loadu_ps(dst + 4 * (j + i)), v);
+            _mm_storeu_ps(dst + 4 * (j + i), v);
+        }
+        return;
+    }
 #endif
     for (; j < n; ++j) {
         for (int64_t q = 0; q < 4; ++q) {
@@ -239,25 +265,21 @@ inline void rows_to_tiles(float* dst, const float* rows, int64_t ld, int64_t n) 
     }
 }
 
-// dst[0..n) = src[0..n) (two rows of one work buffer, never overlapping).
-inline void shift_copy(float* __restrict dst, const float* __restrict src, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
-}
-
 // d[(r*side + s)*tc + t] = bands[start(t) + r*width + s] (r, s < side, side 6
 // or 4) for the chunk of tiles [t0, t0 + tc): its side x side patches.
 void gather_tiles(float* d, int64_t tc, const float* bands, int64_t side, int64_t width,
                   int64_t t0, const Block& blk, const TileGrid& tg, const Bands& b) {
     for_each_run(t0, tc, blk, tg, b, [&](int64_t t, int64_t start, int64_t n) {
+        // Values written past a run are the next runs': rewritten by them,
+        // but not past the chunk (they would land in the next row's first tiles).
+        const bool spill = t + (n + 3) / 4 * 4 <= tc;
         for (int64_t r = 0; r < side; ++r) {
             const float* src = bands + start + r * width;  // the run's tiles, row r
             float* row = d + r * side * tc + t;            // column s at row + s*tc
-            tiles_to_rows(row, tc, src, n);
-            if (side == 6) {  // columns 4, 5: the next tile's 0, 1; the last tile's from the band
-                shift_copy(row + 4 * tc, row + 1, n - 1);
-                shift_copy(row + 5 * tc, row + tc + 1, n - 1);
-                row[4 * tc + n - 1] = src[4 * n];
-                row[5 * tc + n - 1] = src[4 * n + 1];
+            if (side == 6) {
+                tiles_to_rows<6>(row, tc, src, n, spill);
+            } else {
+                tiles_to_rows<4>(row, tc, src, n, spill);
             }
         }
     });
