@@ -245,11 +245,17 @@ inline void rows_to_tiles(float* dst, const float* rows, int64_t ld, int64_t n) 
         __m128 a0 = _mm_loadu_ps(rows + j), a1 = _mm_loadu_ps(rows + ld + j);
         __m128 a2 = _mm_loadu_ps(rows + 2 * ld + j), a3 = _mm_loadu_ps(rows + 3 * ld + j);
         _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
-        const __m128 tile[3] = {a0, a1, a2};
-        for (int64_t i = 0; i < n - j; ++i) {
-            __m128 v = tile[i];
-            if (Add) v = _mm_add_ps(_mm_loadu_ps(dst + 4 * (j + i)), v);
-            _mm_storeu_ps(dst + 4 * (j + i), v);
+        // (tile by tile: a loop over an array of them becomes a memcpy call)
+        float* d = dst + 4 * j;
+        if (Add) a0 = _mm_add_ps(_mm_loadu_ps(d), a0);
+        _mm_storeu_ps(d, a0);
+        if (n - j > 1) {
+            if (Add) a1 = _mm_add_ps(_mm_loadu_ps(d + 4), a1);
+            _mm_storeu_ps(d + 4, a1);
+        }
+        if (n - j > 2) {
+            if (Add) a2 = _mm_add_ps(_mm_loadu_ps(d + 8), a2);
+            _mm_storeu_ps(d + 8, a2);
         }
         return;
     }
