@@ -77,6 +77,7 @@ inline __m128 relu_ps(__m128 v) {
 // when add, then relu when relu). The whole row: a short last group reads
 // past the row's end (within conv::kScratchSpare floats, which the scratch the
 // rows live in has to spare). Returns count.
+template <bool Choice>
 int64_t maxpool_choice_2x2_row_sse2(float* out_row, uint8_t* choice_row, const float* top,
                                     const float* bottom, int64_t count, bool add, float bias,
                                     bool relu) {
@@ -102,7 +103,18 @@ int64_t maxpool_choice_2x2_row_sse2(float* out_row, uint8_t* choice_row, const f
             const __m128 t = _mm_and_ps(_mm_cmpord_ps(m, m),
                                         _mm_or_ps(_mm_cmpunord_ps(v[e], v[e]), _mm_cmpgt_ps(v[e], m)));
             m = select_ps(t, v[e], m);
-            idx = select_epi32(t, _mm_set1_epi32(e), idx);
+            if (Choice) idx = select_epi32(t, _mm_set1_epi32(e), idx);
+        }
+        if (!Choice) {
+            const int64_t lanes = count - pw < 4 ? count - pw : 4;
+            if (lanes == 4) {
+                _mm_storeu_ps(out_row + pw, m);
+            } else {
+                alignas(16) float m4[4];
+                _mm_store_ps(m4, m);
+                for (int64_t l = 0; l < lanes; ++l) out_row[pw + l] = m4[l];
+            }
+            continue;
         }
         if (relu) {  // not > 0 (NaN included): no gradient
             idx = select_epi32(_mm_cmpngt_ps(m, _mm_setzero_ps()), _mm_set1_epi32(kNoGradient), idx);
@@ -157,6 +169,7 @@ int64_t unpool_2x2_row_sse2(float* top, float* bottom, const float* g_row,
 // 2x2 stride-2 windows (the common case) go four at a time with SSE2 compares
 // and selects where the compiler has SSE2 (every x86-64): on real data the
 // compares go either way, and the scalar code below is what it computes.
+// choice may be null (the inference plan's call): out alone, the same values.
 void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t OW, bool add,
                           float bias, bool relu, const PoolGeom& pg) {
     auto act = [=](float v) {
@@ -166,14 +179,16 @@ void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t O
     const bool fast = is_2x2_stride2(pg.PKH, pg.PKW, pg.PSH, pg.PSW);
     for (int64_t ph = 0; ph < pg.POH; ++ph) {
         float* out_row = out + ph * pg.POW;
-        uint8_t* choice_row = choice + ph * pg.POW;
+        uint8_t* choice_row = choice ? choice + ph * pg.POW : nullptr;
         const float* top = z + ph * pg.PSH * OW;   // row of the windows' top-left corners
         int64_t pw = 0;
         if (fast) {
             const float* bottom = top + OW;
 #if defined(__SSE2__)
-            pw = maxpool_choice_2x2_row_sse2(out_row, choice_row, top, bottom, pg.POW, add, bias,
-                                             relu);
+            pw = choice ? maxpool_choice_2x2_row_sse2<true>(out_row, choice_row, top, bottom,
+                                                            pg.POW, add, bias, relu)
+                        : maxpool_choice_2x2_row_sse2<false>(out_row, nullptr, top, bottom,
+                                                             pg.POW, add, bias, relu);
 #endif
             for (; pw < pg.POW; ++pw) {
                 const float v[4] = {act(top[2 * pw]), act(top[2 * pw + 1]),
@@ -187,7 +202,7 @@ void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t O
                 }
                 const bool none = relu && !(m > 0.0f);
                 out_row[pw] = m;
-                choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
+                if (choice_row) choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
             }
             continue;
         }
@@ -205,7 +220,7 @@ void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t O
             }
             const bool none = relu && !(m > 0.0f);
             out_row[pw] = m;
-            choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
+            if (choice_row) choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
         }
     }
 }
@@ -228,7 +243,7 @@ struct PoolForward {
         const int64_t PHW = pg.POH * pg.POW;
         for (int64_t k = 0; k < K; ++k) {
             // as PlainForward: + (b[k] or 0) on the batched path, then relu
-            maxpool_choice_plane(out + (n * K + k) * PHW, choice + (n * K + k) * PHW,
+            maxpool_choice_plane(out + (n * K + k) * PHW, choice ? choice + (n * K + k) * PHW : nullptr,
                                  z + k * kstride, OW, add_bias, add_bias && b ? b[k] : 0.0f,
                                  relu, pg);
         }

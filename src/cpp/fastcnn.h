@@ -176,7 +176,8 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dout,
 // Backward takes dout of the POOLED output and choice and returns what
 // conv2d_backward returns for the conv output's gradient that
 // maxpool2d_backward (after relu_backward) gives. The caller checks choice
-// (every value < PKH*PKW or kNoGradient).
+// (every value < PKH*PKW or kNoGradient). The forward's choice may be null:
+// out alone (the inference plan).
 void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const float* w,
                             const float* b, int64_t N, int64_t C, int64_t H, int64_t W,
                             int64_t K, int64_t KH, int64_t KW, int64_t SH, int64_t SW,
@@ -368,7 +369,6 @@ private:
     int capacity_threads_ = 0;   // and the thread count their conv chunks are for
     // the two buffers (capacity_, largest output), then the conv output chunk
     std::unique_ptr<float[], void (*)(void*)> buffers_{nullptr, std::free};
-    std::vector<uint8_t> choice_;  // (capacity_, largest pooled output): the fused op's choice
     int64_t buffer_floats_ = 0;    // floats of one of the two buffers
     size_t buffer_bytes_ = 0;      // of all of them
 };

@@ -42,7 +42,7 @@
 // depends on the batch size, and a non-finite value anywhere sends its whole
 // call to im2col. Where the batch takes Winograd the step is one
 // conv2d_maxpool_forward call over the batch, as the layers' forward makes
-// it, its choice bytes going to a scratch buffer.
+// it, without the choice bytes (the same out).
 #include <algorithm>
 #include <cstring>
 
@@ -95,11 +95,11 @@ bool im2col_conv(const InferStep& s, int64_t N) {
 // out (N, K, OH, OW) <- the conv + max-pool step s on x (N, C, H, W), chunk by
 // chunk; conv: `threads` blocks of (chunk, K, conv OH, conv OW), one a thread.
 // Where the batch takes Winograd, the fused op over the whole batch instead,
-// with choice (N, K, OH, OW) as its scratch.
+// without its choice bytes.
 void conv_maxpool(const InferStep& s, float* out, const float* x, int64_t N, const float* w,
-                  const float* b, float* conv, uint8_t* choice, int threads) {
+                  const float* b, float* conv, int threads) {
     if (!im2col_conv(s, N)) {
-        conv2d_maxpool_forward(out, choice, x, w, b, N, s.C, s.H, s.W, s.K, s.KH, s.KW, s.SH,
+        conv2d_maxpool_forward(out, nullptr, x, w, b, N, s.C, s.H, s.W, s.K, s.KH, s.KW, s.SH,
                                s.SW, s.PH, s.PW, s.PKH, s.PKW, s.PSH, s.PSW, s.relu);
         return;
     }
@@ -117,10 +117,10 @@ void conv_maxpool(const InferStep& s, float* out, const float* x, int64_t N, con
     });
 }
 
-// out (N, K, OH, OW) <- step s on x (N, C, H, W); conv, choice: scratch for the
+// out (N, K, OH, OW) <- step s on x (N, C, H, W); conv: scratch for the
 // conv + max-pool steps, for `threads` threads.
 void run_step(const InferStep& s, float* out, const float* x, int64_t N,
-              const float* const* params, float* conv, uint8_t* choice, int threads) {
+              const float* const* params, float* conv, int threads) {
     const float* w = s.w >= 0 ? params[s.w] : nullptr;
     const float* b = s.b >= 0 ? params[s.b] : nullptr;
     const int64_t n = N * s.C * s.H * s.W;  // values of the input (elementwise steps)
@@ -130,7 +130,7 @@ void run_step(const InferStep& s, float* out, const float* x, int64_t N,
                            s.PW, s.relu);
             return;
         case InferOp::conv2d_maxpool:
-            conv_maxpool(s, out, x, N, w, b, conv, choice, threads);
+            conv_maxpool(s, out, x, N, w, b, conv, threads);
             return;
         case InferOp::maxpool2d:
             maxpool2d_forward(out, x, N, s.C, s.H, s.W, s.KH, s.KW, s.SH, s.SW);
@@ -174,11 +174,10 @@ void InferencePlan::reserve(int64_t N, int threads) {
     if (N <= capacity_ && threads <= capacity_threads_) return;
     N = std::max(N, capacity_);
     threads = std::max(threads, capacity_threads_);
-    int64_t largest = 0, chunks = 0, pooled = 0;  // per image; the conv + max-pool steps' scratch
+    int64_t largest = 0, chunks = 0;  // per image; the conv + max-pool steps' scratch
     for (const InferStep& s : steps_) {
         largest = std::max(largest, out_size(s));
         if (s.op == InferOp::conv2d_maxpool) {
-            pooled = std::max(pooled, out_size(s));
             for (int t = 1; t <= threads; ++t) {   // t threads' chunks, for any batch <= N
                 chunks = std::max(chunks, t * chunk_images(s, N, t) * conv_size(s));
             }
@@ -191,8 +190,7 @@ void InferencePlan::reserve(int64_t N, int threads) {
     float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
     if (p == nullptr) throw std::bad_alloc();
     buffers_.reset(p);
-    choice_.assign(static_cast<size_t>(N * pooled), 0);
-    buffer_bytes_ = bytes + choice_.size();
+    buffer_bytes_ = bytes;
     buffer_floats_ = floats;
     capacity_ = N;
     capacity_threads_ = threads;
@@ -218,12 +216,11 @@ void InferencePlan::run(float* out, const float* x, int64_t N, const float* cons
         } else {
             dst = src == buf[0] ? buf[1] : buf[0];
         }
-        run_step(s, dst, src, N, params, buf[1] + buffer_floats_, choice_.data(), threads);
+        run_step(s, dst, src, N, params, buf[1] + buffer_floats_, threads);
         src = dst;
     }
     if (buffer_bytes_ > kKeepBytes) {
         buffers_.reset();
-        choice_ = std::vector<uint8_t>();
         capacity_ = capacity_threads_ = 0;
     }
 }
