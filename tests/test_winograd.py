@@ -1,7 +1,8 @@
 """Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (src/cpp/winograd.h): the
 error bound against the float64 reference on awkward shapes (forward, dx, dw,
 db; conv2d and the fused conv + max-pool) on every SIMD path and 1 and 2
-threads; the same bits on 1 and 2 threads; NaN placed as im2col places it; the
+threads; the same bits on 1 and 2 threads and for an image alone or in a batch
+(any count of tiles per row); NaN placed as im2col places it; the
 choice by shape and its override (FASTCNN_CONV, fastcnn.set_conv_algorithm);
 and "im2col" giving exactly the plain path's bits."""
 from __future__ import annotations
@@ -113,6 +114,32 @@ def test_conv2d_maxpool_within_bound(case, relu, winograd, threads, isa):
     sdx, sdw, _ = reference.conv2d_backward(dz64, np.abs(x64), np.abs(w64), 1, p)
     assert_within_bound(dx, rdx, sdx, "dx")
     assert_within_bound(dw, rdw, sdw, "dw")
+
+
+@pytest.mark.parametrize("width", [2, 4, 5, 9, 13, 16, 22, 27, 35, 41])
+def test_tile_runs_any_width(width, winograd, isa):
+    """Every count of tiles per tile row (1 to 10 here) with the chunks of
+    tiles the transforms take (64 at a time) starting and ending mid-row: a
+    batch gives each image the bits that image gives alone (each output, and
+    each pixel of dx, comes from its own tiles only), within the bound."""
+    n, c, h, k, p = 5, 16, 6, 16, 1
+    rng = np.random.default_rng(width)
+    x = rng.standard_normal((n, c, h, width)).astype(np.float32)
+    wt = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    dout = rng.standard_normal((n, k, h, width)).astype(np.float32)
+    out = ops.conv2d(x, wt, b, 1, p)
+    dx = ops.conv2d_backward(dout, x, wt, 1, p)[0]
+    for i in range(n):
+        np.testing.assert_array_equal(out[i:i + 1], ops.conv2d(x[i:i + 1], wt, b, 1, p))
+        np.testing.assert_array_equal(dx[i:i + 1],
+                                      ops.conv2d_backward(dout[i:i + 1], x[i:i + 1], wt, 1, p)[0])
+    x64, w64, b64, d64 = as64(x, wt, b, dout)
+    scale = reference.conv2d(np.abs(x64), np.abs(w64), None, 1, p)
+    assert_within_bound(out, reference.conv2d(x64, w64, b64, 1, p),
+                        scale + np.abs(b64)[:, None, None], "out")
+    sdx = reference.conv2d_backward(np.abs(d64), np.abs(x64), np.abs(w64), 1, p)[0]
+    assert_within_bound(dx, reference.conv2d_backward(d64, x64, w64, 1, p)[0], sdx, "dx")
 
 
 def _all_passes(x, wt, b, dout, p, threads):
