@@ -231,3 +231,41 @@ def test_batch_of_one_same_bits_on_1_and_2_threads(case, isa, keep_threads):
     assert_close(runs[0][1], reference.relu(want), **_tol(c * ks * ks), name="relu(out)")
     pooled = reference.maxpool2d(reference.relu(want), 2)
     assert_close(runs[0][2], pooled, **_tol(c * ks * ks), name="pooled")
+
+
+# (C, H, W, K, kernel, padding): a batch of one whose GEMMs have few columns in
+# all (weights read in place, not packed: conv_passes.h, kRowsAMaxColumns) --
+# the batched GEMM (64, 121, 30, 255, 147 columns; K not a multiple of the
+# tile's rows) and one GEMM per image with the bias in it (256 columns).
+FEW_COLUMN_CASES = [
+    (20, 12, 12, 40, 5, 0),
+    (32, 13, 13, 64, 3, 0),
+    (5, 6, 7, 13, 2, 0),
+    (3, 15, 17, 7, 3, 1),
+    (2, 5, 51, 25, 3, 0),
+    (4, 16, 16, 9, 3, 1),
+]
+
+
+@pytest.mark.parametrize("case", FEW_COLUMN_CASES, ids=lambda c: "x1x{}x{}x{}-k{}-{}x{}-p{}".format(
+    c[0], c[1], c[2], c[3], c[4], c[4], c[5]))
+def test_batch_of_one_same_bits_as_in_a_batch(case, isa):
+    """An image alone (weights read in place) gives the bits it gives inside a
+    batch of 6 (weights packed), with and without bias, and the reference's values."""
+    c, h, w_, k, ks, p = case
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((6, c, h, w_)).astype(np.float32)
+    w = rng.standard_normal((k, c, ks, ks)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    before = fastcnn.conv_algorithm()
+    fastcnn.set_conv_algorithm("im2col")
+    try:
+        for bias in (b, None):
+            batch = ops.conv2d(x, w, bias, 1, p)
+            for i in (0, 4):
+                np.testing.assert_array_equal(ops.conv2d(x[i:i + 1], w, bias, 1, p), batch[i:i + 1])
+        want = reference.conv2d(x[:1].astype(np.float64), w.astype(np.float64),
+                                b.astype(np.float64), 1, p)
+        assert_close(ops.conv2d(x[:1], w, b, 1, p), want, rtol=1e-4, atol=1e-4, name="out")
+    finally:
+        fastcnn.set_conv_algorithm(before)

@@ -204,12 +204,16 @@ def test_nan_lands_where_im2col_puts_it(winograd, isa):
 
 def test_choice_by_shape():
     """auto takes Winograd only for 3x3 stride-1 convs (never e.g. the book's 5x5
-    or a strided one); im2col never; winograd wherever it applies."""
+    or a strided one), and for the forward pass also on one large image; im2col
+    never; winograd wherever it applies."""
     before = fastcnn.conv_algorithm()
     path = _core._conv_path
     try:
         fastcnn.set_conv_algorithm("auto")
         assert path(64, 64, 16, 16, 64, 3, 3, 1, 1, 1, 1) == "winograd"
+        # the forward pass of one image of 64 tiles or more (32x32), not of 16 (16x16)
+        assert path(1, 32, 32, 32, 32, 3, 3, 1, 1, 1, 1) == "winograd"
+        assert path(1, 32, 16, 16, 64, 3, 3, 1, 1, 1, 1) == "im2col"
         for shape in [(64, 64, 16, 16, 64, 5, 5, 1, 1, 2, 2), (64, 64, 16, 16, 64, 3, 3, 2, 2, 1, 1),
                       (64, 64, 16, 16, 64, 3, 1, 1, 1, 1, 0), (64, 3, 32, 32, 32, 3, 3, 1, 1, 1, 1),
                       (10, 20, 12, 12, 40, 5, 5, 1, 1, 0, 0)]:

@@ -93,7 +93,7 @@ void conv2d_forward(float* out, const float* x, const float* w, const float* b,
                     bool relu) {
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PlainForward epi{out, b, K, dims.OHW, relu};
-    if (wino::choose(dims) && wino::forward_pass(epi, x, w, b, dims)) return;
+    if (wino::choose_forward(dims) && wino::forward_pass(epi, x, w, b, dims)) return;
     conv::conv_forward_pass(epi, x, w, b, dims);
 }
 

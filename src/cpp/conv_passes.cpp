@@ -4,6 +4,7 @@
 #include "conv_passes.h"
 
 #include "common.h"
+#include "gemm/gemm_internal.h"
 
 namespace fastcnn {
 namespace conv {
@@ -33,14 +34,22 @@ Plan make_plan(const Shape& s) {
     return p;
 }
 
-PackedWeights::PackedWeights(bool trans, int64_t M, int64_t K, const float* A, int64_t lda)
+PackedWeights::PackedWeights(bool trans, int64_t M, int64_t K, const float* A, int64_t lda,
+                             int64_t columns)
     : trans_(trans), M_(M), K_(K), A_(A), lda_(lda),
-      packed_(static_cast<size_t>(sgemm_packed_a_size(M, K))) {
-    if (packed_.size() > 0) layout_ = sgemm_pack_a(trans, M, K, 1.0f, A, lda, packed_.get());
+      rows_(!trans && columns >= 0 && columns <= kRowsAMaxColumns),
+      packed_(static_cast<size_t>(rows_ ? 0 : sgemm_packed_a_size(M, K))) {
+    if (rows_) {
+        layout_ = gemm::active_isa_id();
+    } else if (packed_.size() > 0) {
+        layout_ = sgemm_pack_a(trans, M, K, 1.0f, A, lda, packed_.get());
+    }
 }
 
 void PackedWeights::gemm(int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) const {
-    if (packed_.size() == 0) {
+    if (rows_) {
+        sgemm_rows_a(layout_, M_, n, K_, A_, lda_, B, ldb, C, ldc);
+    } else if (packed_.size() == 0) {
         sgemm_serial(trans_, false, M_, n, K_, 1.0f, A_, lda_, B, ldb, 0.0f, C, ldc);
     } else {
         sgemm_with_packed_a(layout_, packed_.get(), M_, n, K_, false, B, ldb, 0.0f, C, ldc);

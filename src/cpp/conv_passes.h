@@ -123,7 +123,12 @@ void for_each_group(const Plan& plan, Body body) {
 // write-only C, on the calling thread; sgemm_serial when op(A) is too large to pack.
 class PackedWeights {
 public:
-    PackedWeights(bool trans, int64_t M, int64_t K, const float* A, int64_t lda);
+    // columns: how many columns all of the call's GEMMs have together; up to
+    // kRowsAMaxColumns (a batch of one on small images) A is not packed but
+    // read in place (sgemm_rows_a: the same bits), which costs less than the
+    // packing would save. -1: unknown (packed).
+    PackedWeights(bool trans, int64_t M, int64_t K, const float* A, int64_t lda,
+                  int64_t columns = -1);
     void gemm(int64_t n, const float* B, int64_t ldb, float* C, int64_t ldc) const;
 
 private:
@@ -131,9 +136,16 @@ private:
     int64_t M_, K_;
     const float* A_;
     int64_t lda_;
+    bool rows_;       // A read in place (before packed_: it decides packed_'s size)
     Scratch packed_;
-    int layout_ = 0;  // the SIMD path packed_ holds its layout for
+    int layout_ = 0;  // the SIMD path packed_ holds its layout for (or the rows-A kernels')
 };
+
+// See PackedWeights. Measured by predict_proba at a batch of one (1 thread,
+// docs/performance.md): N2 1.13x faster (its second conv: 64 columns, 40 x 500
+// weights), C2 1.14x (64 and 256 columns; 1.04x more with 256 here than 128),
+// K1 1.05x. Training batches have more columns and pack as before.
+constexpr int64_t kRowsAMaxColumns = 256;
 
 // Sum of v[0..count) in float: 8 interleaved partial sums, combined pairwise.
 float sum_floats(const float* v, int64_t count);
@@ -175,7 +187,7 @@ void conv_forward_pass(const Epilogue& epi, const float* x, const float* w, cons
     }
     const float* w_gemm = bias_in_gemm ? w_bias.data() : w;  // (K, KB)
     // w_gemm packed once for every image's GEMM (0: too large, sgemm_serial packs it itself).
-    const PackedWeights wp(false, K, KB, w_gemm, KB);
+    const PackedWeights wp(false, K, KB, w_gemm, KB, dims.N * OHW);
 
     const int64_t cols_size = KB * S * OHW;                       // (KB, S*OHW)
     const int64_t mat_size = plan.per_image ? (Epilogue::kScratch ? K * OHW : 0)  // (K, OHW)

@@ -328,7 +328,7 @@ void conv2d_maxpool_forward(float* out, uint8_t* choice, const float* x, const f
     const conv::Shape dims = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
     const PoolGeom pg = pool_geom(dims, PKH, PKW, PSH, PSW);
     const PoolForward epi{out, choice, b, K, dims.OW, pg, relu};
-    if (wino::choose(dims) && wino::forward_pass(epi, x, w, b, dims)) return;
+    if (wino::choose_forward(dims) && wino::forward_pass(epi, x, w, b, dims)) return;
     conv::conv_forward_pass(epi, x, w, b, dims);
 }
 

@@ -254,19 +254,20 @@ Ukernels ukernels_for(int isa) {
     if (isa == kAvx512) {
         // The dot kernel is the AVX2 one (see ukernel_avx512.cpp); every
         // AVX-512 CPU has AVX2 + FMA, and the avx512 build implies the avx2 one.
-        return {&ukernel_avx512, &ukernel_pack_avx512, &dot_block_avx2, &stream_nn_avx512,
-                &stream_nt_avx512, &stream_tn_avx512, kBlockingAvx512};
+        return {&ukernel_avx512,   &ukernel_pack_avx512, &ukernel_rows_avx512,
+                &dot_block_avx2,   &stream_nn_avx512,    &stream_nt_avx512,
+                &stream_tn_avx512, kBlockingAvx512};
     }
 #endif
 #if FASTCNN_HAVE_AVX2_BUILD
     if (isa == kAvx2) {
-        return {&ukernel_avx2, &ukernel_pack_avx2, &dot_block_avx2, &stream_nn_avx2,
-                &stream_nt_avx2, &stream_tn_avx2, kBlockingAvx2};
+        return {&ukernel_avx2,   &ukernel_pack_avx2, &ukernel_rows_avx2, &dot_block_avx2,
+                &stream_nn_avx2, &stream_nt_avx2,    &stream_tn_avx2,    kBlockingAvx2};
     }
 #endif
     (void)isa;
-    return {&ukernel_ref, &ukernel_pack_ref, &dot_block_ref, &stream_nn_ref, &stream_nt_ref,
-            &stream_tn_ref, kBlockingRef};
+    return {&ukernel_ref,   &ukernel_pack_ref, &ukernel_rows_ref, &dot_block_ref,
+            &stream_nn_ref, &stream_nt_ref,    &stream_tn_ref,    kBlockingRef};
 }
 
 Ukernels active_ukernels() { return ukernels_for(isa_in_use()); }

@@ -63,6 +63,12 @@ int sgemm_pack_a(bool trans_a, int64_t M, int64_t K, float alpha, const float* A
 void sgemm_with_packed_a(int layout, const float* packed, int64_t M, int64_t N, int64_t K,
                          bool trans_b,
                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// The same product without packing A, for few columns: C (M, N) = A (M, K) .
+// B (K, N) (neither transposed, beta 0, alpha 1), A's rows read in place by
+// the path `layout`'s kernels (active_isa_id's number): bit for bit what
+// sgemm_with_packed_a gives from A packed. Calling thread only, no allocation.
+void sgemm_rows_a(int layout, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float* C, int64_t ldc);
 // A dense layer's backward + SGD step in one pass over w (I,O):
 //   dx (N,I) = dout (N,O) . w^T      (w as it was), then
 //   w = beta * w + alpha * x^T (I,N) . dout (N,O).
@@ -198,7 +204,9 @@ void conv2d_maxpool_backward(float* dx, float* dw, float* db, const float* dout,
 // (wherever it applies). init_conv_algo reads FASTCNN_CONV (unset or empty:
 // "auto") once at import and returns "" or the error; set_conv_algo returns ""
 // or why not (an unknown name; nothing changes). conv_path: the algorithm,
-// "im2col" or "winograd", a call of these sizes takes under the setting in use.
+// "im2col" or "winograd", a forward call of these sizes takes under the setting
+// in use (under "auto" the backward pass may take im2col where the forward
+// takes Winograd: a batch of few images of 64 or more tiles each, winograd.cpp).
 // The Winograd error bound: for every output plane P (out[n][k], dx[n][c],
 // dw[k][c]), max over P of |result - exact| <= kWinogradErrorBound * max over
 // P of S, S = the same computation on |x|, |w|, |dout| (docs/performance.md,

@@ -14,7 +14,10 @@
 // (1.5x slower than im2col for 3->32 on 32x32), and on few tiles (a
 // mini-batch of 10 on 10x10 outputs: 90 tiles) the weight gradient's GEMMs
 // are too short (0.9x). With 8 channels, forward alone is about as fast either
-// way.
+// way. The forward pass alone also takes Winograd on fewer tiles when each
+// image has at least kMinImageTilesForward of them (a batch of one 32x32
+// image, 64 tiles: forward of 32 -> 32 1.63x im2col's; on 16x16 images, 16
+// tiles, 0.8-0.93x; bench_conv3x3.py --batch 1 --split, docs/performance.md).
 #include <cstdlib>
 #include <cstring>
 
@@ -31,6 +34,7 @@ std::atomic<int> g_algo{static_cast<int>(Algo::automatic)};
 
 constexpr int64_t kMinChannels = 16;
 constexpr int64_t kMinTiles = 256;
+constexpr int64_t kMinImageTilesForward = 64;
 
 const char* algo_name(Algo a) {
     switch (a) {
@@ -74,8 +78,8 @@ std::string init_conv_algo() {
 
 const char* conv_path(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t KH,
                       int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW) {
-    return wino::choose(conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW)) ? "winograd"
-                                                                                  : "im2col";
+    const conv::Shape s = conv::make_shape(N, C, H, W, K, KH, KW, SH, SW, PH, PW);
+    return wino::choose_forward(s) ? "winograd" : "im2col";
 }
 
 namespace wino {
@@ -104,6 +108,14 @@ bool choose(const conv::Shape& s) {
     }
     const int64_t tiles = s.N * ceil_div(s.OH, 4) * ceil_div(s.OW, 4);
     return applicable(s) && s.C >= kMinChannels && s.K >= kMinChannels && tiles >= kMinTiles;
+}
+
+bool choose_forward(const conv::Shape& s) {
+    if (choose(s)) return true;
+    if (static_cast<Algo>(g_algo.load()) != Algo::automatic) return false;
+    const int64_t per_image = ceil_div(s.OH, 4) * ceil_div(s.OW, 4);
+    return applicable(s) && s.C >= kMinChannels && s.K >= kMinChannels &&
+           per_image >= kMinImageTilesForward;
 }
 
 TileGrid tile_grid(const conv::Shape& s) {

@@ -79,7 +79,8 @@ constexpr int64_t kMaxBlockImages = 64;
 // Which algorithm a conv takes (winograd.cpp): the setting (FASTCNN_CONV /
 // set_conv_algo) and, under "auto", the rule by shape.
 bool applicable(const conv::Shape& s);   // 3x3, stride 1
-bool choose(const conv::Shape& s);
+bool choose(const conv::Shape& s);          // the backward pass
+bool choose_forward(const conv::Shape& s);  // the forward pass: also on fewer, larger images
 
 TileGrid tile_grid(const conv::Shape& s);
 

@@ -35,17 +35,32 @@ using ukernel_pack_fn = void (*)(int64_t kc, const float* a_panel, const float* 
                                  int64_t ldb, float* b_panel, float* c, int64_t ldc,
                                  float beta, int64_t mr);
 
+// The micro-kernel reading op(A) = A (not transposed) in place, row i of the
+// tile at a + i*lda (p-th value at a + i*lda + p), instead of from a packed
+// panel: the same sums in the same order (a batch of one's conv, where packing
+// the weights would cost as much as using them: whole_a.cpp). b_panel null:
+// b_src is a packed B panel (kc, NR); else, as ukernel_pack_fn (nr == NR),
+// row p of B at b_src + p*ldb, written to b_panel as it is read.
+using ukernel_rows_fn = void (*)(int64_t kc, const float* a, int64_t lda, const float* b_src,
+                                 int64_t ldb, float* b_panel, float* c, int64_t ldc,
+                                 float beta, int64_t mr, int64_t nr);
 // Portable C++ micro-kernels (ukernel_ref.cpp): run anywhere.
 void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
                  float* c, int64_t ldc, float beta, int64_t mr, int64_t nr);
 void ukernel_pack_ref(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
                       float* b_panel, float* c, int64_t ldc, float beta, int64_t mr);
+void ukernel_rows_ref(int64_t kc, const float* a, int64_t lda, const float* b_src, int64_t ldb,
+                      float* b_panel, float* c, int64_t ldc, float beta, int64_t mr,
+                      int64_t nr);
 #if FASTCNN_HAVE_AVX2_BUILD
 // AVX2 + FMA micro-kernels (ukernel_avx2.cpp): only call on a CPU that has both.
 void ukernel_avx2(int64_t kc, const float* a_panel, const float* b_panel,
                   float* c, int64_t ldc, float beta, int64_t mr, int64_t nr);
 void ukernel_pack_avx2(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
                        float* b_panel, float* c, int64_t ldc, float beta, int64_t mr);
+void ukernel_rows_avx2(int64_t kc, const float* a, int64_t lda, const float* b_src, int64_t ldb,
+                       float* b_panel, float* c, int64_t ldc, float beta, int64_t mr,
+                       int64_t nr);
 #endif
 #if FASTCNN_HAVE_AVX512_BUILD
 // AVX-512 micro-kernels (ukernel_avx512.cpp, 12 x 32 tile): only call on a CPU
@@ -54,6 +69,9 @@ void ukernel_avx512(int64_t kc, const float* a_panel, const float* b_panel,
                     float* c, int64_t ldc, float beta, int64_t mr, int64_t nr);
 void ukernel_pack_avx512(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
                          float* b_panel, float* c, int64_t ldc, float beta, int64_t mr);
+void ukernel_rows_avx512(int64_t kc, const float* a, int64_t lda, const float* b_src,
+                         int64_t ldb, float* b_panel, float* c, int64_t ldc, float beta,
+                         int64_t mr, int64_t nr);
 #endif
 
 // Dot-product kernel for a small C and a long K (dot.cpp, the "dot" path):
@@ -131,6 +149,7 @@ float fma_loop_avx512(int64_t iters);
 struct Ukernels {
     ukernel_fn tile;
     ukernel_pack_fn tile_pack_b;
+    ukernel_rows_fn tile_rows_a;
     dot_fn dot;
     stream_fn stream_nn;
     stream_fn stream_nt;

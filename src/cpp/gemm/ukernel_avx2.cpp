@@ -44,11 +44,12 @@ constexpr int64_t kPrefetchCMinK = 64;
 
 // R rows of the tile; row p of the B panel is read at b_src + p*ldb. PackB:
 // each row read is also stored to the packed panel b_panel (kc, NR).
-template <int R, bool PackB>
+template <int R, bool PackB, bool RowsA = false>
 __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_panel,
                                                      const float* b_src, int64_t ldb,
                                                      float* b_panel, float* c,
-                                                     int64_t ldc, float beta, int64_t nr) {
+                                                     int64_t ldc, float beta, int64_t nr,
+                                                     int64_t lda = 0) {
     // Warm the C rows while a long k loop runs (a short one would only wait).
     if (kc >= kPrefetchCMinK) {
 #pragma GCC unroll 6
@@ -80,11 +81,11 @@ __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_
         }
 #pragma GCC unroll 6
         for (int i = 0; i < R; ++i) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
+            const __m256 ai = _mm256_broadcast_ss(RowsA ? a + i * lda : a + i);
             lo[i] = _mm256_fmadd_ps(ai, b_lo, lo[i]);
             hi[i] = _mm256_fmadd_ps(ai, b_hi, hi[i]);
         }
-        a += MR;
+        a += RowsA ? 1 : MR;
         b += ldb;
     }
 
@@ -179,6 +180,30 @@ void dot_block_avx2(int64_t m, int64_t n, int64_t kb, const float* a, int64_t ld
         case 2: dot_rows<2>(n, kb, a + i * lda, lda, b, ldb, acc + i * n * 8); break;
         case 1: dot_rows<1>(n, kb, a + i * lda, lda, b, ldb, acc + i * n * 8); break;
         default: break;
+    }
+}
+
+template <bool PackB>
+void rows_dispatch(int64_t mr, int64_t kc, const float* a, int64_t lda, const float* b_src,
+                   int64_t ldb, float* b_panel, float* c, int64_t ldc, float beta, int64_t nr) {
+    switch (mr) {
+#define FASTCNN_ROWS(R)                                                                        \
+    case R:                                                                                    \
+        tile_rows<R, PackB, true>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);          \
+        break;
+        FASTCNN_ROWS(6) FASTCNN_ROWS(5) FASTCNN_ROWS(4) FASTCNN_ROWS(3) FASTCNN_ROWS(2)
+#undef FASTCNN_ROWS
+        default: tile_rows<1, PackB, true>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);
+    }
+}
+
+void ukernel_rows_avx2(int64_t kc, const float* a, int64_t lda, const float* b_src, int64_t ldb,
+                       float* b_panel, float* c, int64_t ldc, float beta, int64_t mr,
+                       int64_t nr) {
+    if (b_panel) {
+        rows_dispatch<true>(mr, kc, a, lda, b_src, ldb, b_panel, c, ldc, beta, NR);
+    } else {
+        rows_dispatch<false>(mr, kc, a, lda, b_src, NR, nullptr, c, ldc, beta, nr);
     }
 }
 

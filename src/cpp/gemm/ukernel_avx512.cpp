@@ -46,11 +46,12 @@ inline __mmask16 first_lanes(int64_t n) {
     return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
 }
 
-template <int R, bool PackB>
+template <int R, bool PackB, bool RowsA = false>
 __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_panel,
                                                      const float* b_src, int64_t ldb,
                                                      float* b_panel, float* c,
-                                                     int64_t ldc, float beta, int64_t nr) {
+                                                     int64_t ldc, float beta, int64_t nr,
+                                                     int64_t lda = 0) {
     if (kc >= kPrefetchCMinK) {
 #pragma GCC unroll 12
         for (int i = 0; i < R; ++i) {
@@ -81,11 +82,11 @@ __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_
         }
 #pragma GCC unroll 12
         for (int i = 0; i < R; ++i) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(RowsA ? a[i * lda] : a[i]);
             lo[i] = _mm512_fmadd_ps(ai, b_lo, lo[i]);
             hi[i] = _mm512_fmadd_ps(ai, b_hi, hi[i]);
         }
-        a += MR;
+        a += RowsA ? 1 : MR;
         b += ldb;
     }
 
@@ -144,7 +145,34 @@ void tile_dispatch(int64_t mr, int64_t kc, const float* a_panel, const float* b_
     }
 }
 
+// ukernel_rows_avx512: A's rows read in place (row i at a + i*lda).
+template <bool PackB>
+void rows_dispatch(int64_t mr, int64_t kc, const float* a, int64_t lda, const float* b_src,
+                   int64_t ldb, float* b_panel, float* c, int64_t ldc, float beta, int64_t nr) {
+    switch (mr) {
+#define FASTCNN_ROWS(R)                                                                        \
+    case R:                                                                                    \
+        tile_rows<R, PackB, true>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);          \
+        break;
+        FASTCNN_ROWS(12) FASTCNN_ROWS(11) FASTCNN_ROWS(10) FASTCNN_ROWS(9)
+        FASTCNN_ROWS(8) FASTCNN_ROWS(7) FASTCNN_ROWS(6) FASTCNN_ROWS(5)
+        FASTCNN_ROWS(4) FASTCNN_ROWS(3) FASTCNN_ROWS(2)
+#undef FASTCNN_ROWS
+        default: tile_rows<1, PackB, true>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);
+    }
+}
+
 }  // namespace
+
+void ukernel_rows_avx512(int64_t kc, const float* a, int64_t lda, const float* b_src,
+                         int64_t ldb, float* b_panel, float* c, int64_t ldc, float beta,
+                         int64_t mr, int64_t nr) {
+    if (b_panel) {
+        rows_dispatch<true>(mr, kc, a, lda, b_src, ldb, b_panel, c, ldc, beta, NR);
+    } else {
+        rows_dispatch<false>(mr, kc, a, lda, b_src, NR, nullptr, c, ldc, beta, nr);
+    }
+}
 
 void ukernel_avx512(int64_t kc, const float* a_panel, const float* b_panel,
                     float* c, int64_t ldc, float beta, int64_t mr, int64_t nr) {

@@ -51,6 +51,40 @@ void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
     }
 }
 
+// ukernel_ref with A's rows read in place (row i at a + i*lda): the same sums.
+void ukernel_rows_ref(int64_t kc, const float* a, int64_t lda, const float* b_src, int64_t ldb,
+                      float* b_panel, float* c, int64_t ldc, float beta, int64_t mr,
+                      int64_t nr) {
+    if (b_panel) {  // pack the panel first (nr == NR), then as from a packed one
+        for (int64_t p = 0; p < kc; ++p) {
+            std::memcpy(b_panel + p * NR, b_src + p * ldb, NR * sizeof(float));
+        }
+        b_src = b_panel;
+    }
+    for (int64_t i0 = 0; i0 < mr; i0 += 2) {
+        const bool two = i0 + 1 < mr;   // a padded panel's missing row is 0; here none is read
+        float acc[2][NR] = {};
+        for (int64_t p = 0; p < kc; ++p) {
+            const float a0 = a[i0 * lda + p];
+            const float a1 = two ? a[(i0 + 1) * lda + p] : 0.0f;
+            const float* b = b_src + p * NR;
+            for (int64_t j = 0; j < NR; ++j) {
+                acc[0][j] += a0 * b[j];
+                acc[1][j] += a1 * b[j];
+            }
+        }
+        const int64_t rows = two ? 2 : 1;
+        for (int64_t r = 0; r < rows; ++r) {
+            float* row = c + (i0 + r) * ldc;
+            if (beta == 0.0f) {
+                for (int64_t j = 0; j < nr; ++j) row[j] = acc[r][j];
+            } else {
+                for (int64_t j = 0; j < nr; ++j) row[j] = beta * row[j] + acc[r][j];
+            }
+        }
+    }
+}
+
 void ukernel_pack_ref(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
                       float* b_panel, float* c, int64_t ldc, float beta, int64_t mr) {
     for (int64_t p = 0; p < kc; ++p) {

@@ -151,6 +151,35 @@ int64_t sgemm_packed_a_size(int64_t M, int64_t K) {
     return most;
 }
 
+void sgemm_rows_a(int layout, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float* C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    const gemm::Ukernels kernels = gemm::ukernels_for(layout);
+    const int64_t MR = kernels.blk.mr, NR = kernels.blk.nr;
+    const int64_t kc_step = gemm::k_step(K, kernels.blk.kc);
+    alignas(64) float b_panel[gemm::kMaxKC * gemm::kMaxNR];  // one B panel (kc, NR)
+    // columns_whole_a's loops and blocks, A's rows read where they are.
+    for (int64_t pc = 0; pc < K; pc += kc_step) {
+        const int64_t kc = min64(kc_step, K - pc);
+        const float beta = pc == 0 ? 0.0f : 1.0f;
+        for (int64_t jr = 0; jr < N; jr += NR) {
+            const int64_t nr = min64(NR, N - jr);
+            int64_t ir = 0;
+            if (nr == NR) {  // the first tile packs the panel as it reads B
+                kernels.tile_rows_a(kc, A + pc, lda, B + pc * ldb + jr, ldb, b_panel, C + jr, ldc,
+                                    beta, min64(MR, M), NR);
+                ir = MR;
+            } else {
+                gemm::pack_b_panel(false, B, ldb, pc, kc, jr, nr, NR, b_panel);
+            }
+            for (; ir < M; ir += MR) {
+                kernels.tile_rows_a(kc, A + ir * lda + pc, lda, b_panel, NR, nullptr,
+                                    C + ir * ldc + jr, ldc, beta, min64(MR, M - ir), nr);
+            }
+        }
+    }
+}
+
 int sgemm_pack_a(bool trans_a, int64_t M, int64_t K, float alpha, const float* A, int64_t lda,
                  float* packed) {
     const int isa = gemm::active_isa_id();
