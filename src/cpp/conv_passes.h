@@ -141,10 +141,10 @@ private:
     int layout_ = 0;  // the SIMD path packed_ holds its layout for (or the rows-A kernels')
 };
 
-// See PackedWeights. Measured by predict_proba at a batch of one (1 thread,
-// docs/performance.md): N2 1.13x faster (its second conv: 64 columns, 40 x 500
-// weights), C2 1.14x (64 and 256 columns; 1.04x more with 256 here than 128),
-// K1 1.05x. Training batches have more columns and pack as before.
+// See PackedWeights. With it predict_proba at a batch of one runs N2 1.17-1.20x
+// faster (its second conv: 64 columns, 40 x 500 weights) and C2 1.16-1.22x (64
+// and 256 columns) on 1 thread (bench/bench_infer.py, docs/performance.md);
+// training batches have more columns and pack as before.
 constexpr int64_t kRowsAMaxColumns = 256;
 
 // Sum of v[0..count) in float: 8 interleaved partial sums, combined pairwise.

@@ -23,7 +23,7 @@ namespace wino {
 
 // Tiles a transform handles at once: its (36, kTileChunk) buffers stay in L1.
 // 64 (was 32): each 1-D transform call runs over twice the tiles for the
-// same set-up; forward 32 -> 32 on 32x32, batch 64: 1.14x (bench: docs/performance.md).
+// same set-up (the layers' gains: docs/performance.md, 2026-12-08).
 constexpr int64_t kTileChunk = 64;
 // Floats of a transform's work buffer (tiles); the weights' need 27 * C.
 constexpr int64_t kTileWorkFloats = 80 * kTileChunk;
