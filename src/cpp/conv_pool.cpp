@@ -202,7 +202,9 @@ void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t O
                 }
                 const bool none = relu && !(m > 0.0f);
                 out_row[pw] = m;
-                if (choice_row) choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
+                if (choice_row) {
+                    choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
+                }
             }
             continue;
         }
@@ -220,13 +222,15 @@ void maxpool_choice_plane(float* out, uint8_t* choice, const float* z, int64_t O
             }
             const bool none = relu && !(m > 0.0f);
             out_row[pw] = m;
-            if (choice_row) choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
+            if (choice_row) {
+                choice_row[pw] = static_cast<uint8_t>(none ? int32_t{kNoGradient} : idx);
+            }
         }
     }
 }
 
 // The epilogue of conv2d_maxpool (Epilogue in conv_passes.h): pooled out
-// (N, K, POH, POW) and choice; the conv's own output lives only in the
+// (N, K, POH, POW) and choice (or none: null); the conv's own output lives only in the
 // thread's scratch (per-image path) or the K-row matrix (batched path), one
 // image at a time.
 struct PoolForward {
@@ -243,9 +247,9 @@ struct PoolForward {
         const int64_t PHW = pg.POH * pg.POW;
         for (int64_t k = 0; k < K; ++k) {
             // as PlainForward: + (b[k] or 0) on the batched path, then relu
-            maxpool_choice_plane(out + (n * K + k) * PHW, choice ? choice + (n * K + k) * PHW : nullptr,
-                                 z + k * kstride, OW, add_bias, add_bias && b ? b[k] : 0.0f,
-                                 relu, pg);
+            uint8_t* choice_k = choice ? choice + (n * K + k) * PHW : nullptr;
+            maxpool_choice_plane(out + (n * K + k) * PHW, choice_k, z + k * kstride, OW,
+                                 add_bias, add_bias && b ? b[k] : 0.0f, relu, pg);
         }
     }
 };
