@@ -170,6 +170,22 @@ void dot_rows(int64_t n, int64_t kb, const float* a, int64_t lda, const float* b
     }
 }
 
+// The tile for mr = 1..6 rows; RowsA: A's rows read in place (row i at a + i*lda),
+// else a is a packed A panel.
+template <bool PackB, bool RowsA>
+void tile_dispatch(int64_t mr, int64_t kc, const float* a, int64_t lda, const float* b_src,
+                   int64_t ldb, float* b_panel, float* c, int64_t ldc, float beta, int64_t nr) {
+    switch (mr) {
+#define FASTCNN_ROWS(R)                                                                      \
+    case R:                                                                                  \
+        tile_rows<R, PackB, RowsA>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);       \
+        break;
+        FASTCNN_ROWS(6) FASTCNN_ROWS(5) FASTCNN_ROWS(4) FASTCNN_ROWS(3) FASTCNN_ROWS(2)
+#undef FASTCNN_ROWS
+        default: tile_rows<1, PackB, RowsA>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);
+    }
+}
+
 }  // namespace
 
 void dot_block_avx2(int64_t m, int64_t n, int64_t kb, const float* a, int64_t lda,
@@ -183,53 +199,24 @@ void dot_block_avx2(int64_t m, int64_t n, int64_t kb, const float* a, int64_t ld
     }
 }
 
-template <bool PackB>
-void rows_dispatch(int64_t mr, int64_t kc, const float* a, int64_t lda, const float* b_src,
-                   int64_t ldb, float* b_panel, float* c, int64_t ldc, float beta, int64_t nr) {
-    switch (mr) {
-#define FASTCNN_ROWS(R)                                                                        \
-    case R:                                                                                    \
-        tile_rows<R, PackB, true>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);          \
-        break;
-        FASTCNN_ROWS(6) FASTCNN_ROWS(5) FASTCNN_ROWS(4) FASTCNN_ROWS(3) FASTCNN_ROWS(2)
-#undef FASTCNN_ROWS
-        default: tile_rows<1, PackB, true>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);
-    }
-}
-
 void ukernel_rows_avx2(int64_t kc, const float* a, int64_t lda, const float* b_src, int64_t ldb,
                        float* b_panel, float* c, int64_t ldc, float beta, int64_t mr,
                        int64_t nr) {
     if (b_panel) {
-        rows_dispatch<true>(mr, kc, a, lda, b_src, ldb, b_panel, c, ldc, beta, NR);
+        tile_dispatch<true, true>(mr, kc, a, lda, b_src, ldb, b_panel, c, ldc, beta, NR);
     } else {
-        rows_dispatch<false>(mr, kc, a, lda, b_src, NR, nullptr, c, ldc, beta, nr);
+        tile_dispatch<false, true>(mr, kc, a, lda, b_src, NR, nullptr, c, ldc, beta, nr);
     }
 }
 
 void ukernel_avx2(int64_t kc, const float* a_panel, const float* b_panel,
                   float* c, int64_t ldc, float beta, int64_t mr, int64_t nr) {
-    float* unused = nullptr;
-    switch (mr) {
-        case 6: tile_rows<6, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
-        case 5: tile_rows<5, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
-        case 4: tile_rows<4, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
-        case 3: tile_rows<3, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
-        case 2: tile_rows<2, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
-        default: tile_rows<1, false>(kc, a_panel, b_panel, NR, unused, c, ldc, beta, nr); break;
-    }
+    tile_dispatch<false, false>(mr, kc, a_panel, 0, b_panel, NR, nullptr, c, ldc, beta, nr);
 }
 
 void ukernel_pack_avx2(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
                        float* b_panel, float* c, int64_t ldc, float beta, int64_t mr) {
-    switch (mr) {
-        case 6: tile_rows<6, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
-        case 5: tile_rows<5, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
-        case 4: tile_rows<4, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
-        case 3: tile_rows<3, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
-        case 2: tile_rows<2, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
-        default: tile_rows<1, true>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR); break;
-    }
+    tile_dispatch<true, false>(mr, kc, a_panel, 0, b_src, ldb, b_panel, c, ldc, beta, NR);
 }
 
 }  // namespace gemm

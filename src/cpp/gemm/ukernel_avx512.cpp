@@ -131,34 +131,21 @@ __attribute__((always_inline)) inline void tile_rows(int64_t kc, const float* a_
     }
 }
 
-template <bool PackB>
-void tile_dispatch(int64_t mr, int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
-                   float* b_panel, float* c, int64_t ldc, float beta, int64_t nr) {
-    switch (mr) {
-#define FASTCNN_ROWS(R) \
-    case R: tile_rows<R, PackB>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, nr); break;
-        FASTCNN_ROWS(12) FASTCNN_ROWS(11) FASTCNN_ROWS(10) FASTCNN_ROWS(9)
-        FASTCNN_ROWS(8) FASTCNN_ROWS(7) FASTCNN_ROWS(6) FASTCNN_ROWS(5)
-        FASTCNN_ROWS(4) FASTCNN_ROWS(3) FASTCNN_ROWS(2)
-#undef FASTCNN_ROWS
-        default: tile_rows<1, PackB>(kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, nr); break;
-    }
-}
-
-// ukernel_rows_avx512: A's rows read in place (row i at a + i*lda).
-template <bool PackB>
-void rows_dispatch(int64_t mr, int64_t kc, const float* a, int64_t lda, const float* b_src,
+// The tile for mr = 1..12 rows; RowsA: A's rows read in place (row i at a + i*lda),
+// else a is a packed A panel.
+template <bool PackB, bool RowsA>
+void tile_dispatch(int64_t mr, int64_t kc, const float* a, int64_t lda, const float* b_src,
                    int64_t ldb, float* b_panel, float* c, int64_t ldc, float beta, int64_t nr) {
     switch (mr) {
-#define FASTCNN_ROWS(R)                                                                        \
-    case R:                                                                                    \
-        tile_rows<R, PackB, true>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);          \
+#define FASTCNN_ROWS(R)                                                                      \
+    case R:                                                                                  \
+        tile_rows<R, PackB, RowsA>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);       \
         break;
         FASTCNN_ROWS(12) FASTCNN_ROWS(11) FASTCNN_ROWS(10) FASTCNN_ROWS(9)
         FASTCNN_ROWS(8) FASTCNN_ROWS(7) FASTCNN_ROWS(6) FASTCNN_ROWS(5)
         FASTCNN_ROWS(4) FASTCNN_ROWS(3) FASTCNN_ROWS(2)
 #undef FASTCNN_ROWS
-        default: tile_rows<1, PackB, true>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);
+        default: tile_rows<1, PackB, RowsA>(kc, a, b_src, ldb, b_panel, c, ldc, beta, nr, lda);
     }
 }
 
@@ -168,20 +155,20 @@ void ukernel_rows_avx512(int64_t kc, const float* a, int64_t lda, const float* b
                          int64_t ldb, float* b_panel, float* c, int64_t ldc, float beta,
                          int64_t mr, int64_t nr) {
     if (b_panel) {
-        rows_dispatch<true>(mr, kc, a, lda, b_src, ldb, b_panel, c, ldc, beta, NR);
+        tile_dispatch<true, true>(mr, kc, a, lda, b_src, ldb, b_panel, c, ldc, beta, NR);
     } else {
-        rows_dispatch<false>(mr, kc, a, lda, b_src, NR, nullptr, c, ldc, beta, nr);
+        tile_dispatch<false, true>(mr, kc, a, lda, b_src, NR, nullptr, c, ldc, beta, nr);
     }
 }
 
 void ukernel_avx512(int64_t kc, const float* a_panel, const float* b_panel,
                     float* c, int64_t ldc, float beta, int64_t mr, int64_t nr) {
-    tile_dispatch<false>(mr, kc, a_panel, b_panel, NR, nullptr, c, ldc, beta, nr);
+    tile_dispatch<false, false>(mr, kc, a_panel, 0, b_panel, NR, nullptr, c, ldc, beta, nr);
 }
 
 void ukernel_pack_avx512(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
                          float* b_panel, float* c, int64_t ldc, float beta, int64_t mr) {
-    tile_dispatch<true>(mr, kc, a_panel, b_src, ldb, b_panel, c, ldc, beta, NR);
+    tile_dispatch<true, false>(mr, kc, a_panel, 0, b_src, ldb, b_panel, c, ldc, beta, NR);
 }
 
 }  // namespace gemm

@@ -22,24 +22,28 @@ constexpr int64_t MR = kBlockingRef.mr;
 constexpr int64_t NR = kBlockingRef.nr;
 }  // namespace
 
-static_assert(MR % 2 == 0, "ukernel_ref takes the rows two at a time");
+namespace {
 
-void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
-                 float* c, int64_t ldc, float beta, int64_t mr, int64_t nr) {
+// c (mr, nr) = beta * c + A (mr, kc) . b_panel (kc, NR), restricted to nr
+// columns, where a_at(i, p) is A's value (i, p) (0 on a packed panel's padded
+// rows; never asked for rows >= mr when A is read in place).
+template <class AAt>
+void tile_ref(int64_t kc, AAt a_at, const float* b_panel, float* c, int64_t ldc, float beta,
+              int64_t mr, int64_t nr) {
     // Two rows of the tile at a time: 2 x 16 accumulators fit the 16 SSE
     // registers of baseline x86-64 (the whole 6 x 16 tile would not).
     for (int64_t i0 = 0; i0 < mr; i0 += 2) {
-        float acc[2][NR] = {};  // (2, NR) rows i0, i0+1 of a_panel * b_panel
+        const int64_t rows = (mr - i0 < 2) ? mr - i0 : 2;
+        float acc[2][NR] = {};  // (2, NR) rows i0, i0+1 of A * b_panel
         for (int64_t p = 0; p < kc; ++p) {
-            const float a0 = a_panel[p * MR + i0];      // padded rows are 0, so
-            const float a1 = a_panel[p * MR + i0 + 1];  // i0 + 1 < MR is enough
-            const float* b = b_panel + p * NR;          // (NR,) row p of op(B)
+            const float a0 = a_at(i0, p);
+            const float a1 = rows == 2 ? a_at(i0 + 1, p) : 0.0f;
+            const float* b = b_panel + p * NR;  // (NR,) row p of op(B)
             for (int64_t j = 0; j < NR; ++j) {
                 acc[0][j] += a0 * b[j];
                 acc[1][j] += a1 * b[j];
             }
         }
-        const int64_t rows = (mr - i0 < 2) ? mr - i0 : 2;
         for (int64_t r = 0; r < rows; ++r) {
             float* row = c + (i0 + r) * ldc;  // (nr,)
             if (beta == 0.0f) {
@@ -49,6 +53,14 @@ void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
             }
         }
     }
+}
+
+}  // namespace
+
+void ukernel_ref(int64_t kc, const float* a_panel, const float* b_panel,
+                 float* c, int64_t ldc, float beta, int64_t mr, int64_t nr) {
+    tile_ref(kc, [=](int64_t i, int64_t p) { return a_panel[p * MR + i]; }, b_panel, c, ldc,
+             beta, mr, nr);
 }
 
 // ukernel_ref with A's rows read in place (row i at a + i*lda): the same sums.
@@ -61,28 +73,8 @@ void ukernel_rows_ref(int64_t kc, const float* a, int64_t lda, const float* b_sr
         }
         b_src = b_panel;
     }
-    for (int64_t i0 = 0; i0 < mr; i0 += 2) {
-        const bool two = i0 + 1 < mr;   // a padded panel's missing row is 0; here none is read
-        float acc[2][NR] = {};
-        for (int64_t p = 0; p < kc; ++p) {
-            const float a0 = a[i0 * lda + p];
-            const float a1 = two ? a[(i0 + 1) * lda + p] : 0.0f;
-            const float* b = b_src + p * NR;
-            for (int64_t j = 0; j < NR; ++j) {
-                acc[0][j] += a0 * b[j];
-                acc[1][j] += a1 * b[j];
-            }
-        }
-        const int64_t rows = two ? 2 : 1;
-        for (int64_t r = 0; r < rows; ++r) {
-            float* row = c + (i0 + r) * ldc;
-            if (beta == 0.0f) {
-                for (int64_t j = 0; j < nr; ++j) row[j] = acc[r][j];
-            } else {
-                for (int64_t j = 0; j < nr; ++j) row[j] = beta * row[j] + acc[r][j];
-            }
-        }
-    }
+    tile_ref(kc, [=](int64_t i, int64_t p) { return a[i * lda + p]; }, b_src, c, ldc, beta, mr,
+             nr);
 }
 
 void ukernel_pack_ref(int64_t kc, const float* a_panel, const float* b_src, int64_t ldb,
